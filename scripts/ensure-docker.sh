@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Makes sure a Docker engine answers on this machine: installs Debian's docker.io
+# and starts dockerd in the background where `docker info` fails. Idempotent.
+set -euo pipefail
+
+WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
+LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+
+say() { printf 'ensure-docker: %s\n' "$*" >&2; }
+
+if docker info >/dev/null 2>&1; then
+  say "Docker engine already answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+  exit 0
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "no Docker engine and cannot install one here (needs root and apt-get)."
+    say "fix: install Docker (https://docs.docker.com/engine/install/) and start it, then run again."
+    exit 1
+  fi
+  say "installing Debian's docker.io"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q docker.io >/dev/null
+fi
+
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    say "dockerd is installed but not running, and starting it needs root."
+    say "fix: sudo systemctl start docker (or: sudo dockerd &), then run again."
+    exit 1
+  fi
+  say "starting dockerd in the background (log: $LOG)"
+  # setsid: the engine must outlive this script and the shell that ran it.
+  setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
+fi
+
+for _ in $(seq 1 "$WAIT_SECONDS"); do
+  if docker info >/dev/null 2>&1; then
+    say "Docker engine up ($(docker version --format '{{.Server.Version}}'))"
+    exit 0
+  fi
+  sleep 1
+done
+say "Docker engine did not answer within ${WAIT_SECONDS}s. Last lines of $LOG:"
+tail -n 20 "$LOG" >&2 || true
+exit 1

@@ -1,0 +1,105 @@
+// The `#fake …` directives that script the rehearsal model, parsed from a user message.
+// This module has no dependencies beyond the language: it is copied into the rehearsal image.
+
+/** One scripted step of a turn, in the order the prompt gives them. */
+export type Directive =
+  | { kind: "write"; path: string; text: string }
+  | { kind: "run"; command: string }
+  | { kind: "env"; name: string }
+  | { kind: "sleep"; ms: number }
+  | { kind: "fail"; message: string }
+  | { kind: "crash" }
+  | { kind: "stall" }
+  | { kind: "recall" }
+  | { kind: "auth" };
+
+/** Directives that become a shell tool call run by Codex. */
+export type ToolDirective = Extract<Directive, { kind: "write" | "run" | "env" | "sleep" | "crash" }>;
+
+export function isToolDirective(d: Directive): d is ToolDirective {
+  return d.kind === "write" || d.kind === "run" || d.kind === "env" || d.kind === "sleep" || d.kind === "crash";
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Parses every line of `text` that starts with `#fake`. Lines that are not directives are
+ * ignored; a malformed directive becomes a `fail` so the turn says what was wrong.
+ */
+export function parseDirectives(text: string): Directive[] {
+  const out: Directive[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line.startsWith("#fake")) continue;
+    const rest = line.slice("#fake".length).trim();
+    const space = rest.search(/\s/);
+    const verb = space < 0 ? rest : rest.slice(0, space);
+    const arg = space < 0 ? "" : rest.slice(space + 1).trim();
+    out.push(parseOne(verb, arg, line));
+  }
+  return out;
+}
+
+function parseOne(verb: string, arg: string, line: string): Directive {
+  const bad = (why: string): Directive => ({ kind: "fail", message: `rehearsal: bad directive "${line}": ${why}` });
+  switch (verb) {
+    case "write": {
+      const space = arg.search(/\s/);
+      if (!arg) return bad("expected `#fake write <path> <text>`");
+      return space < 0 ? { kind: "write", path: arg, text: "" } : { kind: "write", path: arg.slice(0, space), text: arg.slice(space + 1) };
+    }
+    case "run":
+      return arg ? { kind: "run", command: arg } : bad("expected `#fake run <command>`");
+    case "env":
+      return ENV_NAME.test(arg) ? { kind: "env", name: arg } : bad("expected `#fake env <NAME>` with a variable name");
+    case "sleep": {
+      const ms = Number(arg);
+      return Number.isInteger(ms) && ms >= 0 ? { kind: "sleep", ms } : bad("expected `#fake sleep <milliseconds>`");
+    }
+    case "fail":
+      return { kind: "fail", message: arg || "scripted failure" };
+    case "crash":
+      return { kind: "crash" };
+    case "stall":
+      return { kind: "stall" };
+    case "recall":
+      return { kind: "recall" };
+    case "auth":
+      return { kind: "auth" };
+    default:
+      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth");
+  }
+}
+
+/** Quotes a string for a POSIX shell. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The shell command Codex is asked to run for a tool directive. */
+export function commandFor(d: ToolDirective): string {
+  switch (d.kind) {
+    case "write": {
+      const p = shellQuote(d.path);
+      return `mkdir -p -- "$(dirname -- ${p})" && printf '%s' ${shellQuote(d.text)} > ${p}`;
+    }
+    case "run":
+      return d.command;
+    case "env":
+      // A marker around the value tells an empty value from an unset one.
+      return `if [ -n "\${${d.name}+x}" ]; then printf 'value=[%s]' "$${d.name}"; else printf 'unset'; fi`;
+    case "sleep":
+      return `sleep ${(d.ms / 1000).toFixed(3)}`;
+    case "crash":
+      // Walk up from this shell to the nearest process named codex* and kill it hard.
+      return [
+        "p=$$",
+        'while [ "$p" -gt 1 ]; do',
+        '  c=$(cat /proc/$p/comm 2>/dev/null)',
+        '  case "$c" in codex*) kill -9 "$p"; exit 0;; esac',
+        "  p=$(awk '{print $4}' /proc/$p/stat)",
+        "done",
+        "echo 'no codex process found' >&2; exit 1",
+      ].join("\n");
+  }
+}

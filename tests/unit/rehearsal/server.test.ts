@@ -1,0 +1,73 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { startRehearsalServer, type RehearsalServer } from "../../../src/rehearsal/server.js";
+
+let server: RehearsalServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+const jwt = (exp: number) =>
+  ["e30", Buffer.from(JSON.stringify({ exp })).toString("base64url"), "sig"].join(".");
+
+async function post(body: unknown, token?: string, signal?: AbortSignal): Promise<Response> {
+  if (!server) throw new Error("no server");
+  return fetch(`${server.url}/responses`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
+
+const prompt = (text: string) => ({ model: "m", input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }], tools: [] });
+
+describe("rehearsal server", () => {
+  it("streams a completed response as server-sent events", async () => {
+    server = await startRehearsalServer();
+    const res = await post(prompt("hi"), "sk-x");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    const events = (await res.text()).split("\n\n").filter(Boolean).map((e) => e.split("\n")[0]);
+    expect(events).toEqual([
+      "event: response.created",
+      "event: response.output_item.added",
+      "event: response.output_text.delta",
+      "event: response.output_item.done",
+      "event: response.completed",
+    ]);
+  });
+
+  it("answers 400 with the message for #fake fail", async () => {
+    server = await startRehearsalServer();
+    const res = await post(prompt("#fake fail nope"));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { message: "nope" } });
+  });
+
+  it("answers 401 to a JWT whose exp has passed, and serves one that is still valid", async () => {
+    let now = 1000;
+    server = await startRehearsalServer({ now: () => now });
+    expect((await post(prompt("hi"), jwt(1500))).status).toBe(200);
+    now = 1500;
+    const res = await post(prompt("hi"), jwt(1500));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "token_expired" } });
+  });
+
+  it("never answers #fake stall until the client gives up", async () => {
+    server = await startRehearsalServer();
+    const ac = new AbortController();
+    const pending = post(prompt("#fake stall"), undefined, ac.signal);
+    const raced = await Promise.race([pending.then(() => "answered"), new Promise((r) => setTimeout(() => r("still waiting"), 300))]);
+    expect(raced).toBe("still waiting");
+    ac.abort();
+    await expect(pending).rejects.toThrow();
+  });
+
+  it("answers unknown routes with 404", async () => {
+    server = await startRehearsalServer();
+    const res = await fetch(server.url.replace("/v1", "/nope"));
+    expect(res.status).toBe(404);
+  });
+});

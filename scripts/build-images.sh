@@ -51,7 +51,17 @@ build() { # tag, context, dockerfile, build args…
 versions=("$CODEX_VERSION")
 [ "$only_current" = 1 ] || versions+=("$CODEX_LEGACY_VERSION")
 ctx=$(mktemp -d)
-trap 'rm -rf "$ctx"' EXIT
+wctx=$(mktemp -d)
+trap 'rm -rf "$ctx" "$wctx"' EXIT
+# The worker's context: its files plus the build machine's extra CA certificates (a
+# TLS-intercepting proxy's CA, say), so npm inside the build trusts what the host trusts.
+cp images/worker/* "$wctx/"
+mkdir -p "$wctx/ca"
+ca_dir="${EXTRA_CA_CERTS_DIR-/usr/local/share/ca-certificates}"
+if [ -n "$ca_dir" ] && compgen -G "$ca_dir/*.crt" >/dev/null; then
+  cp "$ca_dir"/*.crt "$wctx/ca/"
+  say "adding $(ls "$wctx/ca" | wc -l) extra CA certificate(s) from $ca_dir (EXTRA_CA_CERTS_DIR= to skip)"
+fi
 mkdir -p "$ctx/dist" "$ctx/images"
 cp -r dist/rehearsal "$ctx/dist/"
 printf '{"type":"module"}\n' > "$ctx/dist/rehearsal/package.json"
@@ -60,7 +70,7 @@ cp -r images/rehearsal "$ctx/images/"
 for v in "${versions[@]}"; do
   suffix=$channel_tag
   [ "$v" = "$CODEX_VERSION" ] || suffix="$channel_tag-codex-$v"
-  build "$PREFIX/worker:$suffix" images/worker images/worker/Dockerfile \
+  build "$PREFIX/worker:$suffix" "$wctx" "$wctx/Dockerfile" \
     --build-arg BASE_IMAGE="$base" --build-arg CODEX_VERSION="$v" \
     ${registry:+--build-arg NPM_CONFIG_REGISTRY="$registry"}
   build "$PREFIX/rehearsal:$suffix" "$ctx" "$ctx/images/rehearsal/Dockerfile" \

@@ -1,0 +1,133 @@
+// The wrapper.toml contract: the broker's own settings ([broker]) and its worker profiles
+// ([[workers]]). Every key has a default, so an empty file (or none) is a working dev instance.
+import { z } from "zod";
+
+export const CHANNELS = ["dev", "release"] as const;
+export const PROTOCOLS = ["app-server", "exec", "mcp-server"] as const;
+export const SANDBOXES = ["read-only", "workspace-write", "danger-full-access"] as const;
+export const APPROVAL_POLICIES = ["never", "on-request", "on-failure", "untrusted"] as const;
+export const TRANSPORTS = ["http", "stdio"] as const;
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
+const UNIT: Record<string, number> = { b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
+const DUR_UNIT: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses `512m`, `2g`, `1073741824` into bytes. */
+export function parseSize(v: string | number): number | null {
+  if (typeof v === "number") return Number.isInteger(v) && v > 0 ? v : null;
+  const m = SIZE.exec(v.trim());
+  if (!m) return null;
+  return Math.round(Number(m[1]) * UNIT[(m[2] ?? "b").toLowerCase()]!);
+}
+
+/** Parses `30s`, `10m`, `500ms`, or a number of seconds, into milliseconds. */
+export function parseDuration(v: string | number): number | null {
+  if (typeof v === "number") return v >= 0 ? Math.round(v * 1000) : null;
+  const m = DURATION.exec(v.trim());
+  return m ? Math.round(Number(m[1]) * DUR_UNIT[m[2]!]!) : null;
+}
+
+const positiveInt = (what = "a positive integer") =>
+  z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
+
+const size = z
+  .union([z.string(), z.number()], { error: 'expected a size such as "2g" or "512m"' })
+  .transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === null) {
+      ctx.addIssue({ code: "custom", message: 'expected a size such as "2g" or "512m"' });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const duration = z
+  .union([z.string(), z.number()], { error: 'expected a duration such as "30s", "10m" or a number of seconds' })
+  .transform((v, ctx) => {
+    const n = parseDuration(v);
+    if (n === null) {
+      ctx.addIssue({ code: "custom", message: 'expected a duration such as "30s", "10m" or a number of seconds' });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(", ")}` });
+
+/** A label names an instance: it goes into container names and Docker labels. */
+export const LABEL = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
+export const WorkerProfileSchema = z
+  .strictObject({
+    name: z.string().regex(NAME, { error: "expected a short name: lowercase letters, digits, - and _" }),
+    image: z.string().min(1, { error: "expected an image reference such as codex-mcp-wrapper/worker:dev" }).optional(),
+    protocol: oneOf(PROTOCOLS).default("app-server"),
+    capacity: positiveInt().default(4),
+    max_containers: positiveInt().default(4),
+    warm: z.number({ error: "expected a whole number of containers, 0 or more" }).int().nonnegative().default(0),
+    sandbox: oneOf(SANDBOXES).default("read-only"),
+    approval_policy: oneOf(APPROVAL_POLICIES).default("never"),
+    network: z.string().min(1).default("bridge"),
+    memory: size.default(2 * 1024 ** 3),
+    cpus: z.number({ error: "expected a number of CPUs such as 1.5" }).positive({ error: "expected a number of CPUs greater than 0" }).default(2),
+    pids_limit: positiveInt().default(512),
+    env: z.record(z.string(), z.string({ error: "expected a string value" })).default({}),
+    idle_timeout: duration.default(600),
+    turn_timeout: duration.default(1800),
+  })
+  .superRefine((w, ctx) => {
+    if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
+  });
+
+export const BrokerSchema = z.strictObject({
+  label: z.string().regex(LABEL, { error: "expected a label: lowercase letters, digits, '.', '-' and '_' (up to 63)" }).optional(),
+  channel: oneOf(CHANNELS).default("dev"),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: z.number({ error: "expected a port number from 1 to 65535" }).int().min(1).max(65535, { error: "expected a port number from 1 to 65535" }).optional(),
+  state_dir: z.string().min(1).optional(),
+  transport: z.preprocess((v) => (v === "sse" ? "http" : v), oneOf(TRANSPORTS)).default("http"),
+  allowed_workspace_roots: z.array(z.string().min(1)).optional(),
+  auth_file: z.string().min(1).optional(),
+  auth_token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected an environment variable name" }).optional(),
+  chatgpt_token_url: z.url({ error: "expected an http(s) URL" }).optional(),
+  image_prefix: z.string().min(1).default("codex-mcp-wrapper"),
+  max_prompt_bytes: positiveInt().default(256 * 1024),
+  max_tasks_per_mission: positiveInt().default(1000),
+});
+
+export const WrapperConfigFileSchema = z.strictObject({
+  broker: BrokerSchema.default(BrokerSchema.parse({})),
+  workers: z.array(WorkerProfileSchema).optional(),
+});
+
+export type WorkerProfileInput = z.input<typeof WorkerProfileSchema>;
+export type Channel = (typeof CHANNELS)[number];
+export type Protocol = (typeof PROTOCOLS)[number];
+export type SandboxMode = (typeof SANDBOXES)[number];
+export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
+
+/** A worker profile with every default filled in (image resolved for the channel). */
+export type WorkerProfile = z.output<typeof WorkerProfileSchema> & { image: string };
+
+/** The broker's resolved configuration. */
+export interface WrapperConfig {
+  label: string;
+  channel: Channel;
+  host: string;
+  port: number;
+  stateDir: string;
+  transport: (typeof TRANSPORTS)[number];
+  allowedWorkspaceRoots: string[];
+  authFile: string;
+  authTokenEnv: string | undefined;
+  chatgptTokenUrl: string;
+  imagePrefix: string;
+  maxPromptBytes: number;
+  maxTasksPerMission: number;
+  workers: WorkerProfile[];
+  /** Where the config came from: a file path, or "built-in defaults". */
+  source: string;
+}

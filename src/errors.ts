@@ -1,0 +1,77 @@
+// The broker's typed errors: each says what was wrong, where, and what to do, with a stable code.
+import type { ZodError } from "zod";
+
+export type ErrorCode =
+  | "CONFIG_INVALID"
+  | "CONFIG_UNREADABLE"
+  | "MISSION_INVALID"
+  | "MISSION_UNREADABLE"
+  | "WORKSPACE_REFUSED"
+  | "IMAGE_REFUSED"
+  | "IMAGE_MISSING"
+  | "DOCKER_UNAVAILABLE"
+  | "WORKER_EXITED"
+  | "WORKER_FAILED"
+  | "WORKER_TIMEOUT"
+  | "PROTOCOL_ERROR"
+  | "AUTH_INVALID"
+  | "STATE_ERROR"
+  | "NOT_FOUND"
+  | "CANCELLED";
+
+/** Base class: a message for people, a code for programs, optional details. */
+export class WrapperError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class ConfigError extends WrapperError {}
+export class MissionError extends WrapperError {}
+export class WorkerError extends WrapperError {}
+export class DockerUnavailableError extends WrapperError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("DOCKER_UNAVAILABLE", message, undefined, options);
+  }
+}
+
+/** Renders a key path the way a user writes it: `workers[1].capacity`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || "(root)";
+}
+
+/** One line per zod issue: `<path>: <message>, got <value>`. */
+export function formatZodIssues(error: ZodError, input: unknown): string[] {
+  return error.issues.map((issue) => {
+    const where = formatPath(issue.path);
+    const value = valueAt(input, issue.path);
+    const got = issue.code === "unrecognized_keys" || value === undefined ? "" : `, got ${JSON.stringify(value)}`;
+    return `${where}: ${issue.message}${got}`;
+  });
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = input;
+  for (const p of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+/** A short text for an unknown thrown value. */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return typeof e === "string" ? e : JSON.stringify(e);
+}

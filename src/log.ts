@@ -1,0 +1,63 @@
+// Structured logging: one JSON object per line on stderr, with a level. Secrets registered
+// with `redact()` are replaced wherever they appear, so no token reaches a log.
+export type Level = "debug" | "info" | "warn" | "error";
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+const secrets = new Set<string>();
+
+/** Registers a secret (an API key, a token) never to be written out. */
+export function redact(secret: string | undefined | null): void {
+  if (secret && secret.length >= 8) secrets.add(secret);
+}
+
+/** Replaces every registered secret in `text`. */
+export function scrub(text: string): string {
+  let out = text;
+  for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[redacted]");
+  return out;
+}
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+}
+
+export interface LoggerOptions {
+  level?: Level;
+  write?: (line: string) => void;
+  base?: Record<string, unknown>;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const envLevel = process.env.CODEX_WRAPPER_LOG_LEVEL as Level | undefined;
+  const min = ORDER[opts.level ?? (envLevel && envLevel in ORDER ? envLevel : "info")];
+  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const base = opts.base ?? {};
+  const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
+    if (ORDER[level] < min) return;
+    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    write(`${scrub(JSON.stringify(record, errorReplacer))}\n`);
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    child: (fields) => createLogger({ ...opts, level: levelOf(min), base: { ...base, ...fields } }),
+  };
+}
+
+function levelOf(n: number): Level {
+  return (Object.keys(ORDER) as Level[]).find((k) => ORDER[k] === n) ?? "info";
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return { name: value.name, message: value.message, ...("code" in value ? { code: value.code } : {}) };
+  return value;
+}
+
+/** A logger that drops everything (tests, library use). */
+export const silentLogger: Logger = createLogger({ write: () => {} });

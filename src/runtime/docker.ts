@@ -1,0 +1,366 @@
+// The one place that speaks to the Docker engine (the only import of dockerode). The rest of
+// the broker sees containers through the small interface below: create, attach, start, exec,
+// stop, remove, inspect, list by label, image inspect.
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import Docker from "dockerode";
+import { DockerUnavailableError, WrapperError } from "../errors.js";
+
+export interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  cmd?: string[];
+  env?: Record<string, string>;
+  labels: Record<string, string>;
+  user?: string;
+  workdir?: string;
+  mounts: Mount[];
+  tmpfs?: Record<string, string>;
+  readOnlyRootfs?: boolean;
+  network: string;
+  memoryBytes?: number;
+  cpus?: number;
+  pidsLimit?: number;
+  capDrop?: string[];
+  capAdd?: string[];
+  securityOpt?: string[];
+  /** Keep stdin open for an attached protocol stream. */
+  openStdin?: boolean;
+}
+
+export interface AttachedStreams {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  user?: string;
+  workdir?: string;
+  stdin?: boolean;
+}
+
+export interface ExecHandle extends AttachedStreams {
+  /** Resolves with the exit code once the process ends (or the stream closes). */
+  exited: Promise<number | null>;
+}
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  image: string;
+  state: string;
+  labels: Record<string, string>;
+}
+
+export interface ContainerState {
+  id: string;
+  name: string;
+  running: boolean;
+  paused: boolean;
+  status: string;
+  exitCode: number | null;
+  oomKilled: boolean;
+  startedAt: string;
+  finishedAt: string;
+  labels: Record<string, string>;
+  mounts: { source: string; destination: string; readOnly: boolean }[];
+  user: string;
+  capDrop: string[];
+  securityOpt: string[];
+  readOnlyRootfs: boolean;
+  networkMode: string;
+}
+
+export interface ImageInfo {
+  id: string;
+  tags: string[];
+  labels: Record<string, string>;
+  size: number;
+}
+
+export interface EngineInfo {
+  version: string;
+  apiVersion: string;
+}
+
+/** The engine errors that mean "the daemon is not there" rather than "the request was bad". */
+function isConnectionError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES" || code === "ECONNRESET" || code === "EPIPE" || code === "ETIMEDOUT";
+}
+
+function statusOf(e: unknown): number | undefined {
+  const s = (e as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof s === "number" ? s : undefined;
+}
+
+/** The Docker engine, reached through its socket (DOCKER_HOST or /var/run/docker.sock). */
+export class DockerRuntime {
+  private readonly docker: Docker;
+  private readonly where: string;
+
+  constructor(opts: { socketPath?: string; timeoutMs?: number } = {}) {
+    const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
+    this.docker = socketPath ? new Docker({ socketPath, timeout: opts.timeoutMs }) : new Docker({ timeout: opts.timeoutMs });
+    this.where = socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock";
+  }
+
+  /** Runs an engine call, turning "no daemon" into DockerUnavailableError. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isConnectionError(e)) {
+        throw new DockerUnavailableError(
+          `Docker engine unreachable at ${this.where} while trying to ${what} (${(e as NodeJS.ErrnoException).code}); start Docker (scripts/ensure-docker.sh) and try again`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+  }
+
+  async ping(): Promise<EngineInfo> {
+    const v = await this.call("reach the engine", () => this.docker.version());
+    return { version: v.Version, apiVersion: v.ApiVersion };
+  }
+
+  async imageInspect(ref: string): Promise<ImageInfo | null> {
+    try {
+      const i = await this.call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+      return { id: i.Id, tags: i.RepoTags ?? [], labels: i.Config?.Labels ?? {}, size: i.Size };
+    } catch (e) {
+      if (statusOf(e) === 404) return null;
+      throw e;
+    }
+  }
+
+  async createContainer(spec: ContainerSpec): Promise<string> {
+    const c = await this.call(`create container ${spec.name}`, () =>
+      this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        Cmd: spec.cmd,
+        Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        Labels: spec.labels,
+        User: spec.user,
+        WorkingDir: spec.workdir,
+        OpenStdin: spec.openStdin ?? false,
+        StdinOnce: false,
+        AttachStdin: spec.openStdin ?? false,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+        HostConfig: {
+          Mounts: spec.mounts.map((m) => ({ Type: "bind" as const, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+          Tmpfs: spec.tmpfs,
+          ReadonlyRootfs: spec.readOnlyRootfs ?? false,
+          NetworkMode: spec.network,
+          Memory: spec.memoryBytes,
+          MemorySwap: spec.memoryBytes, // no swap beyond the limit: an OOM is an OOM
+          NanoCpus: spec.cpus ? Math.round(spec.cpus * 1e9) : undefined,
+          PidsLimit: spec.pidsLimit,
+          CapDrop: spec.capDrop,
+          CapAdd: spec.capAdd,
+          SecurityOpt: spec.securityOpt,
+          Init: false, // the image's own init (tini) is PID 1
+        },
+      }),
+    );
+    return c.id;
+  }
+
+  /** Attaches to a created container's stdio (no TTY: the stream is demultiplexed). */
+  async attach(id: string): Promise<AttachedStreams> {
+    const container = this.docker.getContainer(id);
+    const stream = (await this.call(`attach to ${id}`, () =>
+      container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }),
+    )) as NodeJS.ReadWriteStream;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    const end = (): void => {
+      stdout.end();
+      stderr.end();
+    };
+    stream.on("end", end);
+    stream.on("close", end);
+    stream.on("error", end);
+    return { stdin: stream as unknown as Writable, stdout, stderr };
+  }
+
+  async start(id: string): Promise<void> {
+    await this.call(`start ${id}`, () => this.docker.getContainer(id).start());
+  }
+
+  /** Runs a process in a running container with its stdio attached. */
+  async exec(id: string, cmd: string[], opts: ExecOptions = {}): Promise<ExecHandle> {
+    const container = this.docker.getContainer(id);
+    const exec = await this.call(`exec in ${id}`, () =>
+      container.exec({
+        Cmd: cmd,
+        Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        User: opts.user,
+        WorkingDir: opts.workdir,
+        AttachStdin: opts.stdin ?? false,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+      }),
+    );
+    const stream = (await this.call(`start exec in ${id}`, () =>
+      exec.start({ hijack: true, stdin: opts.stdin ?? false, Tty: false }),
+    )) as NodeJS.ReadWriteStream;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    const exited = new Promise<number | null>((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        stdout.end();
+        stderr.end();
+        exec.inspect().then(
+          (info) => resolve(info.ExitCode ?? null),
+          () => resolve(null),
+        );
+      };
+      stream.on("end", finish);
+      stream.on("close", finish);
+      stream.on("error", finish);
+    });
+    return { stdin: stream as unknown as Writable, stdout, stderr, exited };
+  }
+
+  /** Runs a short command to completion and returns its output. */
+  async execCollect(id: string, cmd: string[], opts: ExecOptions = {}): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+    const h = await this.exec(id, cmd, opts);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    h.stdout.on("data", (d: Buffer) => out.push(d));
+    h.stderr.on("data", (d: Buffer) => err.push(d));
+    const exitCode = await h.exited;
+    return { exitCode, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+  }
+
+  async stop(id: string, timeoutSeconds = 5): Promise<void> {
+    try {
+      await this.call(`stop ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+    } catch (e) {
+      const s = statusOf(e);
+      if (s !== 304 && s !== 404) throw e; // already stopped or gone
+    }
+  }
+
+  async kill(id: string, signal = "SIGKILL"): Promise<void> {
+    try {
+      await this.call(`kill ${id}`, () => this.docker.getContainer(id).kill({ signal }));
+    } catch (e) {
+      const s = statusOf(e);
+      if (s !== 404 && s !== 409) throw e;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await this.call(`remove ${id}`, () => this.docker.getContainer(id).remove({ force: true, v: true }));
+    } catch (e) {
+      const s = statusOf(e);
+      if (s !== 404 && s !== 409) throw e; // gone, or removal already under way
+    }
+  }
+
+  async inspect(id: string): Promise<ContainerState | null> {
+    try {
+      const i = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
+      return {
+        id: i.Id,
+        name: i.Name.replace(/^\//, ""),
+        running: i.State.Running,
+        paused: i.State.Paused,
+        status: i.State.Status,
+        exitCode: i.State.Running ? null : i.State.ExitCode,
+        oomKilled: i.State.OOMKilled,
+        startedAt: i.State.StartedAt,
+        finishedAt: i.State.FinishedAt,
+        labels: i.Config.Labels ?? {},
+        mounts: (i.Mounts ?? []).map((m) => ({ source: m.Source, destination: m.Destination, readOnly: !m.RW })),
+        user: i.Config.User ?? "",
+        capDrop: i.HostConfig.CapDrop ?? [],
+        securityOpt: i.HostConfig.SecurityOpt ?? [],
+        readOnlyRootfs: i.HostConfig.ReadonlyRootfs ?? false,
+        networkMode: i.HostConfig.NetworkMode ?? "",
+      };
+    } catch (e) {
+      if (statusOf(e) === 404) return null;
+      throw e;
+    }
+  }
+
+  /** Waits for a container to stop; resolves with its exit code. */
+  async wait(id: string): Promise<number | null> {
+    try {
+      const r = (await this.call(`wait for ${id}`, () => this.docker.getContainer(id).wait())) as { StatusCode?: number };
+      return r.StatusCode ?? null;
+    } catch (e) {
+      if (statusOf(e) === 404) return null;
+      throw e;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.call(`pause ${id}`, () => this.docker.getContainer(id).pause());
+  }
+
+  async unpause(id: string): Promise<void> {
+    await this.call(`unpause ${id}`, () => this.docker.getContainer(id).unpause());
+  }
+
+  /** Containers (running or not) carrying every given label (value "" matches any value). */
+  async listByLabels(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    const filters = { label: Object.entries(labels).map(([k, v]) => (v === "" ? k : `${k}=${v}`)) };
+    const list = await this.call("list containers", () => this.docker.listContainers({ all: true, filters }));
+    return list.map((c) => ({
+      id: c.Id,
+      name: (c.Names[0] ?? "").replace(/^\//, ""),
+      image: c.Image,
+      state: c.State,
+      labels: c.Labels ?? {},
+    }));
+  }
+
+  /** Last lines of a container's stderr and stdout, for error messages. */
+  async logsTail(id: string, lines = 20): Promise<string> {
+    try {
+      const buf = (await this.call(`read logs of ${id}`, () =>
+        this.docker.getContainer(id).logs({ stdout: false, stderr: true, tail: lines, follow: false }),
+      )) as unknown as Buffer;
+      return demuxBuffer(buf);
+    } catch (e) {
+      if (e instanceof WrapperError) throw e;
+      return "";
+    }
+  }
+}
+
+/** Strips Docker's 8-byte multiplexing headers from a non-streamed log buffer. */
+export function demuxBuffer(buf: Buffer): string {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const type = buf[i];
+    const size = buf.readUInt32BE(i + 4);
+    if (type === undefined || type > 2 || i + 8 + size > buf.length) return buf.toString("utf8");
+    out.push(buf.subarray(i + 8, i + 8 + size));
+    i += 8 + size;
+  }
+  return Buffer.concat(out).toString("utf8");
+}

@@ -1,0 +1,58 @@
+// Shared facts for integration tests: image names, the test label, and fixtures (a
+// CODEX_HOME with a seeded auth.json, a workspace) owned by the uid the container runs as.
+import { execFileSync } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/** Every container a test starts carries this label, so cleanup can find it. */
+export const TEST_LABEL = "io.codex-mcp-wrapper.test";
+export const PREFIX = process.env.IMAGE_PREFIX ?? "codex-mcp-wrapper";
+export const REHEARSAL_IMAGE = `${PREFIX}/rehearsal:dev`;
+export const LEGACY_CODEX = process.env.CODEX_LEGACY_VERSION ?? "0.153.0";
+export const REHEARSAL_IMAGE_LEGACY = `${PREFIX}/rehearsal:dev-codex-${LEGACY_CODEX}`;
+export const TEST_API_KEY = "sk-test-rehearsal-0123456789abcdef";
+
+const isRoot = process.getuid?.() === 0;
+/** The uid:gid containers run as: the image's codex user when tests run as root. */
+export const CONTAINER_UID = isRoot ? 10001 : (process.getuid?.() ?? 10001);
+export const CONTAINER_GID = isRoot ? 10001 : (process.getgid?.() ?? 10001);
+export const CONTAINER_USER = `${CONTAINER_UID}:${CONTAINER_GID}`;
+
+function own(p: string, mode: number): void {
+  if (isRoot) chownSync(p, CONTAINER_UID, CONTAINER_GID);
+  chmodSync(p, mode);
+}
+
+/** A fresh directory under the OS temp dir, owned by the container user. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-${prefix}-`));
+  own(dir, 0o755);
+  return dir;
+}
+
+/** A CODEX_HOME (0700) holding an API-key auth.json (0600). */
+export function makeCodexHome(apiKey = TEST_API_KEY): string {
+  const dir = tempDir("home");
+  own(dir, 0o700);
+  const auth = path.join(dir, "auth.json");
+  writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: apiKey }));
+  own(auth, 0o600);
+  return dir;
+}
+
+export function makeWorkspace(): string {
+  const dir = tempDir("ws");
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Removes every container carrying the test label (and, if given, this value). */
+export function removeTestContainers(value?: string): void {
+  const filter = value ? `label=${TEST_LABEL}=${value}` : `label=${TEST_LABEL}`;
+  const ids = execFileSync("docker", ["ps", "-aq", "--filter", filter], { encoding: "utf8" }).split("\n").filter(Boolean);
+  if (ids.length) execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
+}
+
+/** The hardening every worker container gets; tests assert it is in force. */
+export const HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "none", "--pids-limit", "512"];

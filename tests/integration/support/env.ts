@@ -47,11 +47,28 @@ export function makeWorkspace(): string {
   return dir;
 }
 
-/** Removes every container carrying the test label (and, if given, this value). */
+function listTestContainers(filter: string): string[] {
+  return execFileSync("docker", ["ps", "-aq", "--filter", filter], { encoding: "utf8" }).split("\n").filter(Boolean);
+}
+
+/**
+ * Removes every container carrying the test label (and, if given, this value), and checks
+ * that none is left: a container already being removed (`--rm`) is waited for, up to 20 s.
+ */
 export function removeTestContainers(value?: string): void {
   const filter = value ? `label=${TEST_LABEL}=${value}` : `label=${TEST_LABEL}`;
-  const ids = execFileSync("docker", ["ps", "-aq", "--filter", filter], { encoding: "utf8" }).split("\n").filter(Boolean);
-  if (ids.length) execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const ids = listTestContainers(filter);
+    if (ids.length === 0) return;
+    try {
+      execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
+    } catch {
+      // "removal already in progress" or "no such container": look again
+    }
+    if (Date.now() > deadline) throw new Error(`containers with ${filter} are still there after 20 s: ${listTestContainers(filter).join(" ")}`);
+    execFileSync("sleep", ["0.2"]);
+  }
 }
 
 /** The hardening every worker container gets; tests assert it is in force. */

@@ -5,7 +5,8 @@ import { z } from "zod";
 export const CHANNELS = ["dev", "release"] as const;
 export const PROTOCOLS = ["app-server", "exec", "mcp-server"] as const;
 export const SANDBOXES = ["read-only", "workspace-write", "danger-full-access"] as const;
-export const APPROVAL_POLICIES = ["never", "on-request", "on-failure", "untrusted"] as const;
+// As the real app-server accepts them (0.169.0: untrusted, on-request, granular, never; granular is not offered).
+export const APPROVAL_POLICIES = ["never", "on-request", "untrusted"] as const;
 export const TRANSPORTS = ["http", "stdio"] as const;
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { ExecEvent } from "../../../src/codex/exec-protocol.js";
 import { tokenFingerprint } from "../../../src/rehearsal/plan.js";
 import { CONTAINER_USER, HARDENING, makeCodexHome, makeWorkspace, REHEARSAL_IMAGE, removeTestContainers, TEST_API_KEY, TEST_LABEL } from "../support/env.js";
 import { JsonLineProcess, type Msg } from "../support/proc.js";
@@ -43,6 +44,8 @@ describe("codex exec --json in the rehearsal image", () => {
     second.endInput();
     await second.waitFor((l) => l.type === "turn.completed", 60_000, "turn.completed after resume");
     expect(await second.exited).toBe(0);
+    // Every event the real binary printed fits the broker's exec schema.
+    for (const line of [...first.lines, ...second.lines]) expect(ExecEvent.safeParse(line).error).toBeUndefined();
     const recall = agentText(second.lines).find((t) => t.startsWith("recall: "));
     expect(recall).toBeDefined();
     expect(JSON.parse(recall!.slice("recall: ".length))).toEqual(["#fake write notes/first.txt from exec\n#fake auth", "#fake recall"]);

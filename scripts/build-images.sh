@@ -29,7 +29,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   if [ -z "${BASE_IMAGE:-}" ] && timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
     say "pulled $base"
   elif [ -z "${BASE_IMAGE:-}" ]; then
-    say "$base cannot be pulled here; building an equivalent base from Debian packages"
+    say "$base cannot be pulled here; using the project's own base (built from Debian packages if missing)"
     base=$(bash scripts/build-base-image.sh)
   else
     say "BASE_IMAGE=$base is not present and cannot be pulled"; exit 1

@@ -94,7 +94,7 @@ export function compareSchemas(mine: unknown, theirs: unknown, gen: GeneratedSch
   }
   if (m.type === "object" && m.properties && typeof m.properties === "object") {
     for (const [prop, sub] of Object.entries(m.properties as Record<string, unknown>)) {
-      const matches = candidates.filter((c) => c.properties && typeof c.properties === "object" && prop in (c.properties as object));
+      const matches = candidates.filter((c) => c.properties && typeof c.properties === "object" && prop in (c.properties));
       if (matches.length === 0) {
         problems.push(`${where}.${prop}: field missing`);
         continue;

@@ -49,7 +49,7 @@ export class JsonRpcPeer {
     private readonly opts: { name: string; defaultTimeoutMs?: number; withVersionField?: boolean },
   ) {
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
-    transport.onmessage = (m) => this.dispatch(m as unknown as Record<string, unknown>);
+    transport.onmessage = (m) => this.dispatch(m);
     transport.onclose = () => this.failAll(this.closeReason?.() ?? new WorkerError("WORKER_EXITED", `${opts.name}: the Codex process closed its output`));
     transport.onerror = () => {
       // Errors that do not close the stream (a malformed line) are not fatal to the session.
@@ -111,7 +111,7 @@ export class JsonRpcPeer {
       });
     });
     try {
-      await this.transport.send(this.envelope({ id, method, params }) as never);
+      await this.transport.send(this.envelope({ id, method, params }));
     } catch (e) {
       this.settle(id)?.reject(new WorkerError("WORKER_EXITED", `${this.opts.name}: cannot send ${method}: ${(e as Error).message}`));
     }
@@ -119,7 +119,7 @@ export class JsonRpcPeer {
   }
 
   async notify(method: string, params?: unknown): Promise<void> {
-    await this.transport.send(this.envelope(params === undefined ? { method } : { method, params }) as never);
+    await this.transport.send(this.envelope(params === undefined ? { method } : { method, params }));
   }
 
   private settle(id: number): Pending | undefined {
@@ -160,7 +160,7 @@ export class JsonRpcPeer {
       reply = { id, error: { code, message: e instanceof Error ? e.message : String(e) } };
     }
     try {
-      await this.transport.send(this.envelope(reply) as never);
+      await this.transport.send(this.envelope(reply));
     } catch {
       // the process is gone: its pending requests fail through onclose
     }

@@ -45,7 +45,7 @@ export function loadConfig(opts: LoadOptions = {}): WrapperConfig {
       throw new ConfigError("CONFIG_UNREADABLE", `${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the path given to --config`);
     }
     try {
-      raw = parseToml(text) as Record<string, unknown>;
+      raw = parseToml(text);
     } catch (e) {
       throw new ConfigError("CONFIG_INVALID", `${file}: not valid TOML: ${(e as Error).message.split("\n")[0]}`);
     }

@@ -180,9 +180,9 @@ export class DockerRuntime {
   /** Attaches to a created container's stdio (no TTY: the stream is demultiplexed). */
   async attach(id: string): Promise<AttachedStreams> {
     const container = this.docker.getContainer(id);
-    const stream = (await this.call(`attach to ${id}`, () =>
+    const stream = await this.call<NodeJS.ReadWriteStream>(`attach to ${id}`, () =>
       container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }),
-    )) as NodeJS.ReadWriteStream;
+    );
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     this.docker.modem.demuxStream(stream, stdout, stderr);
@@ -294,8 +294,9 @@ export class DockerRuntime {
         labels: i.Config.Labels ?? {},
         mounts: (i.Mounts ?? []).map((m) => ({ source: m.Source, destination: m.Destination, readOnly: !m.RW })),
         user: i.Config.User ?? "",
-        capDrop: i.HostConfig.CapDrop ?? [],
-        securityOpt: i.HostConfig.SecurityOpt ?? [],
+        // @types/dockerode types these two as any
+        capDrop: (i.HostConfig.CapDrop as string[] | undefined) ?? [],
+        securityOpt: (i.HostConfig.SecurityOpt as string[] | undefined) ?? [],
         readOnlyRootfs: i.HostConfig.ReadonlyRootfs ?? false,
         networkMode: i.HostConfig.NetworkMode ?? "",
       };
@@ -340,9 +341,9 @@ export class DockerRuntime {
   /** Last lines of a container's stderr and stdout, for error messages. */
   async logsTail(id: string, lines = 20): Promise<string> {
     try {
-      const buf = (await this.call(`read logs of ${id}`, () =>
+      const buf = await this.call(`read logs of ${id}`, () =>
         this.docker.getContainer(id).logs({ stdout: false, stderr: true, tail: lines, follow: false }),
-      )) as unknown as Buffer;
+      );
       return demuxBuffer(buf);
     } catch (e) {
       if (e instanceof WrapperError) throw e;

@@ -1,0 +1,134 @@
+// `codex-mcp-wrapper doctor`: checks what the broker needs, one line each, ✓ or ✗ with the fix.
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { AuthFileError, readAuthFile } from "../auth/auth-file.js";
+import type { WrapperConfig } from "../config/schema.js";
+import { describeError } from "../errors.js";
+import type { DockerRuntime } from "../runtime/docker.js";
+import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
+
+export interface Check {
+  status: "ok" | "warn" | "fail";
+  title: string;
+  fix?: string;
+}
+
+const ok = (title: string): Check => ({ status: "ok", title });
+const fail = (title: string, fix: string): Check => ({ status: "fail", title, fix });
+const warn = (title: string, fix: string): Check => ({ status: "warn", title, fix });
+
+/** Runs every check; never throws (a failing check is a line, not an exception). */
+export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): Promise<Check[]> {
+  const checks: Check[] = [ok(`config: ${config.source} (instance ${config.label}, channel ${config.channel}, ${config.host}:${config.port})`)];
+
+  let dockerUp = false;
+  try {
+    const v = await docker.ping();
+    checks.push(ok(`Docker engine ${v.version} (API ${v.apiVersion}) answers`));
+    dockerUp = true;
+  } catch (e) {
+    checks.push(fail(`Docker engine unreachable: ${describeError(e)}`, "start Docker (on Debian: bash scripts/ensure-docker.sh), or set DOCKER_HOST"));
+  }
+
+  for (const profile of config.workers) {
+    const where = `worker profile "${profile.name}"`;
+    const policy = checkImageForChannel(profile.image, config.channel);
+    if (policy) {
+      checks.push(fail(`${where}: ${policy.split(";")[0]}`, policy.split("; ").slice(1).join("; ")));
+      continue;
+    }
+    if (!dockerUp) {
+      checks.push(fail(`${where}: image ${profile.image} not checked (no Docker engine)`, "start Docker first"));
+      continue;
+    }
+    try {
+      const image = await docker.imageInspect(profile.image);
+      if (!image) {
+        checks.push(fail(`${where}: image ${profile.image} is missing`, "build it with `npm run images` (or `docker load` a release)"));
+        continue;
+      }
+      checks.push(ok(`${where}: image ${profile.image} present (${Math.round(image.size / 1e6)} MB)`));
+      const version = await codexVersionIn(docker, profile.image);
+      const parsed = version ? parseCodexVersion(version) : null;
+      if (!parsed) {
+        checks.push(fail(`${where}: \`codex --version\` in ${profile.image} did not answer (${version ?? "no output"})`, "rebuild the worker image: npm run images"));
+      } else if (!supportsProtocol(parsed, profile.protocol)) {
+        checks.push(fail(`${where}: Codex ${parsed.join(".")} has no \`${profile.protocol}\` (removed in 0.154.0)`, `use protocol = "app-server", or an image with Codex 0.153.0 (…:dev-codex-0.153.0)`));
+      } else {
+        checks.push(ok(`${where}: Codex ${parsed.join(".")} supports ${profile.protocol}`));
+      }
+    } catch (e) {
+      checks.push(fail(`${where}: ${describeError(e)}`, "check the Docker engine"));
+    }
+  }
+
+  try {
+    const auth = readAuthFile(config.authFile);
+    if (auth.mode & 0o004) {
+      checks.push(fail(`auth file ${auth.path} is world-readable (mode ${auth.mode.toString(8)})`, `chmod 600 ${auth.path}`));
+    } else {
+      checks.push(ok(`auth file ${auth.path}: ${auth.kind === "api-key" ? "API key" : "ChatGPT login"}, mode ${auth.mode.toString(8)}`));
+      if (auth.kind === "chatgpt") {
+        for (const p of config.workers) {
+          if (p.protocol !== "app-server" && p.max_containers > 1) {
+            checks.push(
+              warn(
+                `worker profile "${p.name}": a ChatGPT login with protocol ${p.protocol} on up to ${p.max_containers} containers: their copies of the single-use refresh token race, and all but one lose the login`,
+                'use an API key, or protocol = "app-server" (the broker then refreshes once for every container)',
+              ),
+            );
+          }
+        }
+      }
+    }
+  } catch (e) {
+    if (e instanceof AuthFileError) checks.push(fail(`auth: ${e.message}`, e.fix));
+    else checks.push(fail(`auth: ${describeError(e)}`, "check broker.auth_file"));
+  }
+
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    const probe = path.join(config.stateDir, `.doctor-${process.pid}`);
+    writeFileSync(probe, "ok");
+    rmSync(probe);
+    checks.push(ok(`state directory ${config.stateDir} is writable`));
+  } catch (e) {
+    checks.push(fail(`state directory ${config.stateDir} is not writable (${(e as NodeJS.ErrnoException).code ?? describeError(e)})`, "set broker.state_dir (or CODEX_WRAPPER_STATE_DIR) to a writable directory"));
+  }
+  return checks;
+}
+
+async function codexVersionIn(docker: DockerRuntime, image: string): Promise<string | null> {
+  const id = await docker.createContainer({
+    name: `codex-wrapper-doctor-${process.pid}-${Date.now()}`,
+    image,
+    cmd: ["codex", "--version"],
+    labels: { "io.codex-mcp-wrapper.doctor": "1" },
+    mounts: [],
+    network: "none",
+    capDrop: ["ALL"],
+    securityOpt: ["no-new-privileges"],
+  });
+  try {
+    const streams = await docker.attach(id);
+    const out: Buffer[] = [];
+    streams.stdout.on("data", (d: Buffer) => out.push(d));
+    streams.stderr.on("data", (d: Buffer) => out.push(d));
+    await docker.start(id);
+    const code = await Promise.race([docker.wait(id), new Promise<null>((r) => setTimeout(() => r(null), 30_000))]);
+    const text = Buffer.concat(out).toString("utf8").trim();
+    return code === 0 ? text : text || null;
+  } finally {
+    await docker.remove(id);
+  }
+}
+
+/** Renders the checks as lines: `✓ title` or `✗ title` + `  fix: …`. */
+export function formatChecks(checks: Check[]): string {
+  return checks
+    .map((c) => {
+      const mark = c.status === "ok" ? "✓" : c.status === "warn" ? "⚠" : "✗";
+      return c.fix && c.status !== "ok" ? `${mark} ${c.title}\n    fix: ${c.fix}` : `${mark} ${c.title}`;
+    })
+    .join("\n");
+}

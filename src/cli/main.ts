@@ -1,0 +1,80 @@
+// The codex-mcp-wrapper command line: one function per command, `--help` on each.
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config/load.js";
+import { ConfigError, WrapperError } from "../errors.js";
+import { DockerRuntime } from "../runtime/docker.js";
+import { VERSION } from "../version.js";
+import { formatChecks, runDoctor } from "./doctor.js";
+
+/** Exit codes: 0 success, 1 a check or a task failed, 2 invalid input (usage, config, mission). */
+export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
+
+const HELP: Record<string, string> = {
+  main: `codex-mcp-wrapper ${VERSION}: runs OpenAI Codex workers in Docker containers and serves them over MCP
+
+Usage: codex-mcp-wrapper <command> [options]
+
+Commands:
+  doctor     check Docker, the worker images, Codex in them, the auth file and the state directory
+  version    print the version
+
+Run \`codex-mcp-wrapper <command> --help\` for a command's options.`,
+  doctor: `Usage: codex-mcp-wrapper doctor [--config wrapper.toml] [--json]
+
+Checks, one line each (✓ passed, ⚠ warning, ✗ failed with the fix):
+  the Docker engine answers; each worker profile's image is present and allowed for the
+  instance's channel; \`codex --version\` in it supports the profile's protocol; the auth file
+  is present, readable, not world-readable (API key or ChatGPT login); the state directory is
+  writable. Exits 0 only when every check passes.
+
+Options:
+  --config FILE   wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
+  --json          print the checks as JSON`,
+};
+
+async function doctor(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) return print(HELP.doctor!);
+  const config = loadConfig({ file: values.config });
+  const checks = await runDoctor(config, new DockerRuntime());
+  process.stdout.write(values.json ? `${JSON.stringify(checks, null, 2)}\n` : `${formatChecks(checks)}\n`);
+  return checks.some((c) => c.status === "fail") ? EXIT.failed : EXIT.ok;
+}
+
+function print(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return EXIT.ok;
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  doctor,
+  version: async () => print(VERSION),
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") return print(HELP.main!);
+  if (command === "--version" || command === "-V") return print(VERSION);
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`codex-mcp-wrapper: unknown command "${command}"\n\n${HELP.main}\n`);
+    return EXIT.invalid;
+  }
+  try {
+    return await run(rest);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`codex-mcp-wrapper: invalid configuration: ${e.message}\n`);
+      return EXIT.invalid;
+    }
+    if (e instanceof WrapperError) {
+      process.stderr.write(`codex-mcp-wrapper: ${e.message}\n`);
+      return e.code === "MISSION_INVALID" ? EXIT.invalid : EXIT.failed;
+    }
+    if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`codex-mcp-wrapper ${command}: ${e.message}\n\n${HELP[command] ?? HELP.main}\n`);
+      return EXIT.invalid;
+    }
+    throw e;
+  }
+}

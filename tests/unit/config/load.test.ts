@@ -1,0 +1,101 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadConfig, resolveConfig } from "../../../src/config/load.js";
+import { parseDuration, parseSize } from "../../../src/config/schema.js";
+import { ConfigError } from "../../../src/errors.js";
+
+function file(text: string): string {
+  const p = path.join(mkdtempSync(path.join(os.tmpdir(), "cmw-cfg-")), "wrapper.toml");
+  writeFileSync(p, text);
+  return p;
+}
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return (e.details?.problems as string[]) ?? [e.message];
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("wrapper.toml", () => {
+  it("gives a working dev instance with no file at all", () => {
+    const c = loadConfig({ env: {} });
+    expect(c).toMatchObject({ label: "codex-wrapper-dev", channel: "dev", host: "127.0.0.1", port: 4105, transport: "http", source: "built-in defaults" });
+    expect(c.workers).toHaveLength(1);
+    expect(c.workers[0]).toMatchObject({ name: "default", image: "codex-mcp-wrapper/worker:dev", protocol: "app-server", sandbox: "read-only", approval_policy: "never", capacity: 4 });
+    expect(c.stateDir).toContain(path.join("codex-mcp-wrapper", "codex-wrapper-dev"));
+  });
+
+  it("defaults a release instance to its own label and port 4106", () => {
+    const c = resolveConfig({ broker: { channel: "release" } }, "t", {});
+    expect(c).toMatchObject({ label: "codex-wrapper", port: 4106 });
+    expect(c.workers[0]?.image).toMatch(/^codex-mcp-wrapper\/worker:\d+\.\d+\.\d+$/);
+  });
+
+  it("reads sizes, durations and profiles", () => {
+    const c = loadConfig({
+      file: file(`[broker]\nport = 4999\n[[workers]]\nname = "big"\nimage = "x/worker:dev"\nmemory = "512m"\nidle_timeout = "90s"\ncpus = 1.5\nenv = { FOO = "bar" }\n`),
+      env: {},
+    });
+    expect(c.port).toBe(4999);
+    expect(c.workers[0]).toMatchObject({ name: "big", memory: 512 * 1024 * 1024, idle_timeout: 90_000, cpus: 1.5, env: { FOO: "bar" } });
+  });
+
+  it("gives one line per problem, naming the key path, the value and what is allowed", () => {
+    const problems = problemsOf(() =>
+      loadConfig({ file: file(`[broker]\nchannel = "beta"\nport = 70000\nbogus = 1\n[[workers]]\nname = "a"\n[[workers]]\nname = "b"\ncapacity = "two"\nsandbox = "none"\nmemory = "lots"\n`), env: {} }),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'broker.channel: expected one of "dev", "release", got "beta"',
+        "broker.port: expected a port number from 1 to 65535, got 70000",
+        expect.stringMatching(/^broker: Unrecognized key: "bogus"/),
+        'workers[1].capacity: expected a positive integer, got "two"',
+        'workers[1].sandbox: expected one of "read-only", "workspace-write", "danger-full-access", got "none"',
+        'workers[1].memory: expected a size such as "2g" or "512m", got "lots"',
+      ]),
+    );
+    expect(problems).toHaveLength(6);
+  });
+
+  it("refuses duplicate profile names and warm above max_containers", () => {
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a" }, { name: "a" }] }, "t", {}))).toEqual([
+      'workers[1].name: "a" is used by another profile; give each profile its own name',
+    ]);
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", warm: 5, max_containers: 2 }] }, "t", {}))).toEqual(["workers[0].warm: expected at most max_containers (2), got 5"]);
+  });
+
+  it("says where a TOML syntax error is, and that an unreadable file cannot be read", () => {
+    expect(() => loadConfig({ file: file("[broker\nport = 1"), env: {} })).toThrow(/not valid TOML/);
+    expect(() => loadConfig({ file: "/nonexistent/wrapper.toml", env: {} })).toThrow(/cannot read the config file \(ENOENT\)/);
+  });
+
+  it("lets environment variables override the file, and flags override both", () => {
+    const f = file(`[broker]\nport = 5000\nlabel = "from-file"\n`);
+    const c = loadConfig({ file: f, env: { CODEX_WRAPPER_PORT: "5001", CODEX_WRAPPER_LABEL: "from-env", CODEX_WRAPPER_WORKER_IMAGE: "x/y:dev-1" }, overrides: { port: 5002 } });
+    expect(c).toMatchObject({ port: 5002, label: "from-env" });
+    expect(c.workers[0]?.image).toBe("x/y:dev-1");
+    expect(problemsOf(() => loadConfig({ env: { CODEX_WRAPPER_PORT: "abc" } }))).toEqual(['broker.port: expected a port number from 1 to 65535, got "abc"']);
+  });
+
+  it("accepts the seed's `sse` spelling of the HTTP transport", () => {
+    expect(resolveConfig({ broker: { transport: "sse" } }, "t", {}).transport).toBe("http");
+  });
+});
+
+describe("sizes and durations", () => {
+  it("parses the usual spellings", () => {
+    expect(parseSize("2g")).toBe(2 * 1024 ** 3);
+    expect(parseSize("512MiB")).toBe(512 * 1024 ** 2);
+    expect(parseSize("nope")).toBeNull();
+    expect(parseDuration("500ms")).toBe(500);
+    expect(parseDuration("10m")).toBe(600_000);
+    expect(parseDuration(30)).toBe(30_000);
+    expect(parseDuration("soon")).toBeNull();
+  });
+});

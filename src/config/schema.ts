@@ -76,8 +76,8 @@ export const WorkerProfileSchema = z
     cpus: z.number({ error: "expected a number of CPUs such as 1.5" }).positive({ error: "expected a number of CPUs greater than 0" }).default(2),
     pids_limit: positiveInt().default(512),
     env: z.record(z.string(), z.string({ error: "expected a string value" })).default({}),
-    idle_timeout: duration.default(600),
-    turn_timeout: duration.default(1800),
+    idle_timeout: duration.default(600_000), // zod 4: a default is the output (milliseconds), not parsed
+    turn_timeout: duration.default(1_800_000),
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });

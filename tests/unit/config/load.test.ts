@@ -28,6 +28,8 @@ describe("wrapper.toml", () => {
     expect(c).toMatchObject({ label: "codex-wrapper-dev", channel: "dev", host: "127.0.0.1", port: 4105, transport: "http", source: "built-in defaults" });
     expect(c.workers).toHaveLength(1);
     expect(c.workers[0]).toMatchObject({ name: "default", image: "codex-mcp-wrapper/worker:dev", protocol: "app-server", sandbox: "read-only", approval_policy: "never", capacity: 4 });
+    // durations are milliseconds, defaults included (zod 4 does not parse a default)
+    expect(c.workers[0]).toMatchObject({ idle_timeout: 600_000, turn_timeout: 1_800_000, memory: 2 * 1024 ** 3 });
     expect(c.stateDir).toContain(path.join("codex-mcp-wrapper", "codex-wrapper-dev"));
   });
 

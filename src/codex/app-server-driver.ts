@@ -1,0 +1,264 @@
+// The `codex app-server` driver: the container's main process speaks JSON-RPC on its attached
+// stdio; one process runs many threads at once. Cancel is `turn/interrupt`; a thread unknown to
+// this process (its container was replaced) is continued with `thread/resume`.
+import { WorkerError } from "../errors.js";
+import type { ExitInfo } from "../worker/container.js";
+import { StreamTransport } from "../worker/stream-transport.js";
+import type { AttachedStreams } from "../runtime/docker.js";
+import {
+  ChatgptAuthTokensLoginParams,
+  InitializeResponse,
+  ThreadResumeResponse,
+  ThreadStartResponse,
+  TurnCompletedNotification,
+  TurnStartResponse,
+} from "./app-server-protocol.js";
+import { CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { JsonRpcPeer } from "./jsonrpc.js";
+import type { z } from "zod";
+import type { Turn } from "./app-server-protocol.js";
+
+/** Access tokens the broker holds for a ChatGPT login (the refresh token stays with it). */
+export interface ChatgptTokenSource {
+  current(): Promise<{ accessToken: string; accountId: string; planType: string | null }>;
+  /** Called with each new access token; returns an unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+}
+
+export interface AppServerDriverOptions {
+  name: string;
+  streams: AttachedStreams;
+  exited: Promise<ExitInfo>;
+  cwd: string;
+  tokens?: ChatgptTokenSource | undefined;
+  requestTimeoutMs?: number;
+}
+
+interface ActiveTurn {
+  turnId: string | null;
+  onEvent: (e: DriverEvent) => void;
+  finish: (o: TurnOutcome) => void;
+  messages: string[];
+  /** Set once a stop is asked for: sends turn/interrupt (again once the turn id is known). */
+  interrupt?: () => void;
+}
+
+export class AppServerDriver implements CodexDriver {
+  readonly protocol = "app-server" as const;
+  private readonly peer: JsonRpcPeer;
+  private readonly loaded = new Set<string>();
+  private readonly active = new Map<string, ActiveTurn>();
+  private exit: ExitInfo | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly opts: AppServerDriverOptions) {
+    const transport = new StreamTransport(opts.streams.stdout, opts.streams.stdin, { name: opts.name });
+    this.peer = new JsonRpcPeer(transport, { name: opts.name, withVersionField: false, defaultTimeoutMs: opts.requestTimeoutMs ?? 60_000 });
+    this.peer.setCloseReason(() => this.deathError());
+    this.peer.onNotification((method, params) => this.onNotification(method, params));
+    this.peer.onRequest((method, params) => this.onServerRequest(method, params));
+    void opts.exited.then((exit) => {
+      this.exit = exit;
+      this.failAll(this.deathError());
+    });
+    void this.peer.closed.then(() => this.failAll(this.deathError()));
+  }
+
+  private deathError(): WorkerError {
+    const e = this.exit;
+    const tail = e?.stderrTail.trim() ? `; last stderr lines:\n${e.stderrTail.trim()}` : "";
+    const what = e ? e.reason : `the Codex process in ${this.opts.name} closed its output`;
+    return new WorkerError("WORKER_EXITED", `${what}${tail}`, { container: this.opts.name, exitCode: e?.exitCode ?? null });
+  }
+
+  async open(): Promise<void> {
+    await this.peer.start();
+    const init = InitializeResponse.safeParse(
+      await this.peer.request("initialize", {
+        clientInfo: { name: "codex-mcp-wrapper", title: "codex-mcp-wrapper", version: "1" },
+        capabilities: { experimentalApi: true },
+      }),
+    );
+    if (!init.success) throw new WorkerError("PROTOCOL_ERROR", `${this.opts.name}: unexpected initialize answer`);
+    await this.peer.notify("initialized");
+    if (this.opts.tokens) {
+      await this.login();
+      this.unsubscribe = this.opts.tokens.subscribe(() => void this.login().catch(() => {}));
+    }
+  }
+
+  /** Pushes the broker's current ChatGPT access token into this app-server. */
+  private async login(): Promise<void> {
+    if (!this.opts.tokens || this.peer.isClosed) return;
+    const t = await this.opts.tokens.current();
+    const params = ChatgptAuthTokensLoginParams.parse({ type: "chatgptAuthTokens", accessToken: t.accessToken, chatgptAccountId: t.accountId, chatgptPlanType: t.planType });
+    await this.peer.request("account/login/start", params);
+  }
+
+  hasThread(threadId: string): boolean {
+    return this.loaded.has(threadId);
+  }
+
+  async runTurn(req: TurnRequest): Promise<TurnOutcome> {
+    const onEvent = req.onEvent ?? (() => {});
+    if (this.exit || this.peer.isClosed) return failed(req.threadId ?? null, this.deathError().message);
+    const settings = {
+      cwd: this.opts.cwd,
+      model: req.model,
+      approvalPolicy: req.approvalPolicy,
+      sandbox: "danger-full-access" as const, // the container is the sandbox
+      baseInstructions: req.baseInstructions,
+      developerInstructions: req.developerInstructions,
+      config: { ...req.config, ...envConfig(req.env) },
+    };
+    let threadId: string;
+    try {
+      if (!req.threadId) {
+        const r = ThreadStartResponse.parse(await this.peer.request("thread/start", settings, { signal: req.signal }));
+        threadId = r.thread.id;
+        onEvent({ kind: "thread", threadId, resumed: false });
+      } else if (!this.loaded.has(req.threadId)) {
+        const r = ThreadResumeResponse.parse(await this.peer.request("thread/resume", { ...settings, threadId: req.threadId }, { signal: req.signal }));
+        threadId = r.thread.id;
+        onEvent({ kind: "thread", threadId, resumed: true });
+      } else threadId = req.threadId;
+    } catch (e) {
+      if (req.signal?.aborted) return { status: "cancelled", threadId: req.threadId ?? null, finalMessage: null, error: "cancelled before the turn started" };
+      return failed(req.threadId ?? null, (e as Error).message);
+    }
+    this.loaded.add(threadId);
+    if (this.active.has(threadId)) return failed(threadId, `thread ${threadId} already has a turn running`);
+
+    return new Promise<TurnOutcome>((resolve) => {
+      let settled = false;
+      let stopReason: "cancelled" | "timed_out" | null = null;
+      let graceTimer: NodeJS.Timeout | undefined;
+      const turn: ActiveTurn = {
+        turnId: null,
+        onEvent,
+        messages: [],
+        finish: (o) => {
+          if (settled) return;
+          settled = true;
+          this.active.delete(threadId);
+          clearTimeout(timeout);
+          clearTimeout(graceTimer);
+          req.signal?.removeEventListener("abort", onAbort);
+          resolve(stopReason && o.status === "cancelled" ? { ...o, status: stopReason } : o);
+        },
+      };
+      const stop = (why: "cancelled" | "timed_out"): void => {
+        if (settled || stopReason) return;
+        stopReason = why;
+        const interrupt = (): void => {
+          if (turn.turnId) void this.peer.request("turn/interrupt", { threadId, turnId: turn.turnId }, { timeoutMs: CANCEL_GRACE_MS }).catch(() => {});
+        };
+        // The turn id may not be known yet: then it is sent once it is (see onNotification).
+        turn.interrupt = interrupt;
+        interrupt();
+        graceTimer = setTimeout(
+          () => turn.finish({ status: why, threadId, finalMessage: null, error: why === "timed_out" ? `no answer within ${req.timeoutMs} ms; the turn was interrupted` : "cancelled" }),
+          CANCEL_GRACE_MS,
+        );
+      };
+      const onAbort = (): void => stop("cancelled");
+      const timeout = req.timeoutMs ? setTimeout(() => stop("timed_out"), req.timeoutMs) : undefined;
+      req.signal?.addEventListener("abort", onAbort, { once: true });
+      this.active.set(threadId, turn);
+      if (req.signal?.aborted) onAbort();
+
+      this.peer
+        .request("turn/start", { threadId, input: [{ type: "text", text: req.prompt }] })
+        .then((raw) => {
+          const r = TurnStartResponse.parse(raw);
+          if (!turn.turnId) {
+            turn.turnId = r.turn.id;
+            onEvent({ kind: "turn_started", turnId: r.turn.id });
+            turn.interrupt?.();
+          }
+        })
+        .catch((e: unknown) => turn.finish(failed(threadId, (e as Error).message)));
+    }).then((o) => (o.status === "timed_out" && !o.error ? { ...o, error: `no answer within ${req.timeoutMs} ms; the turn was interrupted` } : o));
+  }
+
+  private onNotification(method: string, params: unknown): void {
+    const p = (params ?? {}) as { threadId?: string; turnId?: string; item?: Record<string, unknown>; turn?: z.infer<typeof Turn> };
+    const threadId = p.threadId;
+    const turn = threadId ? this.active.get(threadId) : undefined;
+    if (!turn) return;
+    turn.onEvent({ kind: "raw", message: { method, params } });
+    switch (method) {
+      case "turn/started":
+        if (p.turn?.id && !turn.turnId) {
+          turn.turnId = p.turn.id;
+          turn.onEvent({ kind: "turn_started", turnId: p.turn.id });
+          turn.interrupt?.();
+        }
+        break;
+      case "item/started":
+      case "item/completed":
+        this.onItem(turn, method === "item/started", p.item ?? {});
+        break;
+      case "warning":
+        turn.onEvent({ kind: "warning", message: String((params as { message?: unknown }).message ?? "") });
+        break;
+      case "turn/completed": {
+        const n = TurnCompletedNotification.safeParse(params);
+        if (!n.success) return;
+        const t = n.data.turn;
+        const items = (t.items ?? []).filter((i) => i.type === "agentMessage").map((i) => String((i as { text?: unknown }).text ?? ""));
+        const finalMessage = items.at(-1) ?? turn.messages.at(-1) ?? null;
+        if (t.status === "completed") turn.finish({ status: "succeeded", threadId: n.data.threadId, finalMessage, error: null });
+        else if (t.status === "interrupted") turn.finish({ status: "cancelled", threadId: n.data.threadId, finalMessage, error: "interrupted" });
+        else turn.finish({ status: "failed", threadId: n.data.threadId, finalMessage, error: errorText(t.error?.message ?? "the turn failed") });
+        break;
+      }
+    }
+  }
+
+  private onItem(turn: ActiveTurn, started: boolean, item: Record<string, unknown>): void {
+    const type = item.type;
+    if (type === "commandExecution") {
+      const command = String(item.command ?? "");
+      if (started) turn.onEvent({ kind: "command_started", command });
+      else turn.onEvent({ kind: "command_finished", command, exitCode: typeof item.exitCode === "number" ? item.exitCode : null, output: String(item.aggregatedOutput ?? "") });
+    } else if (type === "agentMessage" && !started) {
+      const text = String(item.text ?? "");
+      turn.messages.push(text);
+      turn.onEvent({ kind: "agent_message", text });
+    } else if (type === "fileChange" && !started) {
+      const changes = Array.isArray(item.changes) ? (item.changes as { path?: unknown }[]) : [];
+      turn.onEvent({ kind: "file_change", paths: changes.map((c) => String(c.path ?? "")) });
+    }
+  }
+
+  /** Server requests are always answered: approvals declined (no human is here), tokens given. */
+  private async onServerRequest(method: string, params: unknown): Promise<unknown> {
+    const p = (params ?? {}) as { threadId?: string; command?: unknown; itemId?: unknown };
+    if (method === "account/chatgptAuthTokens/refresh") {
+      if (!this.opts.tokens) throw new Error("this broker holds no ChatGPT login");
+      const t = await this.opts.tokens.current();
+      return { accessToken: t.accessToken, chatgptAccountId: t.accountId, chatgptPlanType: t.planType };
+    }
+    if (method.endsWith("/requestApproval")) {
+      const turn = p.threadId ? this.active.get(p.threadId) : undefined;
+      turn?.onEvent({ kind: "approval_declined", request: method, detail: typeof p.command === "string" ? p.command : String(p.itemId ?? "") });
+      return { decision: "decline" };
+    }
+    throw new Error(`codex-mcp-wrapper does not answer ${method}`);
+  }
+
+  private failAll(error: Error): void {
+    for (const [threadId, turn] of [...this.active]) turn.finish(failed(threadId, error.message));
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe?.();
+    this.failAll(new WorkerError("WORKER_EXITED", `${this.opts.name} was closed by the broker`));
+    await this.peer.close();
+  }
+}
+
+function failed(threadId: string | null, error: string): TurnOutcome {
+  return { status: "failed", threadId, finalMessage: null, error };
+}

@@ -1,0 +1,514 @@
+// The worker pool: starts worker containers per profile, workspace and sandbox mode (up to each
+// profile's max_containers), gives each turn a lane of a container with free capacity (queueing
+// fairly when there is none), routes a continued conversation to the container that holds its
+// CODEX_HOME slot (a replacement on the same slot when that container died), stops idle
+// containers, replaces dead ones, and at shutdown removes every container it started.
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { AuthSeeder } from "../auth/seeder.js";
+import type { ApprovalPolicy, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
+import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
+import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
+import { ExecDriver } from "../codex/exec-driver.js";
+import { McpServerDriver } from "../codex/mcp-server-driver.js";
+import { describeError, WrapperError } from "../errors.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { DockerRuntime } from "../runtime/docker.js";
+import { LABELS, privateDir, WorkerContainer, workerUser, CONTAINER_PATHS } from "./container.js";
+import { checkImageForChannel } from "./image-policy.js";
+import { resolveWorkspace } from "./workspace.js";
+
+export type ConversationId = string;
+
+/** Where a conversation lives: its slot (CODEX_HOME), lane (exec) and Codex thread. */
+export interface ConversationRoute {
+  id: ConversationId;
+  profile: string;
+  workspace: string;
+  sandbox: SandboxMode;
+  slotId: string;
+  lane: number | null;
+  threadId: string;
+  /** Set when the conversation cannot be continued (mcp-server process ended). */
+  lost?: string;
+}
+
+export interface PoolTurnRequest {
+  /** Continue this conversation; none starts a new one. */
+  conversationId?: ConversationId | undefined;
+  profile?: string | undefined;
+  workspace?: string | undefined;
+  sandbox?: SandboxMode | undefined;
+  prompt: string;
+  model?: string | undefined;
+  baseInstructions?: string | undefined;
+  developerInstructions?: string | undefined;
+  config?: Record<string, unknown> | undefined;
+  env?: Record<string, string> | undefined;
+  approvalPolicy?: ApprovalPolicy | undefined;
+  timeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onEvent?: ((e: DriverEvent) => void) | undefined;
+  /** Called once the turn has a container (before Codex starts the turn). */
+  onAssigned?: ((info: { container: string; slotId: string }) => void) | undefined;
+}
+
+export interface PoolTurnResult {
+  conversationId: ConversationId | null;
+  outcome: TurnOutcome;
+  container: string | null;
+}
+
+export interface PoolOptions {
+  config: WrapperConfig;
+  docker: DockerRuntime;
+  logger?: Logger;
+  /** Labels added to every container (tests mark theirs). */
+  extraLabels?: Record<string, string>;
+  /** Access tokens for a ChatGPT login driven through app-server. */
+  tokens?: ChatgptTokenSource;
+  healthIntervalMs?: number;
+  /** Seconds to wait for a worker's Codex to answer its first request. */
+  startTimeoutMs?: number;
+  /** Routes known from an earlier run (state store), so replies survive a broker restart. */
+  routes?: ConversationRoute[];
+  onRoute?: (route: ConversationRoute) => void;
+}
+
+interface Slot {
+  id: string;
+  key: string;
+  dir: string;
+  worker: Worker | null;
+}
+
+interface Worker {
+  key: string;
+  profile: WorkerProfile;
+  workspace: string;
+  sandbox: SandboxMode;
+  slot: Slot;
+  container: WorkerContainer;
+  driver: CodexDriver | null;
+  /** Busy flags, one per unit of capacity. */
+  lanes: boolean[];
+  lastUsed: number;
+  dead: boolean;
+  ready: Promise<void>;
+  removing: boolean;
+}
+
+interface Want {
+  profile: WorkerProfile;
+  workspace: string;
+  sandbox: SandboxMode;
+  key: string;
+  slotId?: string | undefined;
+  lane?: number | null | undefined;
+}
+
+interface Waiter {
+  want: Want;
+  grant: (g: { worker: Worker; lane: number }) => void;
+  fail: (e: Error) => void;
+}
+
+export interface PoolStats {
+  containers: { name: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead" }[];
+  queued: number;
+  inFlight: number;
+}
+
+const keyOf = (profile: string, workspace: string, sandbox: string): string => `${profile}\u0000${workspace}\u0000${sandbox}`;
+
+export class WorkerPool {
+  readonly session = randomUUID().slice(0, 12);
+  private readonly logger: Logger;
+  private readonly workers = new Set<Worker>();
+  private readonly slots = new Map<string, Slot>();
+  private readonly queues = new Map<string, Waiter[]>();
+  private readonly routes = new Map<ConversationId, ConversationRoute>();
+  private seeder: AuthSeeder | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private started = false;
+  readonly maxInFlightSeen = new Map<string, number>();
+
+  constructor(private readonly opts: PoolOptions) {
+    this.logger = (opts.logger ?? silentLogger).child({ instance: opts.config.label });
+    for (const r of opts.routes ?? []) this.routes.set(r.id, r);
+  }
+
+  get config(): WrapperConfig {
+    return this.opts.config;
+  }
+
+  private profile(name: string | undefined): WorkerProfile {
+    const p = name ? this.opts.config.workers.find((w) => w.name === name) : this.opts.config.workers[0];
+    if (!p) throw new WrapperError("NOT_FOUND", `profile: no worker profile named "${name}"; known: ${this.opts.config.workers.map((w) => w.name).join(", ")}`);
+    return p;
+  }
+
+  /**
+   * Checks the images against the channel, reads the auth file, and removes this instance's
+   * orphans (containers with its label left by an earlier broker). Never touches other labels.
+   */
+  async start(): Promise<{ reaped: string[] }> {
+    const problems = this.opts.config.workers.map((p) => checkImageForChannel(p.image, this.opts.config.channel)).filter((p): p is string => p !== null);
+    if (problems.length) throw new WrapperError("IMAGE_REFUSED", `instance ${this.opts.config.label} (${this.opts.config.channel}) refuses to start: ${problems.join("; ")}`);
+    for (const p of this.opts.config.workers) {
+      if (!(await this.opts.docker.imageInspect(p.image))) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
+    }
+    this.seeder = new AuthSeeder(this.opts.config.authFile, this.logger);
+    if (this.seeder.kind === "chatgpt") {
+      for (const p of this.opts.config.workers.filter((w) => w.protocol !== "app-server" && w.max_containers > 1)) {
+        this.logger.warn("a ChatGPT login shared by several exec/mcp-server containers: their refresh tokens race; use an API key or the app-server protocol", { profile: p.name });
+      }
+    }
+    const reaped = await this.reapOrphans();
+    this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs ?? 10_000);
+    this.healthTimer.unref();
+    this.started = true;
+    return { reaped };
+  }
+
+  /** Removes containers of this instance's label that this pool did not start. */
+  async reapOrphans(): Promise<string[]> {
+    const mine = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label });
+    const orphans = mine.filter((c) => c.labels[LABELS.session] !== this.session);
+    await Promise.all(orphans.map((c) => this.opts.docker.remove(c.id)));
+    if (orphans.length) this.logger.info("removed orphan containers", { count: orphans.length, names: orphans.map((o) => o.name) });
+    return orphans.map((o) => o.name);
+  }
+
+  route(id: ConversationId): ConversationRoute | undefined {
+    return this.routes.get(id);
+  }
+
+  /** Runs one Codex turn: a new conversation, or the next turn of an existing one. */
+  async runTurn(req: PoolTurnRequest): Promise<PoolTurnResult> {
+    if (!this.started) throw new WrapperError("WORKER_FAILED", "the pool is not started");
+    if (this.closed) throw new WrapperError("WORKER_FAILED", "the broker is shutting down");
+    let route = req.conversationId ? this.routes.get(req.conversationId) : undefined;
+    if (req.conversationId && !route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${req.conversationId}; use an id returned by batch or reply`);
+    if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+
+    const profile = this.profile(route?.profile ?? req.profile);
+    const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
+    const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
+    const want: Want = { profile, workspace, sandbox, key: keyOf(profile.name, workspace, sandbox), slotId: route?.slotId, lane: route?.lane };
+
+    let grant: { worker: Worker; lane: number };
+    try {
+      grant = await this.acquire(want, req.signal);
+    } catch (e) {
+      if (req.signal?.aborted) return { conversationId: route?.id ?? null, container: null, outcome: { status: "cancelled", threadId: route?.threadId ?? null, finalMessage: null, error: "cancelled while waiting for a worker" } };
+      return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: describeError(e) } };
+    }
+    const { worker, lane } = grant;
+    try {
+      try {
+        await worker.ready;
+      } catch (e) {
+        return { conversationId: route?.id ?? null, container: worker.container.name, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: `worker ${worker.container.name} did not start: ${describeError(e)}` } };
+      }
+      req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id });
+      const driver = worker.driver!;
+      if (route && driver.protocol === "mcp-server" && !driver.hasThread(route.threadId)) {
+        route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
+        this.opts.onRoute?.(route);
+        return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+      }
+      const outcome = await driver.runTurn({
+        threadId: route?.threadId,
+        prompt: req.prompt,
+        model: req.model,
+        baseInstructions: req.baseInstructions,
+        developerInstructions: req.developerInstructions,
+        config: req.config,
+        env: req.env,
+        approvalPolicy: req.approvalPolicy ?? profile.approval_policy,
+        timeoutMs: req.timeoutMs ?? profile.turn_timeout,
+        signal: req.signal,
+        lane,
+        onEvent: req.onEvent,
+      });
+      if (!route && outcome.threadId) {
+        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
+        this.routes.set(route.id, route);
+        this.opts.onRoute?.(route);
+      }
+      return { conversationId: route?.id ?? null, container: worker.container.name, outcome };
+    } finally {
+      this.release(worker, lane);
+    }
+  }
+
+  private acquire(want: Want, signal: AbortSignal | undefined): Promise<{ worker: Worker; lane: number }> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(new Error("cancelled"));
+      const queue = this.queues.get(want.profile.name) ?? [];
+      this.queues.set(want.profile.name, queue);
+      const waiter: Waiter = {
+        want,
+        grant: (g) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(g);
+        },
+        fail: (e) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      };
+      const onAbort = (): void => {
+        const i = queue.indexOf(waiter);
+        if (i >= 0) queue.splice(i, 1);
+        reject(new Error("cancelled"));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      queue.push(waiter);
+      this.drain(want.profile.name);
+    });
+  }
+
+  /** Grants waiters in arrival order, each what it can have now; the rest keep waiting. */
+  private drain(profileName: string): void {
+    const queue = this.queues.get(profileName);
+    if (!queue) return;
+    for (let i = 0; i < queue.length; ) {
+      const waiter = queue[i]!;
+      let granted: { worker: Worker; lane: number } | null;
+      try {
+        granted = this.tryGrant(waiter.want);
+      } catch (e) {
+        queue.splice(i, 1);
+        waiter.fail(e as Error);
+        continue;
+      }
+      if (granted) {
+        queue.splice(i, 1);
+        granted.worker.lanes[granted.lane] = true;
+        const inFlight = granted.worker.lanes.filter(Boolean).length;
+        const name = granted.worker.container.name;
+        this.maxInFlightSeen.set(name, Math.max(this.maxInFlightSeen.get(name) ?? 0, inFlight));
+        waiter.grant(granted);
+      } else i++;
+    }
+  }
+
+  private liveWorkers(profile: string): Worker[] {
+    return [...this.workers].filter((w) => w.profile.name === profile && !w.dead && !w.removing);
+  }
+
+  private tryGrant(want: Want): { worker: Worker; lane: number } | null {
+    const freeLane = (w: Worker): number => (want.lane !== undefined && want.lane !== null ? (w.lanes[want.lane] ? -1 : want.lane) : w.lanes.indexOf(false));
+    const live = this.liveWorkers(want.profile.name);
+    const room = live.length < want.profile.max_containers;
+
+    if (want.slotId) {
+      const holder = live.find((w) => w.slot.id === want.slotId);
+      if (holder) {
+        const lane = freeLane(holder);
+        return lane >= 0 ? { worker: holder, lane } : null;
+      }
+      const slot = this.slots.get(want.slotId) ?? this.adoptSlot(want);
+      if (room) return { worker: this.startWorker(want, slot), lane: want.lane ?? 0 };
+      const victim = this.evictable(want);
+      if (victim) {
+        void this.removeWorker(victim, "evicted to make room");
+        return { worker: this.startWorker(want, slot), lane: want.lane ?? 0 };
+      }
+      return null;
+    }
+
+    const candidates = live.filter((w) => w.key === want.key).map((w) => ({ w, lane: freeLane(w) })).filter((c) => c.lane >= 0);
+    candidates.sort((a, b) => a.w.lanes.filter(Boolean).length - b.w.lanes.filter(Boolean).length);
+    if (candidates[0]) return { worker: candidates[0].w, lane: candidates[0].lane };
+    if (room) return { worker: this.startWorker(want, this.freeSlot(want)), lane: 0 };
+    const victim = this.evictable(want);
+    if (victim) {
+      void this.removeWorker(victim, "evicted to make room");
+      return { worker: this.startWorker(want, this.freeSlot(want)), lane: 0 };
+    }
+    return null;
+  }
+
+  /** An idle container of the same profile serving another workspace or sandbox mode. */
+  private evictable(want: Want): Worker | undefined {
+    return this.liveWorkers(want.profile.name).find((w) => w.key !== want.key && w.lanes.every((b) => !b) && w.driver !== null);
+  }
+
+  /** A slot of this key whose container is gone, else a new one. */
+  private freeSlot(want: Want): Slot {
+    for (const s of this.slots.values()) if (s.key === want.key && !s.worker) return s;
+    const id = randomUUID().slice(0, 8);
+    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
+    this.slots.set(id, slot);
+    return slot;
+  }
+
+  /** A slot known from a stored route (the broker restarted): its directory is still on disk. */
+  private adoptSlot(want: Want): Slot {
+    const id = want.slotId!;
+    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
+    this.slots.set(id, slot);
+    return slot;
+  }
+
+  private startWorker(want: Want, slot: Slot): Worker {
+    const { profile, workspace, sandbox } = want;
+    const user = workerUser(workspace);
+    const cmd = profile.protocol === "app-server" ? ["codex", "app-server"] : profile.protocol === "mcp-server" ? ["codex", "mcp-server"] : ["sleep", "infinity"];
+    const container = new WorkerContainer({
+      docker: this.opts.docker,
+      logger: this.logger,
+      instanceLabel: this.opts.config.label,
+      channel: this.opts.config.channel,
+      session: this.session,
+      profile,
+      workspace,
+      sandbox,
+      slotId: slot.id,
+      codexHomeDir: slot.dir,
+      cmd,
+      extraLabels: this.opts.extraLabels,
+      user,
+    });
+    const worker: Worker = {
+      key: want.key,
+      profile,
+      workspace,
+      sandbox,
+      slot,
+      container,
+      driver: null,
+      lanes: new Array<boolean>(profile.capacity).fill(false),
+      lastUsed: Date.now(),
+      dead: false,
+      removing: false,
+      ready: Promise.resolve(),
+    };
+    slot.worker = worker;
+    this.workers.add(worker);
+    worker.ready = this.bringUp(worker, user);
+    worker.ready.catch((e: unknown) => {
+      this.logger.error("worker failed to start", { container: container.name, error: describeError(e) });
+      void this.removeWorker(worker, "failed to start");
+    });
+    return worker;
+  }
+
+  private async bringUp(worker: Worker, user: { uid: number; gid: number }): Promise<void> {
+    const { profile, slot, container } = worker;
+    const seeder = this.seeder!;
+    const mirror = !(seeder.kind === "chatgpt" && profile.protocol === "app-server");
+    privateDir(slot.dir, user);
+    if (profile.protocol === "exec") {
+      // One CODEX_HOME per concurrent exec process: lanes/<n> (mounted under /codex-home).
+      privateDir(path.join(slot.dir, "lanes"), user);
+      for (let lane = 0; lane < profile.capacity; lane++) {
+        const dir = path.join(slot.dir, "lanes", String(lane));
+        privateDir(dir, user);
+        seeder.seed({ dir, user, mirror });
+      }
+    } else seeder.seed({ dir: slot.dir, user, mirror });
+    mkdirSync(slot.dir, { recursive: true });
+    await container.start();
+    const streams = container.streams!;
+    const driver: CodexDriver =
+      profile.protocol === "app-server"
+        ? new AppServerDriver({ name: container.name, streams, exited: container.exited, cwd: CONTAINER_PATHS.workspace, tokens: seeder.kind === "chatgpt" ? this.opts.tokens : undefined })
+        : profile.protocol === "mcp-server"
+          ? new McpServerDriver({ name: container.name, streams, exited: container.exited })
+          : new ExecDriver({ name: container.name, docker: this.opts.docker, containerId: () => container.id, exited: container.exited });
+    void container.exited.then((exit) => this.onWorkerExit(worker, exit.reason));
+    const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      driver.open(),
+      container.exited.then((e) => Promise.reject(new WrapperError("WORKER_EXITED", `${e.reason}${e.stderrTail ? `; last stderr lines:\n${e.stderrTail}` : ""}`))),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`)), timeoutMs))),
+    ]).finally(() => clearTimeout(timer));
+    worker.driver = driver;
+  }
+
+  private onWorkerExit(worker: Worker, reason: string): void {
+    if (worker.dead) return;
+    worker.dead = true;
+    if (worker.slot.worker === worker) worker.slot.worker = null;
+    this.workers.delete(worker);
+    this.seeder?.forget(worker.slot.dir);
+    if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
+    void worker.container.remove().catch(() => {});
+    this.drain(worker.profile.name);
+  }
+
+  private release(worker: Worker, lane: number): void {
+    worker.lanes[lane] = false;
+    worker.lastUsed = Date.now();
+    this.drain(worker.profile.name);
+  }
+
+  private async removeWorker(worker: Worker, why: string): Promise<void> {
+    if (worker.removing) return;
+    worker.removing = true;
+    this.logger.info("removing worker container", { container: worker.container.name, why });
+    await worker.driver?.close().catch(() => {});
+    await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container", { container: worker.container.name, error: describeError(e) }));
+    this.onWorkerExit(worker, why);
+  }
+
+  /** Replaces dead or frozen containers and stops idle ones. */
+  async checkHealth(): Promise<void> {
+    const now = Date.now();
+    for (const w of [...this.workers]) {
+      if (w.dead || w.removing || !w.driver) continue;
+      const idle = w.lanes.every((b) => !b);
+      if (idle && now - w.lastUsed > w.profile.idle_timeout) {
+        void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
+        continue;
+      }
+      try {
+        const state = await this.opts.docker.inspect(w.container.id);
+        if (!state || !state.running) void this.removeWorker(w, "its container is not running");
+        else if (state.paused) void this.removeWorker(w, "its container is frozen (paused) and cannot answer");
+      } catch (e) {
+        this.logger.warn("health probe failed", { container: w.container.name, error: describeError(e) });
+      }
+    }
+  }
+
+  stats(): PoolStats {
+    const containers = [...this.workers].map((w) => ({
+      name: w.container.name,
+      profile: w.profile.name,
+      workspace: w.workspace,
+      sandbox: w.sandbox,
+      inFlight: w.lanes.filter(Boolean).length,
+      capacity: w.lanes.length,
+      state: (w.dead ? "dead" : w.driver ? "ready" : "starting") as "starting" | "ready" | "dead",
+    }));
+    return {
+      containers,
+      queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
+      inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
+    };
+  }
+
+  /** The live container holding a conversation's slot, if any (tests, status). */
+  containerOf(id: ConversationId): string | null {
+    const r = this.routes.get(id);
+    const w = r ? this.slots.get(r.slotId)?.worker : undefined;
+    return w && !w.dead ? w.container.name : null;
+  }
+
+  /** Stops and removes every container this pool started; fails what still waits. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.healthTimer);
+    for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
+    await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
+    this.seeder?.close();
+  }
+}

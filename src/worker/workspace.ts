@@ -1,0 +1,25 @@
+// Workspaces are bind-mounted into workers, so only directories under the allowed roots may be
+// used, judged after resolving symlinks and `..`.
+import { realpathSync, statSync } from "node:fs";
+import path from "node:path";
+import { WrapperError } from "../errors.js";
+
+/** The workspace's real path, or a WORKSPACE_REFUSED error that says why and what to do. */
+export function resolveWorkspace(requested: string, allowedRoots: string[], field = "workspace"): string {
+  let real: string;
+  try {
+    real = realpathSync(path.resolve(requested));
+  } catch {
+    throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} does not exist; create the directory or give another path`);
+  }
+  if (!statSync(real).isDirectory()) throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} is not a directory`);
+  const inside = allowedRoots.some((root) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep));
+  if (!inside) {
+    const via = real !== path.resolve(requested) ? ` (it resolves to ${real})` : "";
+    throw new WrapperError(
+      "WORKSPACE_REFUSED",
+      `${field}: ${requested}${via} is outside the allowed workspace roots (${allowedRoots.join(", ")}); add a root to broker.allowed_workspace_roots or use a directory under one`,
+    );
+  }
+  return real;
+}

@@ -1,0 +1,51 @@
+// Builds worker pools for tests: the rehearsal image (real Codex inside), network none, a state
+// directory and auth file of their own, and the test label on every container.
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { resolveConfig } from "../../../src/config/load.js";
+import type { WrapperConfig } from "../../../src/config/schema.js";
+import { DockerRuntime } from "../../../src/runtime/docker.js";
+import { WorkerPool, type PoolOptions } from "../../../src/worker/pool.js";
+import { PREFIX, REHEARSAL_IMAGE, TEST_API_KEY, TEST_LABEL } from "./env.js";
+
+export const docker = new DockerRuntime();
+
+export interface TestPoolOptions {
+  label?: string;
+  channel?: "dev" | "release";
+  workers?: Record<string, unknown>[];
+  auth?: unknown;
+  stateDir?: string;
+  run: string;
+  pool?: Partial<PoolOptions>;
+}
+
+export function testConfig(o: Omit<TestPoolOptions, "pool">): WrapperConfig {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-pool-"));
+  const authFile = path.join(dir, "auth.json");
+  writeFileSync(authFile, JSON.stringify(o.auth ?? { OPENAI_API_KEY: TEST_API_KEY }));
+  chmodSync(authFile, 0o600);
+  const workers = (o.workers ?? [{ name: "default" }]).map((w) => ({ image: REHEARSAL_IMAGE, network: "none", memory: "1g", idle_timeout: 600, sandbox: "workspace-write", ...w }));
+  return resolveConfig(
+    {
+      broker: { label: o.label ?? `cmw-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX },
+      workers,
+    },
+    "test",
+    {},
+  );
+}
+
+export async function startPool(o: TestPoolOptions): Promise<WorkerPool> {
+  const pool = new WorkerPool({ config: testConfig(o), docker, extraLabels: { [TEST_LABEL]: o.run }, healthIntervalMs: 1000, ...o.pool });
+  await pool.start();
+  return pool;
+}
+
+/** The agent's `recall:` line parsed, from a final message. */
+export function recalled(finalMessage: string | null): string[] {
+  const line = (finalMessage ?? "").split("\n").find((l) => l.startsWith("recall: "));
+  if (!line) throw new Error(`no recall line in ${JSON.stringify(finalMessage)}`);
+  return JSON.parse(line.slice("recall: ".length)) as string[];
+}

@@ -1,0 +1,65 @@
+// A conversation's reply reaches the same thread in the container that holds it, and, after
+// that container is removed, a replacement on the same CODEX_HOME (app-server, exec). With
+// mcp-server, a conversation whose process ended is `lost`.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import type { WorkerPool } from "../../../src/worker/pool.js";
+import { makeWorkspace, REHEARSAL_IMAGE_LEGACY, removeTestContainers } from "../support/env.js";
+import { docker, recalled, startPool } from "../support/pool.js";
+
+const RUN = `conv-${process.pid}`;
+let pool: WorkerPool | undefined;
+afterEach(async () => {
+  await pool?.shutdown();
+  pool = undefined;
+});
+afterAll(() => removeTestContainers(RUN));
+
+describe.each(["app-server", "exec"] as const)("conversations with the %s driver", (protocol) => {
+  it("replies on the same thread, on the holding container and then on a replacement", async () => {
+    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, capacity: 1, max_containers: 2 }] });
+    const ws = makeWorkspace();
+    // Two conversations at once: with capacity 1 they land on two containers.
+    const [a, b] = await Promise.all([
+      pool.runTurn({ workspace: ws, prompt: "#fake write a.txt first of a\n#fake sleep 300" }),
+      pool.runTurn({ workspace: ws, prompt: "#fake write b.txt first of b\n#fake sleep 300" }),
+    ]);
+    expect(a.outcome.status).toBe("succeeded");
+    expect(b.outcome.status).toBe("succeeded");
+    expect(a.container).not.toBe(b.container);
+    expect(readFileSync(path.join(ws, "a.txt"), "utf8")).toBe("first of a");
+
+    const reply = await pool.runTurn({ conversationId: a.conversationId!, prompt: "#fake recall" });
+    expect(reply.outcome.status).toBe("succeeded");
+    expect(reply.container).toBe(a.container);
+    expect(reply.outcome.threadId).toBe(a.outcome.threadId);
+    expect(recalled(reply.outcome.finalMessage)).toEqual(["#fake write a.txt first of a\n#fake sleep 300", "#fake recall"]);
+
+    // The holding container disappears; the reply goes to a replacement on the same CODEX_HOME.
+    const holder = (await docker.listByLabels({ "io.codex-mcp-wrapper.instance": pool.config.label })).find((c) => c.name === a.container);
+    await docker.remove(holder!.id);
+    const again = await pool.runTurn({ conversationId: a.conversationId!, prompt: "#fake recall" });
+    expect(again.outcome.status).toBe("succeeded");
+    expect(again.container).not.toBe(a.container);
+    expect(recalled(again.outcome.finalMessage)).toEqual(["#fake write a.txt first of a\n#fake sleep 300", "#fake recall", "#fake recall"]);
+  });
+});
+
+describe("conversations with the mcp-server driver (Codex 0.153.0)", () => {
+  it("replies on the same thread, and says `lost` once its process has ended", async () => {
+    pool = await startPool({ run: RUN, workers: [{ name: "m", protocol: "mcp-server", image: REHEARSAL_IMAGE_LEGACY, capacity: 2, max_containers: 1 }] });
+    const ws = makeWorkspace();
+    const first = await pool.runTurn({ workspace: ws, prompt: "#fake write m.txt via mcp" });
+    expect(first.outcome).toMatchObject({ status: "succeeded" });
+    expect(readFileSync(path.join(ws, "m.txt"), "utf8")).toBe("via mcp");
+    const reply = await pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake recall" });
+    expect(recalled(reply.outcome.finalMessage)).toEqual(["#fake write m.txt via mcp", "#fake recall"]);
+
+    const holder = (await docker.listByLabels({ "io.codex-mcp-wrapper.instance": pool.config.label }))[0];
+    await docker.remove(holder!.id);
+    const lost = await pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake recall" });
+    expect(lost.outcome.status).toBe("lost");
+    expect(lost.outcome.error).toMatch(/mcp-server cannot resume/);
+  });
+});

@@ -61,7 +61,14 @@ export class AppServerDriver implements CodexDriver {
       this.exit = exit;
       this.failAll(this.deathError());
     });
-    void this.peer.closed.then(() => this.failAll(this.deathError()));
+    // The stream closes a moment before Docker reports the exit: wait (bounded) for the exit code
+    // and stderr, so the error names them.
+    void this.peer.closed.then(async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([opts.exited, new Promise((r) => (timer = setTimeout(r, 3000)))]);
+      clearTimeout(timer);
+      this.failAll(this.deathError());
+    });
   }
 
   private deathError(): WorkerError {

@@ -149,7 +149,8 @@ export class WorkerContainer {
     try {
       this.streams = await docker.attach(this.id);
       this.streams.stderr.on("data", (d: Buffer) => {
-        this.stderrTail = (this.stderrTail + d.toString("utf8")).slice(-STDERR_TAIL_BYTES);
+        // eslint-disable-next-line no-control-regex -- strip ANSI colours from Codex's logs
+        this.stderrTail = (this.stderrTail + d.toString("utf8").replace(/\x1b\[[0-9;]*m/g, "")).slice(-STDERR_TAIL_BYTES);
       });
       await docker.start(this.id);
     } catch (e) {

@@ -13,7 +13,7 @@ import {
   TurnCompletedNotification,
   TurnStartResponse,
 } from "./app-server-protocol.js";
-import { CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { JsonRpcPeer } from "./jsonrpc.js";
 import type { z } from "zod";
 import type { Turn } from "./app-server-protocol.js";
@@ -39,7 +39,9 @@ interface ActiveTurn {
   onEvent: (e: DriverEvent) => void;
   finish: (o: TurnOutcome) => void;
   messages: string[];
-  /** Set once a stop is asked for: sends turn/interrupt (again once the turn id is known). */
+  /** Codex rejects turn/interrupt before turn/started: a stop waits for it. */
+  started: boolean;
+  /** Set once a stop is asked for: sends turn/interrupt once the turn has started. */
   interrupt?: () => void;
 }
 
@@ -142,6 +144,7 @@ export class AppServerDriver implements CodexDriver {
       let graceTimer: NodeJS.Timeout | undefined;
       const turn: ActiveTurn = {
         turnId: null,
+        started: false,
         onEvent,
         messages: [],
         finish: (o) => {
@@ -158,7 +161,11 @@ export class AppServerDriver implements CodexDriver {
         if (settled || stopReason) return;
         stopReason = why;
         const interrupt = (): void => {
-          if (turn.turnId) void this.peer.request("turn/interrupt", { threadId, turnId: turn.turnId }, { timeoutMs: CANCEL_GRACE_MS }).catch(() => {});
+          if (settled || !turn.started || !turn.turnId) return;
+          // Rejected while Codex is still setting the turn up: ask again shortly (until the grace ends).
+          void this.peer.request("turn/interrupt", { threadId, turnId: turn.turnId }, { timeoutMs: CANCEL_GRACE_MS }).catch(() => {
+            if (!settled && !this.peer.isClosed) setTimeout(interrupt, 250).unref();
+          });
         };
         // The turn id may not be known yet: then it is sent once it is (see onNotification).
         turn.interrupt = interrupt;
@@ -178,11 +185,7 @@ export class AppServerDriver implements CodexDriver {
         .request("turn/start", { threadId, input: [{ type: "text", text: req.prompt }] })
         .then((raw) => {
           const r = TurnStartResponse.parse(raw);
-          if (!turn.turnId) {
-            turn.turnId = r.turn.id;
-            onEvent({ kind: "turn_started", turnId: r.turn.id });
-            turn.interrupt?.();
-          }
+          turn.turnId ??= r.turn.id;
         })
         .catch((e: unknown) => turn.finish(failed(threadId, (e as Error).message)));
     }).then((o) => (o.status === "timed_out" && !o.error ? { ...o, error: `no answer within ${req.timeoutMs} ms; the turn was interrupted` } : o));
@@ -196,8 +199,9 @@ export class AppServerDriver implements CodexDriver {
     turn.onEvent({ kind: "raw", message: { method, params } });
     switch (method) {
       case "turn/started":
-        if (p.turn?.id && !turn.turnId) {
-          turn.turnId = p.turn.id;
+        if (p.turn?.id && !turn.started) {
+          turn.turnId ??= p.turn.id;
+          turn.started = true;
           turn.onEvent({ kind: "turn_started", turnId: p.turn.id });
           turn.interrupt?.();
         }
@@ -207,13 +211,13 @@ export class AppServerDriver implements CodexDriver {
         this.onItem(turn, method === "item/started", p.item ?? {});
         break;
       case "warning":
-        turn.onEvent({ kind: "warning", message: String((params as { message?: unknown }).message ?? "") });
+        turn.onEvent({ kind: "warning", message: asText((params as { message?: unknown }).message) });
         break;
       case "turn/completed": {
         const n = TurnCompletedNotification.safeParse(params);
         if (!n.success) return;
         const t = n.data.turn;
-        const items = (t.items ?? []).filter((i) => i.type === "agentMessage").map((i) => String((i as { text?: unknown }).text ?? ""));
+        const items = (t.items ?? []).filter((i) => i.type === "agentMessage").map((i) => asText((i as { text?: unknown }).text));
         const finalMessage = items.at(-1) ?? turn.messages.at(-1) ?? null;
         if (t.status === "completed") turn.finish({ status: "succeeded", threadId: n.data.threadId, finalMessage, error: null });
         else if (t.status === "interrupted") turn.finish({ status: "cancelled", threadId: n.data.threadId, finalMessage, error: "interrupted" });
@@ -226,16 +230,16 @@ export class AppServerDriver implements CodexDriver {
   private onItem(turn: ActiveTurn, started: boolean, item: Record<string, unknown>): void {
     const type = item.type;
     if (type === "commandExecution") {
-      const command = String(item.command ?? "");
+      const command = asText(item.command);
       if (started) turn.onEvent({ kind: "command_started", command });
-      else turn.onEvent({ kind: "command_finished", command, exitCode: typeof item.exitCode === "number" ? item.exitCode : null, output: String(item.aggregatedOutput ?? "") });
+      else turn.onEvent({ kind: "command_finished", command, exitCode: typeof item.exitCode === "number" ? item.exitCode : null, output: asText(item.aggregatedOutput) });
     } else if (type === "agentMessage" && !started) {
-      const text = String(item.text ?? "");
+      const text = asText(item.text);
       turn.messages.push(text);
       turn.onEvent({ kind: "agent_message", text });
     } else if (type === "fileChange" && !started) {
       const changes = Array.isArray(item.changes) ? (item.changes as { path?: unknown }[]) : [];
-      turn.onEvent({ kind: "file_change", paths: changes.map((c) => String(c.path ?? "")) });
+      turn.onEvent({ kind: "file_change", paths: changes.map((c) => asText(c.path)) });
     }
   }
 
@@ -249,7 +253,7 @@ export class AppServerDriver implements CodexDriver {
     }
     if (method.endsWith("/requestApproval")) {
       const turn = p.threadId ? this.active.get(p.threadId) : undefined;
-      turn?.onEvent({ kind: "approval_declined", request: method, detail: typeof p.command === "string" ? p.command : String(p.itemId ?? "") });
+      turn?.onEvent({ kind: "approval_declined", request: method, detail: typeof p.command === "string" ? p.command : asText(p.itemId) });
       return { decision: "decline" };
     }
     throw new Error(`codex-mcp-wrapper does not answer ${method}`);

@@ -85,8 +85,16 @@ export async function* streamTurn(driver: CodexDriver, req: Omit<TurnRequest, "o
   }
   await done;
   while (queue.length) yield queue.shift()!;
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw failure instanceof Error ? failure : new Error(asText(failure));
   return outcome!;
+}
+
+/** A protocol value as text: strings as they are, nothing as "", anything else as JSON. */
+export function asText(v: unknown): string {
+  if (typeof v === "string") return v;
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return v.toString();
+  return JSON.stringify(v) ?? "";
 }
 
 /** Extracts the human message from Codex's error text (often a JSON body from the model API). */

@@ -7,7 +7,7 @@ import type { DockerRuntime } from "../runtime/docker.js";
 import type { ExitInfo } from "../worker/container.js";
 import { CONTAINER_PATHS } from "../worker/container.js";
 import { LineSplitter } from "../worker/stream-transport.js";
-import { CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { ExecEvent, execArgv } from "./exec-protocol.js";
 
 export interface ExecDriverOptions {
@@ -96,13 +96,13 @@ export class ExecDriver implements CodexDriver {
         else if (e.type === "item.started" || e.type === "item.completed") {
           const item = e.item as Record<string, unknown>;
           if (item.type === "command_execution") {
-            const command = String(item.command ?? "");
+            const command = asText(item.command);
             if (e.type === "item.started") onEvent({ kind: "command_started", command });
-            else onEvent({ kind: "command_finished", command, exitCode: typeof item.exit_code === "number" ? item.exit_code : null, output: String(item.aggregated_output ?? "") });
+            else onEvent({ kind: "command_finished", command, exitCode: typeof item.exit_code === "number" ? item.exit_code : null, output: asText(item.aggregated_output) });
           } else if (item.type === "agent_message" && e.type === "item.completed") {
-            finalMessage = String(item.text ?? "");
+            finalMessage = asText(item.text);
             onEvent({ kind: "agent_message", text: finalMessage });
-          } else if (item.type === "error" && e.type === "item.completed") onEvent({ kind: "warning", message: String(item.message ?? "") });
+          } else if (item.type === "error" && e.type === "item.completed") onEvent({ kind: "warning", message: asText(item.message) });
         } else if (e.type === "turn.completed") {
           terminal = { status: "succeeded", threadId, finalMessage, error: null, usage: { inputTokens: e.usage.input_tokens, outputTokens: e.usage.output_tokens } };
         } else if (e.type === "turn.failed") {

@@ -9,7 +9,7 @@ import type { AttachedStreams } from "../runtime/docker.js";
 import type { ExitInfo } from "../worker/container.js";
 import { CONTAINER_PATHS } from "../worker/container.js";
 import { StreamTransport } from "../worker/stream-transport.js";
-import { envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { asText, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { CodexToolArgs, CodexReplyArgs, CodexToolOutput } from "./mcp-server-protocol.js";
 
 export interface McpServerDriverOptions {
@@ -64,19 +64,19 @@ export class McpServerDriver implements CodexDriver {
 
   private translate(sink: (e: DriverEvent) => void, msg: Record<string, unknown>): void {
     sink({ kind: "raw", message: msg });
-    const cmd = Array.isArray(msg.command) ? (msg.command as unknown[]).map(String).join(" ") : String(msg.command ?? "");
+    const cmd = Array.isArray(msg.command) ? (msg.command as unknown[]).map(String).join(" ") : asText(msg.command);
     switch (msg.type) {
       case "exec_command_begin":
         sink({ kind: "command_started", command: cmd });
         break;
       case "exec_command_end":
-        sink({ kind: "command_finished", command: cmd, exitCode: typeof msg.exit_code === "number" ? msg.exit_code : null, output: String(msg.aggregated_output ?? msg.stdout ?? "") });
+        sink({ kind: "command_finished", command: cmd, exitCode: typeof msg.exit_code === "number" ? msg.exit_code : null, output: asText(msg.aggregated_output ?? msg.stdout) });
         break;
       case "agent_message":
-        sink({ kind: "agent_message", text: String(msg.message ?? "") });
+        sink({ kind: "agent_message", text: asText(msg.message) });
         break;
       case "warning":
-        sink({ kind: "warning", message: String(msg.message ?? "") });
+        sink({ kind: "warning", message: asText(msg.message) });
         break;
       case "task_started":
         sink({ kind: "turn_started", turnId: typeof msg.turn_id === "string" ? msg.turn_id : null });

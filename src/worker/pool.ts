@@ -487,7 +487,7 @@ export class WorkerPool {
       sandbox: w.sandbox,
       inFlight: w.lanes.filter(Boolean).length,
       capacity: w.lanes.length,
-      state: (w.dead ? "dead" : w.driver ? "ready" : "starting") as "starting" | "ready" | "dead",
+      state: w.dead ? ("dead" as const) : w.driver ? ("ready" as const) : ("starting" as const),
     }));
     return {
       containers,

@@ -92,13 +92,21 @@ export class AppServerDriver implements CodexDriver {
     await this.peer.notify("initialized");
     if (this.opts.tokens) {
       await this.login();
-      this.unsubscribe = this.opts.tokens.subscribe(() => void this.login().catch(() => {}));
+      this.unsubscribe = this.opts.tokens.subscribe(() => {
+        // A re-login during a turn fails that turn (real 0.169.0: "application network policy is
+        // unavailable"); between turns it works. So push now only when idle, else before the next turn.
+        this.loginPending = true;
+        if (this.active.size === 0) void this.login().catch(() => {});
+      });
     }
   }
+
+  private loginPending = false;
 
   /** Pushes the broker's current ChatGPT access token into this app-server. */
   private async login(): Promise<void> {
     if (!this.opts.tokens || this.peer.isClosed) return;
+    this.loginPending = false;
     const t = await this.opts.tokens.current();
     const params = ChatgptAuthTokensLoginParams.parse({ type: "chatgptAuthTokens", accessToken: t.accessToken, chatgptAccountId: t.accountId, chatgptPlanType: t.planType });
     await this.peer.request("account/login/start", params);
@@ -122,6 +130,7 @@ export class AppServerDriver implements CodexDriver {
     };
     let threadId: string;
     try {
+      if (this.loginPending) await this.login();
       if (!req.threadId) {
         const r = ThreadStartResponse.parse(await this.peer.request("thread/start", settings, { signal: req.signal }));
         threadId = r.thread.id;
@@ -151,6 +160,7 @@ export class AppServerDriver implements CodexDriver {
           if (settled) return;
           settled = true;
           this.active.delete(threadId);
+          if (this.loginPending && this.active.size === 0) void this.login().catch(() => {});
           clearTimeout(timeout);
           clearTimeout(graceTimer);
           req.signal?.removeEventListener("abort", onAbort);

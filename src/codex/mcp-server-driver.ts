@@ -148,6 +148,12 @@ export class McpServerDriver implements CodexDriver {
       if (result.isError) return { status: "failed", threadId: tid, finalMessage: null, error: errorText(text) };
       return { status: "succeeded", threadId: tid, finalMessage: text, error: null };
     } catch (e) {
+      if (this.transport.isClosed && !this.exit) {
+        // The stream closes a moment before Docker reports the exit: wait (bounded) for it.
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([this.opts.exited, new Promise((r) => (t = setTimeout(r, 3000)))]);
+        clearTimeout(t);
+      }
       if (stopReason === "died" || this.exit) return { status: "failed", threadId, finalMessage: null, error: new WorkerError("WORKER_EXITED", this.deathMessage()).message };
       if (stopReason === "timed_out") return { status: "timed_out", threadId, finalMessage: null, error: `no answer within ${req.timeoutMs} ms; the call was cancelled` };
       if (stopReason === "cancelled") return { status: "cancelled", threadId, finalMessage: null, error: "cancelled" };

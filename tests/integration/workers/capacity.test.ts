@@ -3,7 +3,7 @@
 // next task gets a working container; a cancel stops a long turn within seconds and frees it.
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, removeTestContainers } from "../support/env.js";
+import { makeWorkspace, REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers } from "../support/env.js";
 import { startPool } from "../support/pool.js";
 
 const RUN = `cap-${process.pid}`;
@@ -14,9 +14,13 @@ afterEach(async () => {
 });
 afterAll(() => removeTestContainers(RUN));
 
-describe.each(["app-server", "exec"] as const)("capacity and faults with %s", (protocol) => {
+describe.each([
+  ["app-server", REHEARSAL_IMAGE],
+  ["exec", REHEARSAL_IMAGE],
+  ["mcp-server", REHEARSAL_IMAGE_LEGACY],
+] as const)("capacity and faults with %s", (protocol, image) => {
   it("runs six tasks with capacity 2 × 2 containers: at most 2 per container and 4 in all", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, capacity: 2, max_containers: 2 }] });
+    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 2 }] });
     const p = pool;
     let peak = 0;
     let peakContainers = 0;
@@ -36,7 +40,7 @@ describe.each(["app-server", "exec"] as const)("capacity and faults with %s", (p
   });
 
   it("fails the turns of a crashed Codex with the exit code and stderr, then serves the next task", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, capacity: 2, max_containers: 1 }] });
+    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 1 }] });
     const ws = makeWorkspace();
     const started = Date.now();
     let crashedAfter = 0;
@@ -46,7 +50,7 @@ describe.each(["app-server", "exec"] as const)("capacity and faults with %s", (p
     ]);
     expect(crashedAfter).toBeLessThan(15_000);
     expect(crash.outcome.status).toBe("failed");
-    if (protocol === "app-server") {
+    if (protocol !== "exec") {
       // The crash kills the container's main process: every turn on it fails, naming it.
       expect(crash.outcome.error).toMatch(new RegExp(`container ${crash.container} exited with code 137; last stderr lines:\n\\S`));
       expect(bystander.outcome.status).toBe("failed");
@@ -61,7 +65,7 @@ describe.each(["app-server", "exec"] as const)("capacity and faults with %s", (p
   });
 
   it("cancels a #fake sleep 60000 turn within seconds and frees its capacity", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, capacity: 1, max_containers: 1 }] });
+    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 1, max_containers: 1 }] });
     const ws = makeWorkspace();
     const ac = new AbortController();
     let began = 0;

@@ -5,6 +5,9 @@ import { ConfigError, WrapperError } from "../errors.js";
 import { DockerRuntime } from "../runtime/docker.js";
 import { VERSION } from "../version.js";
 import { formatChecks, runDoctor } from "./doctor.js";
+import { RUN_MISSION_HELP, runMission } from "./run-mission.js";
+import { scaffoldMission } from "../mission/scaffold.js";
+import { existsSync, writeFileSync } from "node:fs";
 
 /** Exit codes: 0 success, 1 a check or a task failed, 2 invalid input (usage, config, mission). */
 export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
@@ -15,8 +18,10 @@ const HELP: Record<string, string> = {
 Usage: codex-mcp-wrapper <command> [options]
 
 Commands:
-  doctor     check Docker, the worker images, Codex in them, the auth file and the state directory
-  version    print the version
+  doctor            check Docker, the worker images, Codex in them, the auth file and the state directory
+  run-mission       run a mission's tasks in worker containers and report (for CI)
+  scaffold-mission  write a starter mission that validates and explains each field
+  version           print the version
 
 Run \`codex-mcp-wrapper <command> --help\` for a command's options.`,
   doctor: `Usage: codex-mcp-wrapper doctor [--config wrapper.toml] [--json]
@@ -30,7 +35,25 @@ Checks, one line each (✓ passed, ⚠ warning, ✗ failed with the fix):
 Options:
   --config FILE   wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
   --json          print the checks as JSON`,
+  "run-mission": RUN_MISSION_HELP,
+  "scaffold-mission": `Usage: codex-mcp-wrapper scaffold-mission [path] [--force]
+
+Writes a starter mission (YAML, default mission.yaml) that validates as written and explains
+each field in comments. Refuses to overwrite an existing file unless --force is given.`,
 };
+
+async function scaffold(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { force: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) return print(HELP["scaffold-mission"]!);
+  const file = positionals[0] ?? "mission.yaml";
+  if (existsSync(file) && !values.force) {
+    process.stderr.write(`codex-mcp-wrapper scaffold-mission: ${file} exists; give another path or --force to overwrite\n`);
+    return EXIT.invalid;
+  }
+  writeFileSync(file, scaffoldMission());
+  process.stdout.write(`wrote ${file}: edit the tasks, then run codex-mcp-wrapper run-mission ${file} --workspace .\n`);
+  return EXIT.ok;
+}
 
 async function doctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
@@ -48,6 +71,8 @@ function print(text: string): number {
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   doctor,
+  "run-mission": runMission,
+  "scaffold-mission": scaffold,
   version: async () => print(VERSION),
 };
 
@@ -69,7 +94,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof WrapperError) {
       process.stderr.write(`codex-mcp-wrapper: ${e.message}\n`);
-      return e.code === "MISSION_INVALID" ? EXIT.invalid : EXIT.failed;
+      const invalid = ["MISSION_INVALID", "MISSION_UNREADABLE", "WORKSPACE_REFUSED", "CONFIG_INVALID"].includes(e.code);
+      return invalid ? EXIT.invalid : EXIT.failed;
     }
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
       process.stderr.write(`codex-mcp-wrapper ${command}: ${e.message}\n\n${HELP[command] ?? HELP.main}\n`);

@@ -1,0 +1,65 @@
+// Collects a task's artifacts: regular files in the workspace matching its globs, copied into the
+// mission's state with size and sha256, and packed into a tar.gz bundle. Symlinks are never
+// followed, so an artifact can never be a file outside the workspace.
+import { createHash } from "node:crypto";
+import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import * as tar from "tar";
+import type { ArtifactEntry } from "../state/store.js";
+
+/** A glob (`*`, `?`, `**`) as a regular expression over `/`-separated relative paths. */
+export function globToRegExp(glob: string): RegExp {
+  let re = "";
+  const g = glob.replace(/\\/g, "/").replace(/^\.\//, "");
+  for (let i = 0; i < g.length; i++) {
+    const c = g[i]!;
+    if (c === "*" && g[i + 1] === "*") {
+      const slash = g[i + 2] === "/";
+      re += slash ? "(?:.*/)?" : ".*";
+      i += slash ? 2 : 1;
+    } else if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Regular files under root (relative paths), not following symlinks, skipping .git. */
+function walk(root: string, rel = "", out: string[] = [], limit = 100_000): string[] {
+  for (const e of readdirSync(path.join(root, rel), { withFileTypes: true })) {
+    if (out.length >= limit) break;
+    const p = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) {
+      if (e.name !== ".git") walk(root, p, out, limit);
+    } else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** Copies the matching files into destDir and returns their manifest entries. */
+export function collectArtifacts(workspace: string, globs: string[], destDir: string): ArtifactEntry[] {
+  if (globs.length === 0) return [];
+  const patterns = globs.map(globToRegExp);
+  const entries: ArtifactEntry[] = [];
+  for (const rel of walk(workspace)) {
+    if (!patterns.some((p) => p.test(rel))) continue;
+    const src = path.join(workspace, rel);
+    if (!lstatSync(src).isFile()) continue; // changed under us into something else
+    const dest = path.join(destDir, rel);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    copyFileSync(src, dest);
+    const data = readFileSync(dest);
+    entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex") });
+  }
+  return entries;
+}
+
+/** Writes manifest.json and bundle.tar.gz for an artifacts directory; returns the bundle path. */
+export async function packArtifacts(artifactsDir: string, manifest: Record<string, ArtifactEntry[]>): Promise<string> {
+  mkdirSync(artifactsDir, { recursive: true });
+  writeFileSync(path.join(artifactsDir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  const bundle = path.join(path.dirname(artifactsDir), "bundle.tar.gz");
+  const files = readdirSync(artifactsDir);
+  await tar.create({ gzip: true, file: bundle, cwd: artifactsDir, portable: true }, files);
+  return bundle;
+}

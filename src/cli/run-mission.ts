@@ -1,0 +1,107 @@
+// `codex-mcp-wrapper run-mission`: runs a mission without a server (for CI): progress lines as
+// tasks move, a summary table, a JSON report and JUnit XML, exit 0 only if every task
+// succeeded; on SIGINT/SIGTERM it cancels the tasks and removes its containers before it exits.
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config/load.js";
+import { createLogger } from "../log.js";
+import { loadMission } from "../mission/load.js";
+import { MissionRunner, type ProgressEvent } from "../mission/runner.js";
+import { DockerRuntime } from "../runtime/docker.js";
+import { StateStore, writeFileAtomic, type MissionRecord } from "../state/store.js";
+import { WorkerPool } from "../worker/pool.js";
+
+export const RUN_MISSION_HELP = `Usage: codex-mcp-wrapper run-mission <mission.json|yaml> --workspace <path> [options]
+
+Runs every task of the mission in worker containers, without a server, and exits 0 only if every
+task succeeded (1 if any did not, 2 for invalid input). Ctrl-C cancels the tasks and removes the
+containers before exiting.
+
+Options:
+  --workspace PATH   the directory the tasks work in (default: the mission's workspace)
+  --config FILE      wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
+  --json FILE        write the mission report (JSON) here too
+  --junit FILE       write JUnit XML (one testcase per task) for CI dashboards`;
+
+const xml = (s: string): string => s.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!);
+
+/** JUnit XML: one testsuite for the mission, one testcase per task. */
+export function junitReport(m: MissionRecord): string {
+  const secs = (t: { startedAt: string | null; finishedAt: string | null }): string =>
+    t.startedAt && t.finishedAt ? ((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000).toFixed(3) : "0";
+  const failures = m.tasks.filter((t) => t.status !== "succeeded").length;
+  const cases = m.tasks.map((t) => {
+    const body = t.status === "succeeded" ? "" : `\n      <failure message="${xml(`${t.status}: ${t.error ?? ""}`.slice(0, 500))}" type="${t.status}">${xml(t.error ?? "")}</failure>\n    `;
+    return `    <testcase classname="${xml(m.name)}" name="${xml(t.id)}" time="${secs(t)}">${body}</testcase>`;
+  });
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n  <testsuite name="${xml(m.name)}" tests="${m.tasks.length}" failures="${failures}" errors="0" timestamp="${m.createdAt}">\n${cases.join("\n")}\n  </testsuite>\n</testsuites>\n`;
+}
+
+function summary(m: MissionRecord): string {
+  const rows = m.tasks.map((t) => {
+    const secs = t.startedAt && t.finishedAt ? `${((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000).toFixed(1)} s` : "-";
+    return [t.id, t.status, secs, String(t.artifacts.length), (t.error ?? "").split("\n")[0]!.slice(0, 80)];
+  });
+  const head = ["task", "status", "time", "artifacts", "error"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+export async function runMission(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { workspace: { type: "string" }, config: { type: "string" }, json: { type: "string" }, junit: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    process.stdout.write(`${RUN_MISSION_HELP}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    process.stderr.write(`codex-mcp-wrapper run-mission: expected one mission file\n\n${RUN_MISSION_HELP}\n`);
+    return 2;
+  }
+  const config = loadConfig({ file: values.config });
+  const mission = loadMission(positionals[0]!, config);
+  const logger = createLogger({ level: "warn" });
+  const store = new StateStore(config.stateDir);
+  const pool = new WorkerPool({ config, docker: new DockerRuntime(), logger, onRoute: (r) => store.saveRoute(r) });
+  const runner = new MissionRunner(pool, store, logger);
+  const out = (line: string): void => void process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+
+  let interrupted = false;
+  let missionId: string | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    out(`${sig}: cancelling the tasks and removing the containers…`);
+    if (missionId) runner.cancel(missionId);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await pool.start();
+    const onProgress = (e: ProgressEvent): void => {
+      if (e.kind === "task_started") out(`task ${e.taskId}: started on ${e.container}`);
+      else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
+      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}`);
+    };
+    const started = runner.start(mission, { workspace: values.workspace, onProgress });
+    missionId = started.missionId;
+    out(`mission ${mission.name} (${missionId}): ${mission.tasks.length} task(s) in ${started.missionId ? runner.status(missionId).workspace : ""}`);
+    if (interrupted) runner.cancel(missionId);
+    const record = await started.done;
+    process.stdout.write(`\n${summary(record)}\n\nmission ${record.status}; state in ${store.missionDir(record.missionId)}\n`);
+    const report = `${JSON.stringify(record, null, 2)}\n`;
+    writeFileAtomic(path.join(store.missionDir(record.missionId), "report.json"), report);
+    if (values.json) writeFileSync(values.json, report);
+    if (values.junit) writeFileSync(values.junit, junitReport(record));
+    return interrupted ? 130 : record.status === "succeeded" ? 0 : 1;
+  } finally {
+    await pool.shutdown();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}

@@ -1,0 +1,98 @@
+// Loads a mission (a file, JSON or YAML, or an object) and checks it against the contract and
+// the broker's configuration. Every problem is one line naming the task and the field; nothing
+// is started for an invalid mission.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { WrapperConfig } from "../config/schema.js";
+import { formatPath, MissionError } from "../errors.js";
+import { MissionSchema, type Mission } from "./schema.js";
+
+/** Reads a mission file (.json, .yaml, .yml; other names: JSON, then YAML). */
+export function readMissionFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MissionError("MISSION_UNREADABLE", `${file}: cannot read the mission file (${code === "ENOENT" ? "no such file" : code}); check the path`);
+  }
+  const ext = path.extname(file).toLowerCase();
+  if (ext === ".json") return parseJson(text, file);
+  if (ext === ".yaml" || ext === ".yml") return parseYamlText(text, file);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return parseYamlText(text, file);
+  }
+}
+
+function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new MissionError("MISSION_INVALID", `${file}: not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function parseYamlText(text: string, file: string): unknown {
+  try {
+    return parseYaml(text, { maxAliasCount: 100 }) as unknown;
+  } catch (e) {
+    throw new MissionError("MISSION_INVALID", `${file}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+
+/** Names a path in user terms: `tasks[2] ("build").prompt`. */
+function describePath(p: readonly PropertyKey[], input: unknown): string {
+  if (p[0] === "tasks" && typeof p[1] === "number") {
+    const tasks = (input as { tasks?: unknown[] } | null)?.tasks;
+    const id = (tasks?.[p[1]] as { id?: unknown } | undefined)?.id;
+    const head = `tasks[${p[1]}]${typeof id === "string" ? ` ("${id}")` : ""}`;
+    const rest = formatPath(p.slice(2));
+    return rest === "(root)" ? head : `${head}.${rest}`;
+  }
+  return formatPath(p);
+}
+
+/** Validates a parsed mission; throws MissionError with one line per problem. */
+export function validateMission(input: unknown, config: WrapperConfig, source = "mission"): Mission {
+  const problems: string[] = [];
+  if (input === null || typeof input !== "object" || Array.isArray(input)) {
+    throw new MissionError("MISSION_INVALID", `${source}: expected a mission object with name and tasks`, { problems: ["(root): expected an object"] });
+  }
+  const parsed = MissionSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const where = describePath(issue.path, input);
+      if (issue.code === "unrecognized_keys") for (const k of issue.keys) problems.push(`${where}: unknown field "${k}"`);
+      else problems.push(`${where}: ${issue.message}`);
+    }
+  } else {
+    const m = parsed.data;
+    const profiles = new Set(config.workers.map((w) => w.name));
+    const known = [...profiles].map((p) => `"${p}"`).join(", ");
+    if (m.tasks.length > config.maxTasksPerMission) problems.push(`tasks: ${m.tasks.length} tasks, more than the ${config.maxTasksPerMission} allowed (broker.max_tasks_per_mission)`);
+    if (m.defaults?.profile && !profiles.has(m.defaults.profile)) problems.push(`defaults.profile: no worker profile "${m.defaults.profile}"; known: ${known}`);
+    const seen = new Map<string, number>();
+    m.tasks.forEach((t, i) => {
+      const where = `tasks[${i}] ("${t.id}")`;
+      const first = seen.get(t.id);
+      if (first !== undefined) problems.push(`${where}.id: duplicate id, also used by tasks[${first}]; give each task its own id`);
+      else seen.set(t.id, i);
+      if (t.profile && !profiles.has(t.profile)) problems.push(`${where}.profile: no worker profile "${t.profile}"; known: ${known}`);
+      if (t.preferred_worker && !profiles.has(t.preferred_worker)) problems.push(`${where}.preferred_worker: no worker profile "${t.preferred_worker}"; known: ${known}`);
+      const bytes = Buffer.byteLength(t.prompt);
+      if (bytes > config.maxPromptBytes) problems.push(`${where}.prompt: ${bytes} bytes, more than the ${config.maxPromptBytes} allowed (broker.max_prompt_bytes)`);
+    });
+  }
+  if (problems.length) {
+    throw new MissionError("MISSION_INVALID", `${source}: ${problems.length} problem${problems.length > 1 ? "s" : ""}:\n  ${problems.join("\n  ")}`, { problems });
+  }
+  return parsed.data!;
+}
+
+/** Reads and validates a mission file. */
+export function loadMission(file: string, config: WrapperConfig): Mission {
+  return validateMission(readMissionFile(file), config, file);
+}

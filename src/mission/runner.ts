@@ -1,0 +1,199 @@
+// Runs a mission: its tasks go to the pool concurrently (bounded by capacity), each as one Codex
+// turn with the task's settings (task → mission defaults → worker profile). Each task's events go
+// to its JSONL log, its record is updated as it runs, and its artifacts are collected at the end.
+import path from "node:path";
+import { collectArtifacts, packArtifacts } from "../artifacts/collect.js";
+import type { DriverEvent } from "../codex/driver.js";
+import { describeError, MissionError } from "../errors.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
+import type { WorkerPool } from "../worker/pool.js";
+import { resolveWorkspace } from "../worker/workspace.js";
+import type { Mission, Task } from "./schema.js";
+
+/** What the runner reports while a mission runs (MCP progress, the CLI's lines). */
+export type ProgressEvent =
+  | { kind: "task_started"; taskId: string; container: string }
+  | { kind: "command"; taskId: string; command: string }
+  | { kind: "agent_message"; taskId: string; text: string }
+  | { kind: "task_finished"; taskId: string; record: TaskRecord };
+
+export interface RunOptions {
+  /** Overrides the mission's workspace. */
+  workspace?: string | undefined;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+interface Running {
+  record: MissionRecord;
+  controllers: Map<string, AbortController>;
+  done: Promise<MissionRecord>;
+}
+
+export class MissionRunner {
+  private readonly running = new Map<string, Running>();
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly store: StateStore,
+    logger?: Logger,
+  ) {
+    this.logger = logger ?? silentLogger;
+  }
+
+  /** Validates the workspace, records the mission and starts it; `done` resolves with the final record. */
+  start(mission: Mission, opts: RunOptions = {}): { missionId: string; done: Promise<MissionRecord> } {
+    const requested = opts.workspace ?? mission.workspace;
+    if (!requested) throw new MissionError("MISSION_INVALID", "workspace: no workspace given; pass --workspace (or the batch workspace argument) or set it in the mission");
+    const workspace = resolveWorkspace(requested, this.pool.config.allowedWorkspaceRoots);
+    const now = new Date().toISOString();
+    const record: MissionRecord = {
+      missionId: this.store.newMissionId(),
+      name: mission.name,
+      status: "running",
+      workspace,
+      createdAt: now,
+      updatedAt: now,
+      finishedAt: null,
+      bundle: null,
+      tasks: mission.tasks.map((t) => ({ id: t.id, status: "queued", conversationId: null, finalMessage: null, error: null, container: null, startedAt: null, finishedAt: null, artifacts: [] })),
+    };
+    this.store.createMission(record, mission);
+    const controllers = new Map(mission.tasks.map((t) => [t.id, new AbortController()]));
+    let saving = Promise.resolve();
+    // Record writes are serialized: each sees the latest state of every task.
+    const save = (): Promise<void> => {
+      record.updatedAt = new Date().toISOString();
+      saving = saving.then(() => this.store.saveMission(record)).catch((e: unknown) => this.logger.error("cannot save a mission record", { missionId: record.missionId, error: describeError(e) }));
+      return saving;
+    };
+    const done = (async () => {
+      await Promise.all(mission.tasks.map((task, i) => this.runTask(mission, task, record, record.tasks[i]!, workspace, controllers.get(task.id)!.signal, save, opts.onProgress)));
+      try {
+        const manifest = Object.fromEntries(record.tasks.map((t) => [t.id, t.artifacts]));
+        if (record.tasks.some((t) => t.artifacts.length)) record.bundle = await packArtifacts(path.join(this.store.missionDir(record.missionId), "artifacts"), manifest);
+      } catch (e) {
+        this.logger.error("cannot pack the artifacts", { missionId: record.missionId, error: describeError(e) });
+      }
+      record.status = missionStatus(record);
+      record.finishedAt = new Date().toISOString();
+      await save();
+      this.running.delete(record.missionId);
+      return record;
+    })();
+    this.running.set(record.missionId, { record, controllers, done });
+    return { missionId: record.missionId, done };
+  }
+
+  private async runTask(
+    mission: Mission,
+    task: Task,
+    mrec: MissionRecord,
+    rec: TaskRecord,
+    workspace: string,
+    signal: AbortSignal,
+    save: () => Promise<void>,
+    onProgress: RunOptions["onProgress"],
+  ): Promise<void> {
+    const d = mission.defaults ?? {};
+    const profile = this.pickProfile(task.preferred_worker, task.profile ?? d.profile);
+    const log = (e: unknown): void => {
+      try {
+        this.store.appendEvent(mrec.missionId, task.id, e);
+      } catch (err) {
+        this.logger.warn("cannot append a task event", { taskId: task.id, error: describeError(err) });
+      }
+    };
+    const onEvent = (e: DriverEvent): void => {
+      log(e.kind === "raw" ? { type: "codex", message: e.message } : { type: e.kind, ...e });
+      if (e.kind === "command_started") onProgress?.({ kind: "command", taskId: task.id, command: e.command });
+      if (e.kind === "agent_message") onProgress?.({ kind: "agent_message", taskId: task.id, text: e.text });
+    };
+    try {
+      const result = await this.pool.runTurn({
+        profile,
+        workspace,
+        sandbox: task.sandbox ?? d.sandbox,
+        prompt: task.prompt,
+        model: task.model ?? d.model,
+        baseInstructions: task["base-instructions"] ?? d["base-instructions"],
+        developerInstructions: task["developer-instructions"] ?? d["developer-instructions"],
+        config: { ...d.config, ...task.config },
+        env: { ...d.env, ...task.env },
+        approvalPolicy: task.approval_policy ?? d.approval_policy,
+        timeoutMs: task.timeout ?? d.timeout,
+        signal,
+        onEvent,
+        onAssigned: ({ container }) => {
+          rec.status = "running";
+          rec.container = container;
+          rec.startedAt = new Date().toISOString();
+          void save();
+          log({ type: "task_started", container });
+          onProgress?.({ kind: "task_started", taskId: task.id, container });
+        },
+      });
+      rec.status = result.outcome.status;
+      rec.conversationId = result.conversationId;
+      rec.finalMessage = result.outcome.finalMessage;
+      rec.error = result.outcome.error;
+      rec.container = result.container ?? rec.container;
+    } catch (e) {
+      rec.status = signal.aborted ? "cancelled" : "failed";
+      rec.error = describeError(e);
+    }
+    rec.startedAt ??= new Date().toISOString();
+    rec.finishedAt = new Date().toISOString();
+    const globs = task.artifacts ?? d.artifacts ?? [];
+    try {
+      rec.artifacts = collectArtifacts(workspace, globs, path.join(this.store.missionDir(mrec.missionId), "artifacts", task.id));
+    } catch (e) {
+      rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
+    }
+    log({ type: "task_finished", status: rec.status, error: rec.error });
+    await save();
+    onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
+  }
+
+  /** preferred_worker when that profile has a free lane or room for a container, else the profile. */
+  private pickProfile(preferred: string | undefined, profile: string | undefined): string | undefined {
+    if (!preferred) return profile;
+    const p = this.pool.config.workers.find((w) => w.name === preferred);
+    if (!p) return profile;
+    const mine = this.pool.stats().containers.filter((c) => c.profile === preferred);
+    const free = mine.some((c) => c.inFlight < c.capacity) || mine.length < p.max_containers;
+    return free ? preferred : profile;
+  }
+
+  /** Cancels a running mission, or one of its tasks. Returns false when nothing is running. */
+  cancel(missionId: string, taskId?: string): boolean {
+    const r = this.running.get(missionId);
+    if (!r) return false;
+    if (taskId) {
+      const c = r.controllers.get(taskId);
+      if (!c) return false;
+      c.abort();
+      return true;
+    }
+    for (const c of r.controllers.values()) c.abort();
+    return true;
+  }
+
+  /** The live record of a running mission, else the stored one. */
+  status(missionId: string): MissionRecord {
+    return this.running.get(missionId)?.record ?? this.store.readMission(missionId);
+  }
+
+  /** Resolves when every running mission has finished. */
+  async drain(): Promise<void> {
+    await Promise.all([...this.running.values()].map((r) => r.done));
+  }
+}
+
+function missionStatus(m: MissionRecord): MissionStatus {
+  const s = m.tasks.map((t) => t.status);
+  if (s.every((x) => x === "succeeded")) return "succeeded";
+  if (s.some((x) => x === "cancelled") && s.every((x) => x === "succeeded" || x === "cancelled")) return "cancelled";
+  return "failed";
+}

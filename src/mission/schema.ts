@@ -1,0 +1,66 @@
+// The mission contract (JSON or YAML): a name, an optional workspace, mission-wide defaults and
+// tasks. A task's settings fall back to the defaults, then to its worker profile.
+import path from "node:path";
+import { z } from "zod";
+import { APPROVAL_POLICIES, parseDuration, SANDBOXES } from "../config/schema.js";
+
+/** Ids become file names under the state directory: no path characters. */
+export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(", ")}` });
+
+const timeout = z
+  .union([z.string(), z.number()], { error: 'expected a duration such as "90s", "10m" or a number of seconds' })
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === null || ms <= 0) {
+      ctx.addIssue({ code: "custom", message: 'expected a duration such as "90s", "10m" or a number of seconds' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** A glob relative to the workspace that cannot leave it. */
+const artifactGlob = z.string().superRefine((g, ctx) => {
+  if (!g.trim()) ctx.addIssue({ code: "custom", message: "expected a glob such as \"dist/**\"" });
+  else if (path.isAbsolute(g) || /^[A-Za-z]:[\\/]/.test(g)) ctx.addIssue({ code: "custom", message: `"${g}" is absolute; artifact globs are relative to the workspace` });
+  else if (g.split(/[\\/]/).includes("..")) ctx.addIssue({ code: "custom", message: `"${g}" climbs out of the workspace with ".."; artifact globs stay inside it` });
+});
+
+/** Settings a task may set, and the mission's defaults may set for all tasks. */
+const settings = {
+  sandbox: oneOf(SANDBOXES).optional(),
+  approval_policy: oneOf(APPROVAL_POLICIES).optional(),
+  model: z.string().min(1).optional(),
+  profile: z.string().min(1).optional(),
+  "base-instructions": z.string().optional(),
+  "developer-instructions": z.string().optional(),
+  env: z
+    .record(z.string().regex(ENV_NAME, { error: "expected a variable name (letters, digits, _)" }), z.string({ error: "expected a string value" }))
+    .optional(),
+  config: z.record(z.string(), z.unknown()).optional(),
+  artifacts: z.array(artifactGlob).optional(),
+  timeout: timeout.optional(),
+};
+
+export const MissionDefaultsSchema = z.strictObject(settings);
+
+export const TaskSchema = z.strictObject({
+  id: z.string({ error: "expected an id" }).regex(TASK_ID, { error: "expected an id of letters, digits, '.', '-' and '_' (up to 64, no '/')" }),
+  prompt: z.string({ error: "expected the prompt text" }).min(1, { error: "expected the prompt text" }),
+  preferred_worker: z.string().min(1).optional(),
+  ...settings,
+});
+
+export const MissionSchema = z.strictObject({
+  name: z.string({ error: "expected the mission's name" }).min(1, { error: "expected the mission's name" }).max(200),
+  workspace: z.string().min(1).optional(),
+  defaults: MissionDefaultsSchema.optional(),
+  tasks: z.array(TaskSchema, { error: "expected a list of tasks" }).min(1, { error: "expected at least one task" }),
+});
+
+export type Mission = z.output<typeof MissionSchema>;
+export type MissionInput = z.input<typeof MissionSchema>;
+export type Task = z.output<typeof TaskSchema>;

@@ -1,0 +1,170 @@
+// The state store: missions, task records, event logs, artifacts and conversation routes under
+// <state_dir>, written so that a crash never leaves a half-written record (temp file, fsync,
+// rename). It survives a broker restart: missions that were running are marked interrupted.
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from "node:fs";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { WrapperError } from "../errors.js";
+import type { ConversationRoute } from "../worker/pool.js";
+import { TASK_ID } from "../mission/schema.js";
+
+export type TaskStatus = "queued" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "interrupted";
+export type MissionStatus = "running" | "succeeded" | "failed" | "cancelled" | "interrupted";
+
+export interface ArtifactEntry {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface TaskRecord {
+  id: string;
+  status: TaskStatus;
+  conversationId: string | null;
+  finalMessage: string | null;
+  error: string | null;
+  container: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  artifacts: ArtifactEntry[];
+}
+
+export interface MissionRecord {
+  missionId: string;
+  name: string;
+  status: MissionStatus;
+  workspace: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  tasks: TaskRecord[];
+  bundle: string | null;
+}
+
+const MISSION_ID = /^m-[0-9]{14}-[a-f0-9]{6}$/;
+
+/** Writes a file so that readers see the old content or the new, never a torn one. */
+export function writeFileAtomic(file: string, data: string, mode = 0o600): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const fd = openSync(tmp, "w", mode);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  try {
+    const dir = openSync(path.dirname(file), "r");
+    fsyncSync(dir);
+    closeSync(dir);
+  } catch {
+    // some filesystems cannot fsync a directory: the rename is still atomic
+  }
+}
+
+export class StateStore {
+  readonly missionsDir: string;
+  readonly routesDir: string;
+
+  constructor(readonly root: string) {
+    this.missionsDir = path.join(root, "missions");
+    this.routesDir = path.join(root, "routes");
+  }
+
+  newMissionId(): string {
+    const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
+    return `m-${stamp}-${randomUUID().replace(/-/g, "").slice(0, 6)}`;
+  }
+
+  /** The mission's directory; refuses ids that could name another path. */
+  missionDir(missionId: string): string {
+    if (!MISSION_ID.test(missionId)) throw new WrapperError("NOT_FOUND", `missionId: "${missionId}" is not a mission id (m-<timestamp>-<hex>)`);
+    return path.join(this.missionsDir, missionId);
+  }
+
+  taskDir(missionId: string, taskId: string): string {
+    if (!TASK_ID.test(taskId)) throw new WrapperError("NOT_FOUND", `taskId: "${taskId}" is not a task id`);
+    return path.join(this.missionDir(missionId), "tasks", taskId);
+  }
+
+  createMission(record: MissionRecord, given: unknown): void {
+    const dir = this.missionDir(record.missionId);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(given, null, 2)}\n`);
+    this.saveMission(record);
+  }
+
+  saveMission(record: MissionRecord): void {
+    writeFileAtomic(path.join(this.missionDir(record.missionId), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  readMission(missionId: string): MissionRecord {
+    const file = path.join(this.missionDir(missionId), "record.json");
+    if (!existsSync(file)) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
+    return JSON.parse(readFileSync(file, "utf8")) as MissionRecord;
+  }
+
+  /** Recent missions, newest first. */
+  listMissions(limit = 20): MissionRecord[] {
+    if (!existsSync(this.missionsDir)) return [];
+    return readdirSync(this.missionsDir)
+      .filter((d) => MISSION_ID.test(d))
+      .sort()
+      .reverse()
+      .slice(0, limit)
+      .flatMap((id) => {
+        try {
+          return [this.readMission(id)];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  appendEvent(missionId: string, taskId: string, event: unknown): void {
+    const dir = this.taskDir(missionId, taskId);
+    mkdirSync(dir, { recursive: true });
+    appendFileSync(path.join(dir, "events.jsonl"), `${JSON.stringify({ at: new Date().toISOString(), ...(event as object) })}\n`, { mode: 0o600 });
+  }
+
+  saveRoute(route: ConversationRoute): void {
+    writeFileAtomic(path.join(this.routesDir, `${route.id}.json`), JSON.stringify(route));
+  }
+
+  loadRoutes(): ConversationRoute[] {
+    if (!existsSync(this.routesDir)) return [];
+    return readdirSync(this.routesDir)
+      .filter((f) => f.endsWith(".json"))
+      .flatMap((f) => {
+        try {
+          return [JSON.parse(readFileSync(path.join(this.routesDir, f), "utf8")) as ConversationRoute];
+        } catch {
+          return [];
+        }
+      });
+  }
+
+  /** At start-up: missions a dead broker left running are marked interrupted (nothing else changes). */
+  markInterrupted(): string[] {
+    const changed: string[] = [];
+    for (const m of this.listMissions(Number.MAX_SAFE_INTEGER)) {
+      if (m.status !== "running") continue;
+      const now = new Date().toISOString();
+      m.status = "interrupted";
+      m.updatedAt = now;
+      m.finishedAt = now;
+      for (const t of m.tasks) {
+        if (t.status === "running" || t.status === "queued") {
+          t.status = "interrupted";
+          t.error = "the broker stopped before this task finished";
+          t.finishedAt = now;
+        }
+      }
+      this.saveMission(m);
+      changed.push(m.missionId);
+    }
+    return changed;
+  }
+}

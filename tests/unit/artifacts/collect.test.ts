@@ -1,0 +1,39 @@
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as tar from "tar";
+import { describe, expect, it } from "vitest";
+import { collectArtifacts, globToRegExp, packArtifacts } from "../../../src/artifacts/collect.js";
+
+describe("artifact globs", () => {
+  it("match like shell globs with **", () => {
+    const re = globToRegExp("out/**/*.txt");
+    expect(re.test("out/a.txt")).toBe(true);
+    expect(re.test("out/x/y/a.txt")).toBe(true);
+    expect(re.test("out/a.md")).toBe(false);
+    expect(globToRegExp("*.log").test("dir/a.log")).toBe(false);
+    expect(globToRegExp("a?.json").test("ab.json")).toBe(true);
+    expect(globToRegExp("reports/**").test("reports/deep/file")).toBe(true);
+  });
+});
+
+describe("collectArtifacts", () => {
+  it("copies matching regular files with size and sha256, never through a symlink", async () => {
+    const ws = mkdtempSync(path.join(os.tmpdir(), "cmw-ws-"));
+    const outside = mkdtempSync(path.join(os.tmpdir(), "cmw-secret-"));
+    writeFileSync(path.join(outside, "secret.txt"), "host secret");
+    mkdirSync(path.join(ws, "out"));
+    writeFileSync(path.join(ws, "out", "a.txt"), "hello");
+    symlinkSync(path.join(outside, "secret.txt"), path.join(ws, "out", "leak.txt"));
+    symlinkSync(outside, path.join(ws, "out", "dir-link"));
+    const dest = mkdtempSync(path.join(os.tmpdir(), "cmw-art-"));
+    const entries = collectArtifacts(ws, ["out/**"], dest);
+    expect(entries).toEqual([{ path: "out/a.txt", size: 5, sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" }]);
+    expect(readFileSync(path.join(dest, "out", "a.txt"), "utf8")).toBe("hello");
+
+    const bundle = await packArtifacts(dest, { t1: entries });
+    const listed: string[] = [];
+    await tar.list({ file: bundle, onReadEntry: (e) => listed.push(e.path) });
+    expect(listed.sort()).toEqual(["manifest.json", "out/", "out/a.txt"]);
+  });
+});

@@ -1,0 +1,51 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { StateStore, type MissionRecord } from "../../../src/state/store.js";
+
+const record = (store: StateStore, status: MissionRecord["status"]): MissionRecord => ({
+  missionId: store.newMissionId(),
+  name: "m",
+  status,
+  workspace: "/w",
+  createdAt: new Date().toISOString(),
+  updatedAt: new Date().toISOString(),
+  finishedAt: null,
+  bundle: null,
+  tasks: [
+    { id: "done", status: "succeeded", conversationId: "conv_1", finalMessage: "ok", error: null, container: "c", startedAt: "s", finishedAt: "f", artifacts: [] },
+    { id: "busy", status: "running", conversationId: null, finalMessage: null, error: null, container: "c", startedAt: "s", finishedAt: null, artifacts: [] },
+  ],
+});
+
+describe("StateStore", () => {
+  it("keeps records across instances and marks missions a dead broker left running as interrupted", () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-"));
+    const first = new StateStore(root);
+    const running = record(first, "running");
+    const finished = record(first, "succeeded");
+    first.createMission(running, { name: "m" });
+    first.createMission(finished, { name: "m" });
+    first.appendEvent(running.missionId, "busy", { type: "x" });
+
+    const second = new StateStore(root); // the broker restarted
+    expect(second.markInterrupted()).toEqual([running.missionId]);
+    const r = second.readMission(running.missionId);
+    expect(r.status).toBe("interrupted");
+    expect(r.tasks.map((t) => t.status)).toEqual(["succeeded", "interrupted"]);
+    expect(r.tasks[0]).toMatchObject({ finalMessage: "ok", conversationId: "conv_1" }); // nothing written before is lost
+    expect(second.readMission(finished.missionId).status).toBe("succeeded");
+    expect(readFileSync(path.join(second.taskDir(running.missionId, "busy"), "events.jsonl"), "utf8")).toContain('"type":"x"');
+    // No temp files left behind by the atomic writes.
+    expect(readdirSync(second.missionDir(running.missionId)).filter((f) => f.includes(".tmp-"))).toEqual([]);
+  });
+
+  it("refuses ids that could name another path", () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-state-")));
+    expect(() => store.missionDir("../../etc")).toThrow(/is not a mission id/);
+    expect(() => store.taskDir(store.newMissionId(), "../x")).toThrow(/is not a task id/);
+    expect(() => store.readMission("m-20260101000000-abcdef")).toThrow(/no mission m-20260101000000-abcdef/);
+    expect(existsSync(path.join(store.root, "missions"))).toBe(false);
+  });
+});

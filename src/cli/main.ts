@@ -6,6 +6,7 @@ import { DockerRuntime } from "../runtime/docker.js";
 import { VERSION } from "../version.js";
 import { formatChecks, runDoctor } from "./doctor.js";
 import { RUN_MISSION_HELP, runMission } from "./run-mission.js";
+import { SERVE_HELP, serve } from "./serve.js";
 import { scaffoldMission } from "../mission/scaffold.js";
 import { existsSync, writeFileSync } from "node:fs";
 
@@ -18,6 +19,7 @@ const HELP: Record<string, string> = {
 Usage: codex-mcp-wrapper <command> [options]
 
 Commands:
+  serve             run the broker: the MCP server (tools batch, reply, status, cancel) over HTTP or stdio
   doctor            check Docker, the worker images, Codex in them, the auth file and the state directory
   run-mission       run a mission's tasks in worker containers and report (for CI)
   scaffold-mission  write a starter mission that validates and explains each field
@@ -36,6 +38,7 @@ Options:
   --config FILE   wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
   --json          print the checks as JSON`,
   "run-mission": RUN_MISSION_HELP,
+  serve: SERVE_HELP,
   "scaffold-mission": `Usage: codex-mcp-wrapper scaffold-mission [path] [--force]
 
 Writes a starter mission (YAML, default mission.yaml) that validates as written and explains
@@ -71,6 +74,7 @@ function print(text: string): number {
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   doctor,
+  serve,
   "run-mission": runMission,
   "scaffold-mission": scaffold,
   version: async () => print(VERSION),

@@ -1,0 +1,58 @@
+// The broker: one state store, one worker pool and one mission runner for the instance, shared
+// by every client session and transport. Marks missions a dead broker left running as
+// interrupted, restores conversation routes, and reaps its own orphan containers at start.
+import type { WrapperConfig } from "./config/schema.js";
+import { silentLogger, type Logger } from "./log.js";
+import { MissionRunner } from "./mission/runner.js";
+import { DockerRuntime } from "./runtime/docker.js";
+import { StateStore } from "./state/store.js";
+import { VERSION } from "./version.js";
+import { WorkerPool } from "./worker/pool.js";
+
+export class Broker {
+  readonly store: StateStore;
+  readonly pool: WorkerPool;
+  readonly runner: MissionRunner;
+  readonly startedAt = Date.now();
+
+  constructor(
+    readonly config: WrapperConfig,
+    readonly logger: Logger = silentLogger,
+    readonly docker = new DockerRuntime(),
+  ) {
+    this.store = new StateStore(config.stateDir);
+    this.pool = new WorkerPool({ config, docker, logger, routes: this.store.loadRoutes(), onRoute: (r) => this.store.saveRoute(r) });
+    this.runner = new MissionRunner(this.pool, this.store, logger);
+  }
+
+  async start(): Promise<void> {
+    const interrupted = this.store.markInterrupted();
+    if (interrupted.length) this.logger.warn("missions left running by an earlier broker are marked interrupted", { missions: interrupted });
+    const { reaped } = await this.pool.start();
+    this.logger.info("broker started", { label: this.config.label, channel: this.config.channel, version: VERSION, reaped: reaped.length });
+  }
+
+  /** What /healthz says. */
+  async health(): Promise<Record<string, unknown>> {
+    let docker: string;
+    try {
+      docker = `ok (${(await this.docker.ping()).version})`;
+    } catch (e) {
+      docker = `unreachable: ${(e as Error).message}`;
+    }
+    const s = this.pool.stats();
+    return {
+      label: this.config.label,
+      channel: this.config.channel,
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      docker,
+      workers: { containers: s.containers.length, inFlight: s.inFlight, queued: s.queued },
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const m of this.store.listMissions(50)) if (m.status === "running") this.runner.cancel(m.missionId);
+    await this.pool.shutdown();
+  }
+}

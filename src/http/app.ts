@@ -1,0 +1,80 @@
+// The HTTP face of the broker (Hono): Streamable HTTP at /mcp (a session per client, keyed by
+// Mcp-Session-Id) and /healthz. Host and Origin are checked against DNS rebinding; a bearer
+// token, when configured, is required on every MCP endpoint.
+import { randomUUID, timingSafeEqual } from "node:crypto";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import { Hono, type Context, type Next } from "hono";
+import type { Broker } from "../broker.js";
+import { createBrokerServer } from "../mcp/server.js";
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith("127.");
+}
+
+export interface AppOptions {
+  broker: Broker;
+  /** Required bearer token (none: no token check; only allowed on a loopback bind). */
+  token?: string | undefined;
+}
+
+function hostnameOf(hostHeader: string): string {
+  if (hostHeader.startsWith("[")) return hostHeader.slice(0, hostHeader.indexOf("]") + 1);
+  return hostHeader.split(":")[0]!;
+}
+
+export function createApp({ broker, token }: AppOptions): Hono {
+  const app = new Hono();
+  const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
+  const bindHost = broker.config.host;
+
+  // DNS rebinding: on a loopback bind only loopback names may be used; a browser Origin must be local.
+  const guard = async (c: Context, next: Next): Promise<Response | void> => {
+    const host = c.req.header("host") ?? "";
+    if (isLoopback(bindHost) && !isLoopback(hostnameOf(host))) return c.text(`Host ${host} is not allowed: this broker listens on loopback`, 403);
+    const origin = c.req.header("origin");
+    if (origin) {
+      let ok: boolean;
+      try {
+        const u = new URL(origin);
+        ok = isLoopback(u.hostname) || (!isLoopback(bindHost) && u.host === host);
+      } catch {
+        ok = false;
+      }
+      if (!ok) return c.text(`Origin ${origin} is not allowed`, 403);
+    }
+    if (token) {
+      const given = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+      const a = Buffer.from(given);
+      const b = Buffer.from(token);
+      if (a.length !== b.length || !timingSafeEqual(a, b)) return c.text("Unauthorized: send Authorization: Bearer <token>", 401);
+    }
+    await next();
+  };
+
+  app.get("/healthz", async (c) => c.json(await broker.health()));
+
+  app.all("/mcp", guard, async (c) => {
+    const sid = c.req.header("mcp-session-id");
+    if (sid) {
+      const transport = sessions.get(sid);
+      if (!transport) return c.json({ jsonrpc: "2.0", error: { code: -32001, message: "Session not found: initialize a new session" }, id: null }, 404);
+      return transport.handleRequest(c.req.raw);
+    }
+    if (c.req.method !== "POST") return c.json({ jsonrpc: "2.0", error: { code: -32000, message: "No session: POST initialize first" }, id: null }, 400);
+    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => void sessions.set(id, transport),
+      onsessionclosed: (id) => void sessions.delete(id),
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    const server = createBrokerServer(broker);
+    await server.connect(transport);
+    return transport.handleRequest(c.req.raw);
+  });
+
+  return app;
+}

@@ -87,7 +87,12 @@ export const BrokerSchema = z.strictObject({
   label: z.string().regex(LABEL, { error: "expected a label: lowercase letters, digits, '.', '-' and '_' (up to 63)" }).optional(),
   channel: oneOf(CHANNELS).default("dev"),
   host: z.string().min(1).default("127.0.0.1"),
-  port: z.number({ error: "expected a port number from 1 to 65535" }).int().min(1).max(65535, { error: "expected a port number from 1 to 65535" }).optional(),
+  port: z
+    .number({ error: "expected a port number from 0 to 65535 (0: any free port)" })
+    .int({ error: "expected a port number from 0 to 65535 (0: any free port)" })
+    .min(0, { error: "expected a port number from 0 to 65535 (0: any free port)" })
+    .max(65535, { error: "expected a port number from 0 to 65535 (0: any free port)" })
+    .optional(),
   state_dir: z.string().min(1).optional(),
   transport: z.preprocess((v) => (v === "sse" ? "http" : v), oneOf(TRANSPORTS)).default("http"),
   allowed_workspace_roots: z.array(z.string().min(1)).optional(),

@@ -55,7 +55,7 @@ describe("wrapper.toml", () => {
     expect(problems).toEqual(
       expect.arrayContaining([
         'broker.channel: expected one of "dev", "release", got "beta"',
-        "broker.port: expected a port number from 1 to 65535, got 70000",
+        "broker.port: expected a port number from 0 to 65535 (0: any free port), got 70000",
         expect.stringMatching(/^broker: Unrecognized key: "bogus"/),
         'workers[1].capacity: expected a positive integer, got "two"',
         'workers[1].sandbox: expected one of "read-only", "workspace-write", "danger-full-access", got "none"',
@@ -82,7 +82,7 @@ describe("wrapper.toml", () => {
     const c = loadConfig({ file: f, env: { CODEX_WRAPPER_PORT: "5001", CODEX_WRAPPER_LABEL: "from-env", CODEX_WRAPPER_WORKER_IMAGE: "x/y:dev-1" }, overrides: { port: 5002 } });
     expect(c).toMatchObject({ port: 5002, label: "from-env" });
     expect(c.workers[0]?.image).toBe("x/y:dev-1");
-    expect(problemsOf(() => loadConfig({ env: { CODEX_WRAPPER_PORT: "abc" } }))).toEqual(['broker.port: expected a port number from 1 to 65535, got "abc"']);
+    expect(problemsOf(() => loadConfig({ env: { CODEX_WRAPPER_PORT: "abc" } }))).toEqual(['broker.port: expected a port number from 0 to 65535 (0: any free port), got "abc"']);
   });
 
   it("accepts the seed's `sse` spelling of the HTTP transport", () => {

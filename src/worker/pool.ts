@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { AuthFileError } from "../auth/auth-file.js";
 import { AuthSeeder } from "../auth/seeder.js";
 import type { ApprovalPolicy, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
 import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
@@ -160,7 +161,12 @@ export class WorkerPool {
     for (const p of this.opts.config.workers) {
       if (!(await this.opts.docker.imageInspect(p.image))) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
     }
-    this.seeder = new AuthSeeder(this.opts.config.authFile, this.logger);
+    try {
+      this.seeder = new AuthSeeder(this.opts.config.authFile, this.logger);
+    } catch (e) {
+      if (e instanceof AuthFileError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}; ${e.fix}`);
+      throw e;
+    }
     if (this.seeder.kind === "chatgpt") {
       for (const p of this.opts.config.workers.filter((w) => w.protocol !== "app-server" && w.max_containers > 1)) {
         this.logger.warn("a ChatGPT login shared by several exec/mcp-server containers: their refresh tokens race; use an API key or the app-server protocol", { profile: p.name });

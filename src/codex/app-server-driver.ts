@@ -275,7 +275,8 @@ export class AppServerDriver implements CodexDriver {
 
   async close(): Promise<void> {
     this.unsubscribe?.();
-    this.failAll(new WorkerError("WORKER_EXITED", `${this.opts.name} was closed by the broker`));
+    // A process that already died is reported as such, not as closed by the broker.
+    this.failAll(this.exit || this.peer.isClosed ? this.deathError() : new WorkerError("WORKER_EXITED", `${this.opts.name} was closed by the broker`));
     await this.peer.close();
   }
 }

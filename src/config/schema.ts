@@ -32,27 +32,20 @@ export function parseDuration(v: string | number): number | null {
 const positiveInt = (what = "a positive integer") =>
   z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
 
-const size = z
-  .union([z.string(), z.number()], { error: 'expected a size such as "2g" or "512m"' })
-  .transform((v, ctx) => {
-    const n = parseSize(v);
+/** A string-or-number field turned into a number by `parse`; `message` when it cannot be. */
+export function parsedBy(parse: (v: string | number) => number | null, message: string) {
+  return z.union([z.string(), z.number()], { error: message }).transform((v, ctx) => {
+    const n = parse(v);
     if (n === null) {
-      ctx.addIssue({ code: "custom", message: 'expected a size such as "2g" or "512m"' });
+      ctx.addIssue({ code: "custom", message });
       return z.NEVER;
     }
     return n;
   });
+}
 
-const duration = z
-  .union([z.string(), z.number()], { error: 'expected a duration such as "30s", "10m" or a number of seconds' })
-  .transform((v, ctx) => {
-    const n = parseDuration(v);
-    if (n === null) {
-      ctx.addIssue({ code: "custom", message: 'expected a duration such as "30s", "10m" or a number of seconds' });
-      return z.NEVER;
-    }
-    return n;
-  });
+const size = parsedBy(parseSize, 'expected a size such as "2g" or "512m"');
+const duration = parsedBy(parseDuration, 'expected a duration such as "30s", "10m" or a number of seconds');
 
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
   z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(", ")}` });

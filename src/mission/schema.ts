@@ -2,7 +2,7 @@
 // tasks. A task's settings fall back to the defaults, then to its worker profile.
 import path from "node:path";
 import { z } from "zod";
-import { APPROVAL_POLICIES, parseDuration, SANDBOXES } from "../config/schema.js";
+import { APPROVAL_POLICIES, parseDuration, parsedBy, SANDBOXES } from "../config/schema.js";
 
 /** Ids become file names under the state directory: no path characters. */
 export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -11,16 +11,10 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
   z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(", ")}` });
 
-const timeout = z
-  .union([z.string(), z.number()], { error: 'expected a duration such as "90s", "10m" or a number of seconds' })
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === null || ms <= 0) {
-      ctx.addIssue({ code: "custom", message: 'expected a duration such as "90s", "10m" or a number of seconds' });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const timeout = parsedBy((v) => {
+  const ms = parseDuration(v);
+  return ms !== null && ms > 0 ? ms : null;
+}, 'expected a duration such as "90s", "10m" or a number of seconds');
 
 /** A glob relative to the workspace that cannot leave it. */
 const artifactGlob = z.string().superRefine((g, ctx) => {

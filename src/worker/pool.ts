@@ -477,8 +477,13 @@ export class WorkerPool {
       }
       try {
         const state = await this.opts.docker.inspect(w.container.id);
-        if (!state || !state.running) void this.removeWorker(w, "its container is not running");
-        else if (state.paused) void this.removeWorker(w, "its container is frozen (paused) and cannot answer");
+        if (!state || !state.running) {
+          // The container's exit watcher reports a death with its exit code and stderr; the probe
+          // only steps in if that report does not come.
+          void Promise.race([w.container.exited, new Promise((r) => setTimeout(r, 5000))]).then(() => {
+            if (!w.dead) void this.removeWorker(w, "its container is not running");
+          });
+        } else if (state.paused) void this.removeWorker(w, "its container is frozen (paused) and cannot answer");
       } catch (e) {
         this.logger.warn("health probe failed", { container: w.container.name, error: describeError(e) });
       }

@@ -13,6 +13,13 @@ export const LEGACY_CODEX = process.env.CODEX_LEGACY_VERSION ?? "0.153.0";
 export const REHEARSAL_IMAGE_LEGACY = `${PREFIX}/rehearsal:dev-codex-${LEGACY_CODEX}`;
 export const TEST_API_KEY = "sk-test-rehearsal-0123456789abcdef";
 
+/** Every driver with the rehearsal image it runs on (mcp-server needs Codex ≤ 0.153.0). */
+export const ALL_DRIVERS = [
+  ["app-server", REHEARSAL_IMAGE],
+  ["exec", REHEARSAL_IMAGE],
+  ["mcp-server", REHEARSAL_IMAGE_LEGACY],
+] as const;
+
 const isRoot = process.getuid?.() === 0;
 /** The uid:gid containers run as: the image's codex user when tests run as root. */
 export const CONTAINER_UID = isRoot ? 10001 : (process.getuid?.() ?? 10001);

@@ -3,11 +3,12 @@
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { afterAll, afterEach } from "vitest";
 import { resolveConfig } from "../../../src/config/load.js";
 import type { WrapperConfig } from "../../../src/config/schema.js";
 import { DockerRuntime } from "../../../src/runtime/docker.js";
 import { WorkerPool, type PoolOptions } from "../../../src/worker/pool.js";
-import { PREFIX, REHEARSAL_IMAGE, TEST_API_KEY, TEST_LABEL } from "./env.js";
+import { PREFIX, REHEARSAL_IMAGE, removeTestContainers, TEST_API_KEY, TEST_LABEL } from "./env.js";
 
 export const docker = new DockerRuntime();
 
@@ -48,4 +49,23 @@ export function recalled(finalMessage: string | null): string[] {
   const line = (finalMessage ?? "").split("\n").find((l) => l.startsWith("recall: "));
   if (!line) throw new Error(`no recall line in ${JSON.stringify(finalMessage)}`);
   return JSON.parse(line.slice("recall: ".length)) as string[];
+}
+
+/**
+ * One pool at a time for a test file: `fixture.start(...)` starts it; after each test it is shut
+ * down, and after the file every container with the run's test label is removed (even on failure).
+ */
+export function poolFixture(run: string): { start: (o: Omit<TestPoolOptions, "run">) => Promise<WorkerPool> } {
+  let pool: WorkerPool | undefined;
+  afterEach(async () => {
+    await pool?.shutdown();
+    pool = undefined;
+  });
+  afterAll(() => removeTestContainers(run));
+  return {
+    start: async (o) => {
+      pool = await startPool({ ...o, run });
+      return pool;
+    },
+  };
 }

@@ -1,26 +1,16 @@
 // Capacity and faults: never more turns per container than its capacity, nor containers than
 // max_containers; a crashed Codex fails its turns at once with the exit code and stderr, and the
 // next task gets a working container; a cancel stops a long turn within seconds and frees it.
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers } from "../support/env.js";
-import { startPool } from "../support/pool.js";
+import { describe, expect, it } from "vitest";
+import { ALL_DRIVERS, makeWorkspace } from "../support/env.js";
+import { poolFixture } from "../support/pool.js";
 
 const RUN = `cap-${process.pid}`;
-let pool: WorkerPool | undefined;
-afterEach(async () => {
-  await pool?.shutdown();
-  pool = undefined;
-});
-afterAll(() => removeTestContainers(RUN));
+const pools = poolFixture(RUN);
 
-describe.each([
-  ["app-server", REHEARSAL_IMAGE],
-  ["exec", REHEARSAL_IMAGE],
-  ["mcp-server", REHEARSAL_IMAGE_LEGACY],
-] as const)("capacity and faults with %s", (protocol, image) => {
+describe.each(ALL_DRIVERS)("capacity and faults with %s", (protocol, image) => {
   it("runs six tasks with capacity 2 × 2 containers: at most 2 per container and 4 in all", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 2 }] });
+    const pool = await pools.start({ workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 2 }] });
     const p = pool;
     let peak = 0;
     let peakContainers = 0;
@@ -40,7 +30,7 @@ describe.each([
   });
 
   it("fails the turns of a crashed Codex with the exit code and stderr, then serves the next task", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 1 }] });
+    const pool = await pools.start({ workers: [{ name: "w", protocol, image, capacity: 2, max_containers: 1 }] });
     const ws = makeWorkspace();
     const started = Date.now();
     let crashedAfter = 0;
@@ -65,7 +55,7 @@ describe.each([
   });
 
   it("cancels a #fake sleep 60000 turn within seconds and frees its capacity", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, image, capacity: 1, max_containers: 1 }] });
+    const pool = await pools.start({ workers: [{ name: "w", protocol, image, capacity: 1, max_containers: 1 }] });
     const ws = makeWorkspace();
     const ac = new AbortController();
     let began = 0;

@@ -3,22 +3,16 @@
 // mcp-server, a conversation whose process ended is `lost`.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, REHEARSAL_IMAGE_LEGACY, removeTestContainers } from "../support/env.js";
-import { docker, recalled, startPool } from "../support/pool.js";
+import { describe, expect, it } from "vitest";
+import { makeWorkspace, REHEARSAL_IMAGE_LEGACY } from "../support/env.js";
+import { docker, poolFixture, recalled } from "../support/pool.js";
 
 const RUN = `conv-${process.pid}`;
-let pool: WorkerPool | undefined;
-afterEach(async () => {
-  await pool?.shutdown();
-  pool = undefined;
-});
-afterAll(() => removeTestContainers(RUN));
+const pools = poolFixture(RUN);
 
 describe.each(["app-server", "exec"] as const)("conversations with the %s driver", (protocol) => {
   it("replies on the same thread, on the holding container and then on a replacement", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", protocol, capacity: 1, max_containers: 2 }] });
+    const pool = await pools.start({ workers: [{ name: "w", protocol, capacity: 1, max_containers: 2 }] });
     const ws = makeWorkspace();
     // Two conversations at once: with capacity 1 they land on two containers.
     const [a, b] = await Promise.all([
@@ -48,7 +42,7 @@ describe.each(["app-server", "exec"] as const)("conversations with the %s driver
 
 describe("conversations with the mcp-server driver (Codex 0.153.0)", () => {
   it("replies on the same thread, and says `lost` once its process has ended", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "m", protocol: "mcp-server", image: REHEARSAL_IMAGE_LEGACY, capacity: 2, max_containers: 1 }] });
+    const pool = await pools.start({ workers: [{ name: "m", protocol: "mcp-server", image: REHEARSAL_IMAGE_LEGACY, capacity: 2, max_containers: 1 }] });
     const ws = makeWorkspace();
     const first = await pool.runTurn({ workspace: ws, prompt: "#fake write m.txt via mcp" });
     expect(first.outcome).toMatchObject({ status: "succeeded" });

@@ -3,20 +3,14 @@
 // declined (no human is in the loop) and recorded as events.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { DriverEvent } from "../../../src/codex/driver.js";
 import { LABELS } from "../../../src/worker/container.js";
-import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, removeTestContainers } from "../support/env.js";
-import { docker, startPool } from "../support/pool.js";
+import { makeWorkspace } from "../support/env.js";
+import { docker, poolFixture } from "../support/pool.js";
 
 const RUN = `life-${process.pid}`;
-let pool: WorkerPool | undefined;
-afterEach(async () => {
-  await pool?.shutdown();
-  pool = undefined;
-});
-afterAll(() => removeTestContainers(RUN));
+const pools = poolFixture(RUN);
 
 async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -28,7 +22,7 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
 
 describe("worker lifecycle", () => {
   it("stops a container that stayed idle past idle_timeout", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", idle_timeout: "2s" }], pool: { healthIntervalMs: 500 } });
+    const pool = await pools.start({ workers: [{ name: "w", idle_timeout: "2s" }], pool: { healthIntervalMs: 500 } });
     const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
     expect(r.outcome.status).toBe("succeeded");
     const label = pool.config.label;
@@ -38,7 +32,7 @@ describe("worker lifecycle", () => {
   });
 
   it("replaces a frozen (paused) container", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", max_containers: 1 }], pool: { healthIntervalMs: 500 } });
+    const pool = await pools.start({ workers: [{ name: "w", max_containers: 1 }], pool: { healthIntervalMs: 500 } });
     const ws = makeWorkspace();
     const first = await pool.runTurn({ workspace: ws, prompt: "before" });
     const [c] = await docker.listByLabels({ [LABELS.instance]: pool.config.label });
@@ -50,7 +44,7 @@ describe("worker lifecycle", () => {
   });
 
   it("declines the approvals Codex asks for, and records them", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "w", approval_policy: "untrusted" }] });
+    const pool = await pools.start({ workers: [{ name: "w", approval_policy: "untrusted" }] });
     const ws = makeWorkspace();
     const events: DriverEvent[] = [];
     const r = await pool.runTurn({ workspace: ws, prompt: "#fake write asked.txt please", onEvent: (e) => events.push(e) });

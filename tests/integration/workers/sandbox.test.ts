@@ -4,31 +4,21 @@
 // other container's CODEX_HOME is mounted, and the model sees the seeded key.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { tokenFingerprint } from "../../../src/rehearsal/plan.js";
-import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers, TEST_API_KEY } from "../support/env.js";
-import { docker, startPool } from "../support/pool.js";
+import { ALL_DRIVERS, makeWorkspace, TEST_API_KEY } from "../support/env.js";
+import { docker, poolFixture } from "../support/pool.js";
 
 const RUN = `sbx-${process.pid}`;
-let pool: WorkerPool | undefined;
-afterEach(async () => {
-  await pool?.shutdown();
-  pool = undefined;
-});
-afterAll(() => removeTestContainers(RUN));
+const pools = poolFixture(RUN);
 
 /** One shell probe per place: prints "<place>:ok" or "<place>:denied". */
 const probe = (places: string[]): string =>
   `#fake run ${places.map((p) => `(touch ${p} 2>/dev/null && echo ${p}:ok || echo ${p}:denied)`).join("; ")}`;
 
-describe.each([
-  ["app-server", REHEARSAL_IMAGE],
-  ["exec", REHEARSAL_IMAGE],
-  ["mcp-server", REHEARSAL_IMAGE_LEGACY],
-] as const)("the container is the sandbox (%s)", (protocol, image) => {
+describe.each(ALL_DRIVERS)("the container is the sandbox (%s)", (protocol, image) => {
   it("read-only: no write anywhere but /tmp and CODEX_HOME", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "ro", protocol, image, sandbox: "read-only", max_containers: 1 }] });
+    const pool = await pools.start({ workers: [{ name: "ro", protocol, image, sandbox: "read-only", max_containers: 1 }] });
     const ws = makeWorkspace();
     const r = await pool.runTurn({ workspace: ws, prompt: `${probe(["/workspace/x", "/x", "/etc/x", "/home/codex/x", "/tmp/x", "/codex-home/x"])}\n#fake write blocked.txt no` });
     const out = r.outcome.finalMessage ?? "";
@@ -43,7 +33,7 @@ describe.each([
   });
 
   it("workspace-write: the workspace too, and still nothing else", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "rw", protocol, image, sandbox: "workspace-write", max_containers: 1 }] });
+    const pool = await pools.start({ workers: [{ name: "rw", protocol, image, sandbox: "workspace-write", max_containers: 1 }] });
     const ws = makeWorkspace();
     const r = await pool.runTurn({ workspace: ws, prompt: `${probe(["/workspace/x", "/x", "/etc/x", "/usr/local/bin/x", "/tmp/x", "/codex-home/x"])}\n#fake write allowed.txt yes` });
     const out = r.outcome.finalMessage ?? "";
@@ -57,7 +47,7 @@ describe.each([
   });
 
   it("seeds auth.json 0600 in a 0700 CODEX_HOME of its own, hardened, and the model sees the key", async () => {
-    pool = await startPool({ run: RUN, workers: [{ name: "a", protocol, image, capacity: 1, max_containers: 2 }] });
+    const pool = await pools.start({ workers: [{ name: "a", protocol, image, capacity: 1, max_containers: 2 }] });
     const ws = makeWorkspace();
     const [one, two] = await Promise.all([
       pool.runTurn({ workspace: ws, prompt: "#fake run stat -c '%a %U' \"$CODEX_HOME\" \"$CODEX_HOME/auth.json\"; id -u\n#fake auth\n#fake sleep 300" }),

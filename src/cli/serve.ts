@@ -14,7 +14,8 @@ import { createBrokerServer } from "../mcp/server.js";
 export const SERVE_HELP = `Usage: codex-mcp-wrapper serve [--config wrapper.toml] [--transport http|stdio] [--host H] [--port P]
 
 Runs the broker: an MCP server with the tools batch, reply, status and cancel.
-  http (default): Streamable HTTP at http://<host>:<port>/mcp, health at /healthz
+  http (default): Streamable HTTP at http://<host>:<port>/mcp, the legacy HTTP+SSE transport
+                  at /sse and /messages, health at /healthz
                   (the seed's "sse" spelling is accepted for it)
   stdio:          MCP over stdin/stdout, for clients that spawn the broker
 Listens on 127.0.0.1:4105 by default (a dev instance). Binding another address needs a bearer
@@ -58,7 +59,11 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const port = (http.address() as AddressInfo).port;
     logger.info("serving MCP over HTTP", { url: `http://${config.host}:${port}/mcp`, label: config.label, channel: config.channel });
-    close = () => new Promise((r) => http.close(() => r()));
+    close = () =>
+      new Promise((r) => {
+        http.close(() => r());
+        (http as import("node:http").Server).closeAllConnections(); // SSE streams stay open otherwise
+      });
   }
 
   await new Promise<void>((resolve) => {

@@ -1,7 +1,11 @@
 // The HTTP face of the broker (Hono): Streamable HTTP at /mcp (a session per client, keyed by
-// Mcp-Session-Id) and /healthz. Host and Origin are checked against DNS rebinding; a bearer
+// Mcp-Session-Id), the legacy HTTP+SSE transport at /sse and /messages (older clients, Stelae's
+// proxy), and /healthz. Host and Origin are checked against DNS rebinding; a bearer
 // token, when configured, is required on every MCP endpoint.
 import { randomUUID, timingSafeEqual } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { Hono, type Context, type Next } from "hono";
 import type { Broker } from "../broker.js";
@@ -24,8 +28,9 @@ function hostnameOf(hostHeader: string): string {
   return hostHeader.split(":")[0]!;
 }
 
-export function createApp({ broker, token }: AppOptions): Hono {
-  const app = new Hono();
+export function createApp({ broker, token }: AppOptions): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  const sseSessions = new Map<string, SSEServerTransport>();
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
   const bindHost = broker.config.host;
 
@@ -74,6 +79,26 @@ export function createApp({ broker, token }: AppOptions): Hono {
     const server = createBrokerServer(broker);
     await server.connect(transport);
     return transport.handleRequest(c.req.raw);
+  });
+
+  // Legacy HTTP+SSE: GET /sse opens the stream (first event: `endpoint`), POST /messages?sessionId=…
+  // carries the client's messages (202), every answer goes down the stream. The SDK's transport
+  // writes to Node's response itself, so the routes tell Hono the response is already sent.
+  app.get("/sse", guard, async (c) => {
+    const transport = new SSEServerTransport("/messages", c.env.outgoing);
+    sseSessions.set(transport.sessionId, transport);
+    transport.onclose = () => void sseSessions.delete(transport.sessionId);
+    c.env.outgoing.on("close", () => void transport.close().catch(() => {}));
+    const server = createBrokerServer(broker);
+    await server.connect(transport);
+    return RESPONSE_ALREADY_SENT;
+  });
+
+  app.post("/messages", guard, async (c) => {
+    const transport = sseSessions.get(c.req.query("sessionId") ?? "");
+    if (!transport) return c.text("Unknown or closed SSE session: open a new one with GET /sse", 404);
+    await transport.handlePostMessage(c.env.incoming, c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
   });
 
   return app;

@@ -1,7 +1,9 @@
 // The broker's MCP server: `batch` launches a mission and (with wait) streams progress and
 // returns every task's result; `reply` continues a conversation where it lives; `status` and
 // `cancel` follow missions. One McpServer per client session; they share the broker's state.
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { describeError, WrapperError } from "../errors.js";
@@ -76,9 +78,11 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         const progressToken = extra._meta?.progressToken;
         let progress = 0;
         const total = mission.tasks.length;
+        // Every notification is awaited before the result goes out, so progress never trails it.
+        const sent: Promise<void>[] = [];
         const notify = (message: string): void => {
           if (progressToken === undefined) return;
-          void extra.sendNotification({ method: "notifications/progress", params: { progressToken, progress, total, message } }).catch(() => {});
+          sent.push(extra.sendNotification({ method: "notifications/progress", params: { progressToken, progress, total, message } }).catch(() => {}));
         };
         const onProgress = (e: ProgressEvent): void => {
           if (e.kind === "task_started") notify(`task ${e.taskId} started on ${e.container}`);
@@ -95,6 +99,10 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           return { structuredContent: missionOut(rec), content: [{ type: "text", text: `mission ${missionId} started (${total} tasks); call status with this missionId to follow it` }] };
         }
         const rec = await done;
+        await Promise.all(sent);
+        // The SDK's client handles notifications a microtask late but responses at once: a result
+        // in the same chunk as the last progress would drop it. A short gap keeps them apart.
+        if (progressToken !== undefined) await new Promise((r) => setTimeout(r, 25));
         return { structuredContent: missionOut(rec), content: [{ type: "text", text: summaryText(rec) }] };
       } catch (e) {
         return toolError(e);
@@ -169,6 +177,36 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
       return ok
         ? { content: [{ type: "text", text: `cancelling ${args.taskId ? `task ${args.taskId} of ` : ""}mission ${args.missionId}` }] }
         : toolError(new Error(`missionId: mission ${args.missionId}${args.taskId ? ` has no running task ${args.taskId}` : " is not running"}`));
+    },
+  );
+
+  // Each artifact is a resource: codex-wrapper://missions/<missionId>/artifacts/<taskId>/<path>.
+  const artifactUri = (missionId: string, taskId: string, file: string): string => `codex-wrapper://missions/${missionId}/artifacts/${taskId}/${file}`;
+  server.registerResource(
+    "artifacts",
+    new ResourceTemplate("codex-wrapper://missions/{missionId}/artifacts/{taskId}/{+path}", {
+      list: async () => ({
+        resources: deps.store.listMissions(20).flatMap((m) =>
+          m.tasks.flatMap((t) => t.artifacts.map((a) => ({ uri: artifactUri(m.missionId, t.id, a.path), name: `${m.name}/${t.id}/${a.path}`, description: `sha256 ${a.sha256}, ${a.size} bytes` }))),
+        ),
+      }),
+    }),
+    { title: "Mission artifacts", description: "Files a task produced (its artifact globs), as collected when it finished" },
+    async (uri, vars) => {
+      const missionId = String(vars.missionId);
+      const taskId = String(vars.taskId);
+      const file = decodeURIComponent(String(vars.path));
+      const record = deps.store.readMission(missionId).tasks.find((t) => t.id === taskId);
+      const entry = record?.artifacts.find((a) => a.path === file);
+      if (!entry) throw new WrapperError("NOT_FOUND", `no artifact ${file} for task ${taskId} of mission ${missionId}`);
+      const root = path.join(deps.store.missionDir(missionId), "artifacts", taskId);
+      const full = path.resolve(root, entry.path);
+      if (!full.startsWith(root + path.sep)) throw new WrapperError("NOT_FOUND", `artifact path ${file} leaves the artifacts directory`);
+      const data = readFileSync(full);
+      const text = data.toString("utf8");
+      return Buffer.from(text, "utf8").equals(data)
+        ? { contents: [{ uri: uri.href, mimeType: "text/plain", text }] }
+        : { contents: [{ uri: uri.href, mimeType: "application/octet-stream", blob: data.toString("base64") }] };
     },
   );
 

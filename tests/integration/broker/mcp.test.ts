@@ -80,6 +80,14 @@ describe("the broker over Streamable HTTP", () => {
     expect(progress.filter((m) => /succeeded$/.test(m))).toHaveLength(3);
     expect(lastProgressAt).toBeLessThanOrEqual(resultAt);
     expect((r.content as { text: string }[])[0]!.text).toMatch(/mission e2e \(m-\d+-[a-f0-9]+\): succeeded/);
+
+    // The artifacts are MCP resources too.
+    const { resources } = await client.listResources();
+    const uri = `codex-wrapper://missions/${first.missionId}/artifacts/w1/out/w1.txt`;
+    expect(resources.map((x) => x.uri)).toContain(uri);
+    const read = await client.readResource({ uri });
+    expect(read.contents[0]).toMatchObject({ uri, text: "data 1" });
+    await expect(client.readResource({ uri: `codex-wrapper://missions/${first.missionId}/artifacts/w1/../../record.json` })).rejects.toThrow();
   });
 
   it("reply continues a conversation on the container that holds it", async () => {

@@ -2,9 +2,10 @@
 // mission's state with size and sha256, and packed into a tar.gz bundle. Symlinks are never
 // followed, so an artifact can never be a file outside the workspace.
 import { createHash } from "node:crypto";
-import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, createWriteStream, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
+import yazl from "yazl";
 import type { ArtifactEntry } from "../state/store.js";
 
 /** A glob (`*`, `?`, `**`) as a regular expression over `/`-separated relative paths. */
@@ -62,4 +63,19 @@ export async function packArtifacts(artifactsDir: string, manifest: Record<strin
   const files = readdirSync(artifactsDir);
   await tar.create({ gzip: true, file: bundle, cwd: artifactsDir, portable: true }, files);
   return bundle;
+}
+
+/** Writes bundle.zip beside bundle.tar.gz (same content); returns its path. */
+export async function packZip(artifactsDir: string): Promise<string> {
+  const file = path.join(path.dirname(artifactsDir), "bundle.zip");
+  const zip = new yazl.ZipFile();
+  for (const rel of walk(artifactsDir)) zip.addFile(path.join(artifactsDir, rel), rel);
+  zip.end();
+  await new Promise<void>((resolve, reject) => {
+    const out = createWriteStream(file, { mode: 0o600 });
+    out.on("close", resolve);
+    out.on("error", reject);
+    zip.outputStream.pipe(out);
+  });
+  return file;
 }

@@ -22,7 +22,8 @@ Options:
   --workspace PATH   the directory the tasks work in (default: the mission's workspace)
   --config FILE      wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
   --json FILE        write the mission report (JSON) here too
-  --junit FILE       write JUnit XML (one testcase per task) for CI dashboards`;
+  --junit FILE       write JUnit XML (one testcase per task) for CI dashboards
+  --zip              also pack the artifacts as bundle.zip (beside bundle.tar.gz)`;
 
 const xml = (s: string): string => s.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!);
 
@@ -53,7 +54,7 @@ export async function runMission(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { workspace: { type: "string" }, config: { type: "string" }, json: { type: "string" }, junit: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { workspace: { type: "string" }, config: { type: "string" }, json: { type: "string" }, junit: { type: "string" }, zip: { type: "boolean" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
     process.stdout.write(`${RUN_MISSION_HELP}\n`);
@@ -88,7 +89,7 @@ export async function runMission(argv: string[]): Promise<number> {
       else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
       else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}`);
     };
-    const started = runner.start(mission, { workspace: values.workspace, onProgress });
+    const started = runner.start(mission, { workspace: values.workspace, onProgress, bundle: values.zip ? "both" : undefined });
     missionId = started.missionId;
     out(`mission ${mission.name} (${missionId}): ${mission.tasks.length} task(s) in ${started.missionId ? runner.status(missionId).workspace : ""}`);
     if (interrupted) runner.cancel(missionId);

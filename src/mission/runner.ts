@@ -2,7 +2,7 @@
 // turn with the task's settings (task → mission defaults → worker profile). Each task's events go
 // to its JSONL log, its record is updated as it runs, and its artifacts are collected at the end.
 import path from "node:path";
-import { collectArtifacts, packArtifacts } from "../artifacts/collect.js";
+import { collectArtifacts, packArtifacts, packZip } from "../artifacts/collect.js";
 import type { DriverEvent } from "../codex/driver.js";
 import { describeError, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -22,6 +22,8 @@ export interface RunOptions {
   /** Overrides the mission's workspace. */
   workspace?: string | undefined;
   onProgress?: (e: ProgressEvent) => void;
+  /** Overrides the mission's bundle format. */
+  bundle?: "tar.gz" | "zip" | "both" | undefined;
 }
 
 interface Running {
@@ -72,7 +74,13 @@ export class MissionRunner {
       await Promise.all(mission.tasks.map((task, i) => this.runTask(mission, task, record, record.tasks[i]!, workspace, controllers.get(task.id)!.signal, save, opts.onProgress)));
       try {
         const manifest = Object.fromEntries(record.tasks.map((t) => [t.id, t.artifacts]));
-        if (record.tasks.some((t) => t.artifacts.length)) record.bundle = await packArtifacts(path.join(this.store.missionDir(record.missionId), "artifacts"), manifest);
+        if (record.tasks.some((t) => t.artifacts.length)) {
+          const dir = path.join(this.store.missionDir(record.missionId), "artifacts");
+          const format = opts.bundle ?? mission.bundle ?? "tar.gz";
+          const tarball = await packArtifacts(dir, manifest);
+          record.bundle = format === "zip" ? null : tarball;
+          if (format !== "tar.gz") record.bundleZip = await packZip(dir);
+        }
       } catch (e) {
         this.logger.error("cannot pack the artifacts", { missionId: record.missionId, error: describeError(e) });
       }

@@ -52,6 +52,8 @@ export const MissionSchema = z.strictObject({
   name: z.string({ error: "expected the mission's name" }).min(1, { error: "expected the mission's name" }).max(200),
   workspace: z.string().min(1).optional(),
   defaults: MissionDefaultsSchema.optional(),
+  /** The artifact bundle's format: tar.gz (default), zip, or both. */
+  bundle: oneOf(["tar.gz", "zip", "both"] as const).optional(),
   tasks: z.array(TaskSchema, { error: "expected a list of tasks" }).min(1, { error: "expected at least one task" }),
 });
 

@@ -38,7 +38,10 @@ export interface MissionRecord {
   updatedAt: string;
   finishedAt: string | null;
   tasks: TaskRecord[];
+  /** The artifact bundle (tar.gz), if any artifact was kept. */
   bundle: string | null;
+  /** The zip bundle, when the mission asked for one. */
+  bundleZip?: string | null;
 }
 
 const MISSION_ID = /^m-[0-9]{14}-[a-f0-9]{6}$/;

@@ -58,13 +58,13 @@ describe("run-mission", () => {
       // A task's artifacts are the files matching its globs when it ends (tasks share the workspace).
       tasks: [1, 2, 3].map((i) => ({ id: `t${i}`, prompt: `#fake write out/t${i}.txt content ${i}`, artifacts: [`out/t${i}.*`] })),
     }));
-    const r = await cli(["run-mission", mission, "--workspace", ws, "--config", config, "--json", path.join(dir, "r.json"), "--junit", path.join(dir, "r.xml")]);
+    const r = await cli(["run-mission", mission, "--workspace", ws, "--config", config, "--json", path.join(dir, "r.json"), "--junit", path.join(dir, "r.xml"), "--zip"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/task t1: started on /);
     expect(r.stdout).toMatch(/task\s+status\s+time\s+artifacts\s+error/);
     expect(r.stdout).toMatch(/mission succeeded/);
-    const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { status: string; missionId: string; bundle: string; tasks: { id: string; status: string; conversationId: string; artifacts: { path: string; sha256: string }[] }[] };
+    const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { status: string; missionId: string; bundle: string; bundleZip: string; tasks: { id: string; status: string; conversationId: string; artifacts: { path: string; sha256: string }[] }[] };
     expect(report.status).toBe("succeeded");
     for (const t of report.tasks) {
       expect(t.status).toBe("succeeded");
@@ -74,6 +74,8 @@ describe("run-mission", () => {
       expect(t.artifacts).toEqual([{ path: file, size: 9, sha256: createHash("sha256").update(`content ${t.id.slice(1)}`).digest("hex") }]);
     }
     expect(existsSync(report.bundle)).toBe(true);
+    expect(report.bundleZip).toMatch(/bundle\.zip$/);
+    expect(existsSync(report.bundleZip)).toBe(true);
     const junit = readFileSync(path.join(dir, "r.xml"), "utf8");
     expect(junit).toContain('<testsuite name="ci-pass" tests="3" failures="0"');
     expect((await docker.listByLabels({ [LABELS.instance]: label })).length).toBe(0);

@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import * as tar from "tar";
 import { describe, expect, it } from "vitest";
-import { collectArtifacts, globToRegExp, packArtifacts } from "../../../src/artifacts/collect.js";
+import { collectArtifacts, globToRegExp, packArtifacts, packZip } from "../../../src/artifacts/collect.js";
+import { execFileSync } from "node:child_process";
 
 describe("artifact globs", () => {
   it("match like shell globs with **", () => {
@@ -35,5 +36,10 @@ describe("collectArtifacts", () => {
     const listed: string[] = [];
     await tar.list({ file: bundle, onReadEntry: (e) => listed.push(e.path) });
     expect(listed.sort()).toEqual(["manifest.json", "out/", "out/a.txt"]);
+
+    // zip on request: the same files, readable by Python's zipfile (an independent reader).
+    const zip = await packZip(dest);
+    const names = execFileSync("python3", ["-c", "import sys, zipfile; print('\\n'.join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))", zip], { encoding: "utf8" });
+    expect(names.trim().split("\n")).toEqual(["manifest.json", "out/a.txt"]);
   });
 });

@@ -5,6 +5,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
+import { LiveLines } from "./live-lines.js";
 import { createLogger } from "../log.js";
 import { loadMission } from "../mission/load.js";
 import { MissionRunner, type ProgressEvent } from "../mission/runner.js";
@@ -84,14 +85,24 @@ export async function runMission(argv: string[]): Promise<number> {
   process.on("SIGTERM", onSignal);
   try {
     await pool.start();
+    // On a terminal: a live line per task, redrawn in place; otherwise (CI logs) plain lines.
+    const live = process.stdout.isTTY ? new LiveLines(mission.tasks.map((t) => t.id), (s) => void process.stdout.write(s), process.stdout.columns || 100) : null;
     const onProgress = (e: ProgressEvent): void => {
+      if (live) {
+        if (e.kind === "task_started") live.update(e.taskId, "running", `on ${e.container}`);
+        else if (e.kind === "command") live.update(e.taskId, "running", `$ ${e.command}`);
+        else if (e.kind === "agent_message") live.update(e.taskId, "running", e.text);
+        else live.update(e.taskId, e.record.status, e.record.error ?? "");
+        return;
+      }
       if (e.kind === "task_started") out(`task ${e.taskId}: started on ${e.container}`);
       else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
       else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}`);
     };
     const started = runner.start(mission, { workspace: values.workspace, onProgress, bundle: values.zip ? "both" : undefined });
     missionId = started.missionId;
-    out(`mission ${mission.name} (${missionId}): ${mission.tasks.length} task(s) in ${started.missionId ? runner.status(missionId).workspace : ""}`);
+    out(`mission ${mission.name} (${missionId}): ${mission.tasks.length} task(s) in ${runner.status(missionId).workspace}`);
+    live?.render();
     if (interrupted) runner.cancel(missionId);
     const record = await started.done;
     process.stdout.write(`\n${summary(record)}\n\nmission ${record.status}; state in ${store.missionDir(record.missionId)}\n`);

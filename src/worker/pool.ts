@@ -4,7 +4,6 @@
 // CODEX_HOME slot (a replacement on the same slot when that container died), stops idle
 // containers, replaces dead ones, and at shutdown removes every container it started.
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { AuthFileError } from "../auth/auth-file.js";
 import { AuthSeeder } from "../auth/seeder.js";
@@ -419,7 +418,6 @@ export class WorkerPool {
         seeder.seed({ dir, user, mirror });
       }
     } else seeder.seed({ dir: slot.dir, user, mirror });
-    mkdirSync(slot.dir, { recursive: true });
     await container.start();
     const streams = container.streams!;
     const driver: CodexDriver =

@@ -4,8 +4,6 @@
 import { WorkerError } from "../errors.js";
 import type { StreamTransport } from "../worker/stream-transport.js";
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-
 interface Pending {
   method: string;
   resolve: (v: unknown) => void;

@@ -10,15 +10,15 @@ import { WrapperConfigFileSchema, type WrapperConfig } from "./schema.js";
 
 /** Environment variables that override the file, and the key each sets. */
 export const ENV_OVERRIDES = {
-  CODEX_WRAPPER_LABEL: "broker.label",
-  CODEX_WRAPPER_CHANNEL: "broker.channel",
-  CODEX_WRAPPER_HOST: "broker.host",
-  CODEX_WRAPPER_PORT: "broker.port",
-  CODEX_WRAPPER_STATE_DIR: "broker.state_dir",
-  CODEX_WRAPPER_TRANSPORT: "broker.transport",
-  CODEX_WRAPPER_AUTH_FILE: "broker.auth_file",
-  CODEX_WRAPPER_WORKER_IMAGE: "workers[*].image (profiles that set no image)",
+  CODEX_WRAPPER_LABEL: "label",
+  CODEX_WRAPPER_CHANNEL: "channel",
+  CODEX_WRAPPER_HOST: "host",
+  CODEX_WRAPPER_PORT: "port",
+  CODEX_WRAPPER_STATE_DIR: "state_dir",
+  CODEX_WRAPPER_TRANSPORT: "transport",
+  CODEX_WRAPPER_AUTH_FILE: "auth_file",
 } as const;
+// (CODEX_WRAPPER_WORKER_IMAGE sets the image of every profile that names none; see below.)
 
 export const DEFAULT_PORTS = { dev: 4105, release: 4106 } as const;
 export const DEFAULT_LABELS = { dev: "codex-wrapper-dev", release: "codex-wrapper" } as const;
@@ -62,17 +62,11 @@ export function resolveConfig(
 ): WrapperConfig {
   const doc = structuredClone(raw);
   const broker = (typeof doc.broker === "object" && doc.broker !== null ? doc.broker : (doc.broker = {})) as Record<string, unknown>;
-  const fromEnv = (name: string, key: string, transform: (v: string) => unknown = (v) => v): void => {
+  for (const [name, key] of Object.entries(ENV_OVERRIDES)) {
     const v = env[name];
-    if (v !== undefined && v !== "") broker[key] = transform(v);
-  };
-  fromEnv("CODEX_WRAPPER_LABEL", "label");
-  fromEnv("CODEX_WRAPPER_CHANNEL", "channel");
-  fromEnv("CODEX_WRAPPER_HOST", "host");
-  fromEnv("CODEX_WRAPPER_PORT", "port", (v) => (/^\d+$/.test(v) ? Number(v) : v));
-  fromEnv("CODEX_WRAPPER_STATE_DIR", "state_dir");
-  fromEnv("CODEX_WRAPPER_TRANSPORT", "transport");
-  fromEnv("CODEX_WRAPPER_AUTH_FILE", "auth_file");
+    if (v === undefined || v === "") continue;
+    broker[key] = key === "port" && /^\d+$/.test(v) ? Number(v) : v;
+  }
   if (overrides?.host !== undefined) broker.host = overrides.host;
   if (overrides?.port !== undefined) broker.port = overrides.port;
   if (overrides?.transport !== undefined) broker.transport = overrides.transport;

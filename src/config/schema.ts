@@ -102,7 +102,6 @@ export const WrapperConfigFileSchema = z.strictObject({
   workers: z.array(WorkerProfileSchema).optional(),
 });
 
-export type WorkerProfileInput = z.input<typeof WorkerProfileSchema>;
 export type Channel = (typeof CHANNELS)[number];
 export type Protocol = (typeof PROTOCOLS)[number];
 export type SandboxMode = (typeof SANDBOXES)[number];

@@ -193,10 +193,6 @@ export class MissionRunner {
     return this.running.get(missionId)?.record ?? this.store.readMission(missionId);
   }
 
-  /** Resolves when every running mission has finished. */
-  async drain(): Promise<void> {
-    await Promise.all([...this.running.values()].map((r) => r.done));
-  }
 }
 
 function missionStatus(m: MissionRecord): MissionStatus {

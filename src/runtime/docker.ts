@@ -3,7 +3,7 @@
 // stop, remove, inspect, list by label, image inspect.
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import Docker from "dockerode";
-import { DockerUnavailableError, WrapperError } from "../errors.js";
+import { DockerUnavailableError } from "../errors.js";
 
 export interface Mount {
   source: string;
@@ -260,15 +260,6 @@ export class DockerRuntime {
     }
   }
 
-  async kill(id: string, signal = "SIGKILL"): Promise<void> {
-    try {
-      await this.call(`kill ${id}`, () => this.docker.getContainer(id).kill({ signal }));
-    } catch (e) {
-      const s = statusOf(e);
-      if (s !== 404 && s !== 409) throw e;
-    }
-  }
-
   async remove(id: string): Promise<void> {
     try {
       await this.call(`remove ${id}`, () => this.docker.getContainer(id).remove({ force: true, v: true }));
@@ -321,10 +312,6 @@ export class DockerRuntime {
     await this.call(`pause ${id}`, () => this.docker.getContainer(id).pause());
   }
 
-  async unpause(id: string): Promise<void> {
-    await this.call(`unpause ${id}`, () => this.docker.getContainer(id).unpause());
-  }
-
   /** Containers (running or not) carrying every given label (value "" matches any value). */
   async listByLabels(labels: Record<string, string>): Promise<ContainerSummary[]> {
     const filters = { label: Object.entries(labels).map(([k, v]) => (v === "" ? k : `${k}=${v}`)) };
@@ -337,31 +324,4 @@ export class DockerRuntime {
       labels: c.Labels ?? {},
     }));
   }
-
-  /** Last lines of a container's stderr and stdout, for error messages. */
-  async logsTail(id: string, lines = 20): Promise<string> {
-    try {
-      const buf = await this.call(`read logs of ${id}`, () =>
-        this.docker.getContainer(id).logs({ stdout: false, stderr: true, tail: lines, follow: false }),
-      );
-      return demuxBuffer(buf);
-    } catch (e) {
-      if (e instanceof WrapperError) throw e;
-      return "";
-    }
-  }
-}
-
-/** Strips Docker's 8-byte multiplexing headers from a non-streamed log buffer. */
-export function demuxBuffer(buf: Buffer): string {
-  const out: Buffer[] = [];
-  let i = 0;
-  while (i + 8 <= buf.length) {
-    const type = buf[i];
-    const size = buf.readUInt32BE(i + 4);
-    if (type === undefined || type > 2 || i + 8 + size > buf.length) return buf.toString("utf8");
-    out.push(buf.subarray(i + 8, i + 8 + size));
-    i += 8 + size;
-  }
-  return Buffer.concat(out).toString("utf8");
 }

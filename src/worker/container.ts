@@ -2,7 +2,6 @@
 // mode, holding one slot (a CODEX_HOME directory on the host, so a replacement container can
 // resume the threads of a dead one). It owns the container's lifecycle and its attached stdio.
 import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from "node:fs";
-import path from "node:path";
 import type { SandboxMode, WorkerProfile } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { AttachedStreams, ContainerSpec, DockerRuntime } from "../runtime/docker.js";
@@ -189,8 +188,4 @@ export class WorkerContainer {
     await this.opts.docker.remove(this.id);
   }
 
-  /** The slot's CODEX_HOME on the host, for a lane (exec) or the whole container. */
-  static laneDir(codexHomeDir: string, lane: number | null): string {
-    return lane === null ? codexHomeDir : path.join(codexHomeDir, "lanes", String(lane));
-  }
 }

@@ -2,7 +2,7 @@
 // stdio; one process runs many threads at once. Cancel is `turn/interrupt`; a thread unknown to
 // this process (its container was replaced) is continued with `thread/resume`.
 import { WorkerError } from "../errors.js";
-import type { ExitInfo } from "../worker/container.js";
+import { describeExit, exitReport, type ExitInfo } from "../worker/container.js";
 import { StreamTransport } from "../worker/stream-transport.js";
 import type { AttachedStreams } from "../runtime/docker.js";
 import {
@@ -66,18 +66,13 @@ export class AppServerDriver implements CodexDriver {
     // The stream closes a moment before Docker reports the exit: wait (bounded) for the exit code
     // and stderr, so the error names them.
     void this.peer.closed.then(async () => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([opts.exited, new Promise((r) => (timer = setTimeout(r, 3000)))]);
-      clearTimeout(timer);
+      this.exit ??= await exitReport(opts.exited);
       this.failAll(this.deathError());
     });
   }
 
   private deathError(): WorkerError {
-    const e = this.exit;
-    const tail = e?.stderrTail.trim() ? `; last stderr lines:\n${e.stderrTail.trim()}` : "";
-    const what = e ? e.reason : `the Codex process in ${this.opts.name} closed its output`;
-    return new WorkerError("WORKER_EXITED", `${what}${tail}`, { container: this.opts.name, exitCode: e?.exitCode ?? null });
+    return new WorkerError("WORKER_EXITED", describeExit(this.exit, this.opts.name), { container: this.opts.name, exitCode: this.exit?.exitCode ?? null });
   }
 
   async open(): Promise<void> {

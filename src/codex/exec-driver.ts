@@ -4,8 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { WorkerError } from "../errors.js";
 import type { DockerRuntime } from "../runtime/docker.js";
-import type { ExitInfo } from "../worker/container.js";
-import { CONTAINER_PATHS } from "../worker/container.js";
+import { CONTAINER_PATHS, describeExit, type ExitInfo } from "../worker/container.js";
 import { LineSplitter } from "../worker/stream-transport.js";
 import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { ExecEvent, execArgv } from "./exec-protocol.js";
@@ -39,9 +38,7 @@ export class ExecDriver implements CodexDriver {
   }
 
   private deathMessage(): string {
-    const e = this.exit;
-    if (!e) return `${this.opts.name}: the container is gone`;
-    return `${e.reason}${e.stderrTail.trim() ? `; last stderr lines:\n${e.stderrTail.trim()}` : ""}`;
+    return describeExit(this.exit, this.opts.name);
   }
 
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {

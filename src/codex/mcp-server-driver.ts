@@ -6,8 +6,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { WorkerError } from "../errors.js";
 import type { AttachedStreams } from "../runtime/docker.js";
-import type { ExitInfo } from "../worker/container.js";
-import { CONTAINER_PATHS } from "../worker/container.js";
+import { CONTAINER_PATHS, describeExit, exitReport, type ExitInfo } from "../worker/container.js";
 import { StreamTransport } from "../worker/stream-transport.js";
 import { asText, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { CodexToolArgs, CodexReplyArgs, CodexToolOutput } from "./mcp-server-protocol.js";
@@ -57,9 +56,7 @@ export class McpServerDriver implements CodexDriver {
   }
 
   private deathMessage(): string {
-    const e = this.exit;
-    if (!e) return `the Codex process in ${this.opts.name} closed its output`;
-    return `${e.reason}${e.stderrTail.trim() ? `; last stderr lines:\n${e.stderrTail.trim()}` : ""}`;
+    return describeExit(this.exit, this.opts.name);
   }
 
   private translate(sink: (e: DriverEvent) => void, msg: Record<string, unknown>): void {
@@ -148,12 +145,7 @@ export class McpServerDriver implements CodexDriver {
       if (result.isError) return { status: "failed", threadId: tid, finalMessage: null, error: errorText(text) };
       return { status: "succeeded", threadId: tid, finalMessage: text, error: null };
     } catch (e) {
-      if (this.transport.isClosed && !this.exit) {
-        // The stream closes a moment before Docker reports the exit: wait (bounded) for it.
-        let t: NodeJS.Timeout | undefined;
-        await Promise.race([this.opts.exited, new Promise((r) => (t = setTimeout(r, 3000)))]);
-        clearTimeout(t);
-      }
+      if (this.transport.isClosed) this.exit ??= await exitReport(this.opts.exited);
       if (stopReason === "died" || this.exit) return { status: "failed", threadId, finalMessage: null, error: new WorkerError("WORKER_EXITED", this.deathMessage()).message };
       if (stopReason === "timed_out") return { status: "timed_out", threadId, finalMessage: null, error: `no answer within ${req.timeoutMs} ms; the call was cancelled` };
       if (stopReason === "cancelled") return { status: "cancelled", threadId, finalMessage: null, error: "cancelled" };

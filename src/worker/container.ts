@@ -53,6 +53,26 @@ export interface WorkerContainerOptions {
 
 const STDERR_TAIL_BYTES = 16 * 1024;
 
+/** Why a worker's Codex process ended, with the last lines of its stderr, for task errors. */
+export function describeExit(exit: ExitInfo | undefined, container: string): string {
+  if (!exit) return `the Codex process in ${container} closed its output`;
+  const tail = exit.stderrTail.trim();
+  return `${exit.reason}${tail ? `; last stderr lines:\n${tail}` : ""}`;
+}
+
+/**
+ * The exit report, when Docker gives it within `ms` (the attached stream often closes a moment
+ * before the engine reports the exit), else undefined.
+ */
+export async function exitReport(exited: Promise<ExitInfo>, ms = 3000): Promise<ExitInfo | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The uid:gid a worker runs as: the broker's own user, else the workspace owner, else the image's. */
 export function workerUser(workspace: string): { uid: number; gid: number } {
   const uid = process.getuid?.() ?? IMAGE_UID;

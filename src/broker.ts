@@ -52,7 +52,7 @@ export class Broker {
   }
 
   async stop(): Promise<void> {
-    for (const m of this.store.listMissions(50)) if (m.status === "running") this.runner.cancel(m.missionId);
+    this.runner.cancelAll();
     await this.pool.shutdown();
   }
 }

@@ -188,6 +188,11 @@ export class MissionRunner {
     return true;
   }
 
+  /** Cancels every running mission (shutdown). */
+  cancelAll(): void {
+    for (const id of this.running.keys()) this.cancel(id);
+  }
+
   /** The live record of a running mission, else the stored one. */
   status(missionId: string): MissionRecord {
     return this.running.get(missionId)?.record ?? this.store.readMission(missionId);

@@ -126,9 +126,16 @@ export class StateStore {
       });
   }
 
+  /** Task directories known to exist: events arrive often, mkdir need happen once. */
+  private readonly madeDirs = new Set<string>();
+
   appendEvent(missionId: string, taskId: string, event: unknown): void {
     const dir = this.taskDir(missionId, taskId);
-    mkdirSync(dir, { recursive: true });
+    if (!this.madeDirs.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      if (this.madeDirs.size > 10_000) this.madeDirs.clear(); // mkdir is idempotent: a cache, not a record
+      this.madeDirs.add(dir);
+    }
     appendFileSync(path.join(dir, "events.jsonl"), `${JSON.stringify({ at: new Date().toISOString(), ...(event as object) })}\n`, { mode: 0o600 });
   }
 

@@ -133,6 +133,7 @@ export class WorkerPool {
   private healthTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private started = false;
+  /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
   constructor(private readonly opts: PoolOptions) {
@@ -442,6 +443,7 @@ export class WorkerPool {
     worker.dead = true;
     if (worker.slot.worker === worker) worker.slot.worker = null;
     this.workers.delete(worker);
+    this.maxInFlightSeen.delete(worker.container.name);
     this.seeder?.forget(worker.slot.dir);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
     void worker.container.remove().catch(() => {});

@@ -2,7 +2,7 @@
 // mission's state with size and sha256, and packed into a tar.gz bundle. Symlinks are never
 // followed, so an artifact can never be a file outside the workspace.
 import { createHash } from "node:crypto";
-import { copyFileSync, createWriteStream, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
 import yazl from "yazl";
@@ -42,17 +42,40 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
   if (globs.length === 0) return [];
   const patterns = globs.map(globToRegExp);
   const entries: ArtifactEntry[] = [];
+  const root = realpathSync(workspace);
   for (const rel of walk(workspace)) {
     if (!patterns.some((p) => p.test(rel))) continue;
-    const src = path.join(workspace, rel);
-    if (!lstatSync(src).isFile()) continue; // changed under us into something else
+    const data = readInside(root, rel);
+    if (data === null) continue; // changed under us into something else
     const dest = path.join(destDir, rel);
     mkdirSync(path.dirname(dest), { recursive: true });
-    copyFileSync(src, dest);
-    const data = readFileSync(dest);
+    writeFileSync(dest, data, { mode: 0o600 });
     entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex") });
   }
   return entries;
+}
+
+/**
+ * Reads a regular file of the workspace, or null. A task may still be running in the workspace,
+ * so the file is opened without following a symlink (O_NOFOLLOW) and its directory's real path
+ * must still be inside the workspace: a swapped-in link can never make an artifact of a host file.
+ */
+export function readInside(root: string, rel: string): Buffer | null {
+  const src = path.join(root, rel);
+  let fd: number;
+  try {
+    fd = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    const dir = realpathSync(path.dirname(src));
+    if (dir !== root && !dir.startsWith(root + path.sep)) return null;
+    if (!fstatSync(fd).isFile()) return null;
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Writes manifest.json and bundle.tar.gz for an artifacts directory; returns the bundle path. */

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import * as tar from "tar";
 import { describe, expect, it } from "vitest";
-import { collectArtifacts, globToRegExp, packArtifacts, packZip } from "../../../src/artifacts/collect.js";
+import { collectArtifacts, globToRegExp, packArtifacts, packZip, readInside } from "../../../src/artifacts/collect.js";
 import { execFileSync } from "node:child_process";
 
 describe("artifact globs", () => {
@@ -41,5 +41,22 @@ describe("collectArtifacts", () => {
     const zip = await packZip(dest);
     const names = execFileSync("python3", ["-c", "import sys, zipfile; print('\\n'.join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))", zip], { encoding: "utf8" });
     expect(names.trim().split("\n")).toEqual(["manifest.json", "out/a.txt"]);
+  });
+
+  it("does not follow a directory replaced by a link, before or after the listing", async () => {
+    const { realpathSync, renameSync } = await import("node:fs");
+    const ws = realpathSync(mkdtempSync(path.join(os.tmpdir(), "cmw-ws-")));
+    const outside = mkdtempSync(path.join(os.tmpdir(), "cmw-secret-"));
+    writeFileSync(path.join(outside, "a.txt"), "host secret");
+    mkdirSync(path.join(ws, "out"));
+    writeFileSync(path.join(ws, "out", "a.txt"), "mine");
+    expect(readInside(ws, "out/a.txt")?.toString()).toBe("mine");
+    // A task still running swaps out/ for a link to a host directory after the listing:
+    renameSync(path.join(ws, "out"), path.join(ws, "out-old"));
+    symlinkSync(outside, path.join(ws, "out"));
+    expect(readInside(ws, "out/a.txt")).toBeNull();
+    // and a fresh listing does not walk into the link.
+    const entries = collectArtifacts(ws, ["out/**", "out-old/**"], mkdtempSync(path.join(os.tmpdir(), "cmw-art-")));
+    expect(entries.map((e) => e.path)).toEqual(["out-old/a.txt"]);
   });
 });

@@ -2,7 +2,7 @@
 // images must be built (`npm test` builds them). Afterwards: no container with the test label
 // may be left behind, whatever happened.
 import { execFileSync } from "node:child_process";
-import { REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers } from "./support/env.js";
+import { REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers, removeTestInstances } from "./support/env.js";
 
 export function setup(): void {
   try {
@@ -18,8 +18,10 @@ export function setup(): void {
     }
   }
   removeTestContainers();
+  removeTestInstances();
 }
 
 export function teardown(): void {
   removeTestContainers();
+  removeTestInstances();
 }

@@ -42,7 +42,7 @@ afterAll(async () => {
   await client?.close();
   await broker?.stop();
   await new Promise((r) => http?.close(r));
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+  for (const label of [`cmw-test-${RUN}`, `cmw-stdio-${process.pid}`]) for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
 });
 
 async function call(name: string, args: Record<string, unknown>, onprogress?: (p: { message?: string }) => void) {

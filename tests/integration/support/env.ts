@@ -80,3 +80,16 @@ export function removeTestContainers(value?: string): void {
 
 /** The hardening every worker container gets; tests assert it is in force. */
 export const HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "none", "--pids-limit", "512"];
+
+/**
+ * The net under every test: containers started by a broker in a child process carry only their
+ * instance label; tests name their instances `cmw-…`, so any such container is a test's leftover.
+ */
+export function removeTestInstances(): void {
+  const rows = execFileSync("docker", ["ps", "-a", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.ID}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map((r) => r.split(" ") as [string, string]);
+  const ids = rows.filter(([, label]) => label.startsWith("cmw-")).map(([id]) => id);
+  if (ids.length) execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
+}

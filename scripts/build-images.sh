@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the project's images: worker (the real Codex from npm) and rehearsal (worker + the
 # scripted model server), for the current Codex version and the 0.153.0 variant (the last with
-# `codex mcp-server`). Tags: `:dev` / `:dev-codex-<v>` for a dev build; `--release` tags the
+# `codex mcp-server`), and the broker image (for compose/). Tags: `:dev` / `:dev-codex-<v>` for a dev build; `--release` tags the
 # package version (`:<version>` / `:<version>-codex-<v>`).
-#   usage: scripts/build-images.sh [--release] [--only-current]
+#   usage: scripts/build-images.sh [--release] [--only-current] [--no-broker]
 # env: BASE_IMAGE (default node:22-bookworm-slim, else built locally), CODEX_VERSION,
 #      CODEX_LEGACY_VERSION, IMAGE_PREFIX (default codex-mcp-wrapper)
 set -euo pipefail
@@ -14,10 +14,12 @@ CODEX_VERSION="${CODEX_VERSION:-0.169.0}"
 CODEX_LEGACY_VERSION="${CODEX_LEGACY_VERSION:-0.153.0}"
 channel_tag=dev
 only_current=0
+with_broker=1
 for arg in "$@"; do
   case "$arg" in
     --release) channel_tag=$(node -p 'require("./package.json").version') ;;
     --only-current) only_current=1 ;;
+    --no-broker) with_broker=0 ;;
     *) echo "build-images: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +54,8 @@ versions=("$CODEX_VERSION")
 [ "$only_current" = 1 ] || versions+=("$CODEX_LEGACY_VERSION")
 ctx=$(mktemp -d)
 wctx=$(mktemp -d)
-trap 'rm -rf "$ctx" "$wctx"' EXIT
+bctx=$(mktemp -d)
+trap 'rm -rf "$ctx" "$wctx" "$bctx"' EXIT
 # The worker's context: its files plus the build machine's extra CA certificates (a
 # TLS-intercepting proxy's CA, say), so npm inside the build trusts what the host trusts.
 cp images/worker/* "$wctx/"
@@ -76,3 +79,14 @@ for v in "${versions[@]}"; do
   build "$PREFIX/rehearsal:$suffix" "$ctx" "$ctx/images/rehearsal/Dockerfile" \
     --build-arg WORKER_IMAGE="$PREFIX/worker:$suffix"
 done
+
+# The broker: package.json, the lock file and dist/ (never dist/releases).
+if [ "$with_broker" = 1 ]; then
+  cp package.json package-lock.json "$bctx/"
+  mkdir -p "$bctx/dist"
+  for d in dist/*; do [ "$d" = dist/releases ] || cp -r "$d" "$bctx/dist/"; done
+  cp -r "$wctx/ca" "$bctx/ca"
+  build "$PREFIX/broker:$channel_tag" "$bctx" images/broker/Dockerfile \
+    --build-arg BASE_IMAGE="$base" --build-arg VERSION="$channel_tag" \
+    ${registry:+--build-arg NPM_CONFIG_REGISTRY="$registry"}
+fi

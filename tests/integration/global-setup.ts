@@ -17,11 +17,19 @@ export function setup(): void {
       throw new Error(`Image ${image} is missing: run npm run images (npm test does it for you)`);
     }
   }
+  sweep();
+}
+
+/**
+ * Removes what earlier runs left behind. CMW_NO_SWEEP=1 skips it, for a second run sharing the
+ * engine (a helper running one file while another suite is under way).
+ */
+function sweep(): void {
+  if (process.env.CMW_NO_SWEEP === "1") return;
   removeTestContainers();
   removeTestInstances();
 }
 
 export function teardown(): void {
-  removeTestContainers();
-  removeTestInstances();
+  sweep();
 }

@@ -74,6 +74,8 @@ export interface PoolOptions {
   /** Routes known from an earlier run (state store), so replies survive a broker restart. */
   routes?: ConversationRoute[];
   onRoute?: (route: ConversationRoute) => void;
+  /** Called when a container's Codex first answers, with the time since its creation began (metrics). */
+  onContainerReady?: (info: { name: string; profile: string; ms: number }) => void;
 }
 
 interface Slot {
@@ -407,6 +409,7 @@ export class WorkerPool {
 
   private async bringUp(worker: Worker, user: { uid: number; gid: number }): Promise<void> {
     const { profile, slot, container } = worker;
+    const began = performance.now();
     const seeder = this.seeder!;
     const mirror = !(seeder.kind === "chatgpt" && profile.protocol === "app-server");
     privateDir(slot.dir, user);
@@ -436,6 +439,7 @@ export class WorkerPool {
       new Promise((_, reject) => (timer = setTimeout(() => reject(new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`)), timeoutMs))),
     ]).finally(() => clearTimeout(timer));
     worker.driver = driver;
+    this.opts.onContainerReady?.({ name: container.name, profile: profile.name, ms: performance.now() - began });
   }
 
   private onWorkerExit(worker: Worker, reason: string): void {

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-docker.sh
+bash scripts/ensure-test-tools.sh
 npm run --silent build
 bash scripts/build-images.sh
 

@@ -3,6 +3,7 @@
 // interrupted, restores conversation routes, and reaps its own orphan containers at start.
 import type { WrapperConfig } from "./config/schema.js";
 import { silentLogger, type Logger } from "./log.js";
+import { BrokerMetrics } from "./metrics/metrics.js";
 import { MissionRunner } from "./mission/runner.js";
 import { DockerRuntime } from "./runtime/docker.js";
 import { StateStore } from "./state/store.js";
@@ -13,6 +14,7 @@ export class Broker {
   readonly store: StateStore;
   readonly pool: WorkerPool;
   readonly runner: MissionRunner;
+  readonly metrics: BrokerMetrics;
   readonly startedAt = Date.now();
 
   constructor(
@@ -21,8 +23,25 @@ export class Broker {
     readonly docker = new DockerRuntime(),
   ) {
     this.store = new StateStore(config.stateDir);
-    this.pool = new WorkerPool({ config, docker, logger, routes: this.store.loadRoutes(), onRoute: (r) => this.store.saveRoute(r) });
-    this.runner = new MissionRunner(this.pool, this.store, logger);
+    this.metrics = new BrokerMetrics({
+      label: config.label,
+      channel: config.channel,
+      version: VERSION,
+      pool: () => this.pool.stats(),
+      activeTasks: () => this.runner.activeTasks(),
+    });
+    this.pool = new WorkerPool({
+      config,
+      docker,
+      logger,
+      routes: this.store.loadRoutes(),
+      onRoute: (r) => this.store.saveRoute(r),
+      onContainerReady: (info) => this.metrics.containerReady(info),
+    });
+    this.runner = new MissionRunner(this.pool, this.store, logger, {
+      taskFinished: (rec) => this.metrics.taskFinished(rec),
+      missionFinished: (rec) => this.metrics.missionFinished(rec),
+    });
   }
 
   async start(): Promise<void> {

@@ -1,7 +1,8 @@
 // The HTTP face of the broker (Hono): Streamable HTTP at /mcp (a session per client, keyed by
 // Mcp-Session-Id), the legacy HTTP+SSE transport at /sse and /messages (older clients, Stelae's
-// proxy), and /healthz. Host and Origin are checked against DNS rebinding; a bearer
-// token, when configured, is required on every MCP endpoint.
+// proxy), /healthz, /metrics (Prometheus) and the status page at / (./status.ts). Host and
+// Origin are checked against DNS rebinding; a bearer token, when configured, is required on every
+// endpoint but /healthz (a liveness probe).
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
@@ -10,6 +11,7 @@ import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/
 import { Hono, type Context, type Next } from "hono";
 import type { Broker } from "../broker.js";
 import { createBrokerServer } from "../mcp/server.js";
+import { addStatusRoutes } from "./status.js";
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
@@ -21,6 +23,19 @@ export interface AppOptions {
   broker: Broker;
   /** Required bearer token (none: no token check; only allowed on a loopback bind). */
   token?: string | undefined;
+}
+
+/** Bearer <token>, or Basic with the token as password (browsers), compared in constant time. */
+function tokenMatches(header: string, token: string): boolean {
+  let given = /^Bearer\s+(.+)$/i.exec(header)?.[1];
+  const basic = /^Basic\s+(.+)$/i.exec(header)?.[1];
+  if (given === undefined && basic !== undefined) {
+    const decoded = Buffer.from(basic, "base64").toString("utf8");
+    given = decoded.slice(decoded.indexOf(":") + 1);
+  }
+  const a = Buffer.from(given ?? "");
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function hostnameOf(hostHeader: string): string {
@@ -49,16 +64,20 @@ export function createApp({ broker, token }: AppOptions): Hono<{ Bindings: HttpB
       }
       if (!ok) return c.text(`Origin ${origin} is not allowed`, 403);
     }
-    if (token) {
-      const given = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-      const a = Buffer.from(given);
-      const b = Buffer.from(token);
-      if (a.length !== b.length || !timingSafeEqual(a, b)) return c.text("Unauthorized: send Authorization: Bearer <token>", 401);
+    if (token && !tokenMatches(c.req.header("authorization") ?? "", token)) {
+      // A browser asks for Basic credentials (any user name, the token as password) for the status page.
+      c.header("WWW-Authenticate", c.req.path === "/" || c.req.path.startsWith("/status") || c.req.path.startsWith("/missions/") ? 'Basic realm="codex-mcp-wrapper", charset="UTF-8"' : 'Bearer realm="codex-mcp-wrapper"');
+      return c.text("Unauthorized: send Authorization: Bearer <token> (a browser: any user name, the token as password)", 401);
     }
     await next();
   };
 
   app.get("/healthz", async (c) => c.json(await broker.health()));
+  app.get("/metrics", guard, async (c) => {
+    const { contentType, body } = await broker.metrics.render();
+    return c.body(body, 200, { "content-type": contentType });
+  });
+  addStatusRoutes(app, broker, guard);
 
   app.all("/mcp", guard, async (c) => {
     const sid = c.req.header("mcp-session-id");

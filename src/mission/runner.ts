@@ -32,6 +32,12 @@ interface Running {
   done: Promise<MissionRecord>;
 }
 
+/** Observers of finished tasks and missions (metrics). */
+export interface RunnerHooks {
+  taskFinished?: (rec: TaskRecord) => void;
+  missionFinished?: (rec: MissionRecord) => void;
+}
+
 export class MissionRunner {
   private readonly running = new Map<string, Running>();
   private readonly logger: Logger;
@@ -40,8 +46,16 @@ export class MissionRunner {
     private readonly pool: WorkerPool,
     private readonly store: StateStore,
     logger?: Logger,
+    private readonly hooks: RunnerHooks = {},
   ) {
     this.logger = logger ?? silentLogger;
+  }
+
+  /** Tasks of running missions by current status (queued, running, or finished ones). */
+  activeTasks(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const { record } of this.running.values()) for (const t of record.tasks) counts[t.status] = (counts[t.status] ?? 0) + 1;
+    return counts;
   }
 
   /** Validates the workspace, records the mission and starts it; `done` resolves with the final record. */
@@ -88,6 +102,7 @@ export class MissionRunner {
       record.finishedAt = new Date().toISOString();
       await save();
       this.running.delete(record.missionId);
+      this.hooks.missionFinished?.(record);
       return record;
     })();
     this.running.set(record.missionId, { record, controllers, done });
@@ -160,6 +175,7 @@ export class MissionRunner {
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
     log({ type: "task_finished", status: rec.status, error: rec.error });
+    this.hooks.taskFinished?.(rec);
     await save();
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
   }

@@ -1,0 +1,177 @@
+// The status page in a real browser (Debian's chromium, driven by playwright-core) while a
+// mission runs on the real Codex in the rehearsal image, and /metrics checked by Prometheus's own
+// promtool, its counters moving as the mission runs. Both behind the broker's token.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { serve, type ServerType } from "@hono/node-server";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Broker } from "../../../src/broker.js";
+import { createApp } from "../../../src/http/app.js";
+import { LABELS } from "../../../src/worker/container.js";
+import { makeWorkspace } from "../support/env.js";
+import { docker, testConfig } from "../support/pool.js";
+
+const RUN = `status-${process.pid}`;
+const TOKEN = `status-page-token-${process.pid}-0123456789`;
+const SHOTS = path.resolve("test-results");
+let broker: Broker;
+let http: ServerType;
+let base: string;
+let client: Client;
+let browser: Browser;
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+
+beforeAll(async () => {
+  broker = new Broker(testConfig({ run: RUN, workers: [{ name: "default", capacity: 2, max_containers: 1 }] }));
+  await broker.start();
+  http = serve({ fetch: createApp({ broker, token: TOKEN }).fetch, hostname: "127.0.0.1", port: 0 });
+  await new Promise((r) => http.once("listening", r));
+  base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  client = new Client({ name: "status-test", version: "0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: auth } }));
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await client?.close();
+  await broker?.stop();
+  await new Promise((r) => http?.close(r));
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+});
+
+async function metrics(): Promise<string> {
+  const r = await fetch(`${base}/metrics`, { headers: auth });
+  expect(r.status).toBe(200);
+  expect(r.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+  return r.text();
+}
+
+/** Prometheus's own checker: exit 0 means the exposition parses (and passes its lint). */
+function promtoolCheck(text: string): void {
+  const r = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  expect(r.error, "promtool is installed by scripts/test.sh (Debian's prometheus package)").toBeUndefined();
+  expect(`${r.stdout}${r.stderr}`.trim()).toBe("");
+  expect(r.status).toBe(0);
+}
+
+/** One sample's value (0 when the series is absent, as Prometheus treats a counter not yet seen). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = (m[2] ?? "").split(",").filter(Boolean);
+    if (want.every((w) => have.includes(w))) return Number(m[3]);
+  }
+  return 0;
+}
+
+describe("status page and metrics", () => {
+  it("without the token: 401 on /, /status.json, /status/events and /metrics; the browser is asked for credentials", async () => {
+    for (const p of ["/", "/status.json", "/status/events", "/metrics"]) {
+      const r = await fetch(`${base}${p}`);
+      expect(r.status, p).toBe(401);
+      await r.body?.cancel();
+    }
+    const page = await (await browser.newContext()).newPage();
+    // Headless Chromium has no dialog to ask with: the navigation fails for want of credentials.
+    await expect(page.goto(`${base}/`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+    await page.context().close();
+    const r = await fetch(`${base}/`);
+    expect(r.headers.get("www-authenticate")).toMatch(/^Basic realm=/);
+    expect(await r.text()).not.toContain("<html");
+    const mcp = await fetch(`${base}/metrics`);
+    expect(mcp.headers.get("www-authenticate")).toMatch(/^Bearer realm=/);
+    await mcp.body?.cancel();
+  });
+
+  it("shows the running mission live, then its end, with artifact links; /metrics moves with it", async () => {
+    const before = await metrics();
+    promtoolCheck(before);
+    expect(sample(before, "codex_wrapper_info", { label: `cmw-test-${RUN}`, channel: "dev" })).toBe(1);
+    const succeededBefore = sample(before, "codex_wrapper_tasks_finished_total", { status: "succeeded" });
+
+    const ws = makeWorkspace();
+    const r = await client.callTool({
+      name: "batch",
+      arguments: {
+        workspace: ws,
+        wait: false,
+        mission: {
+          name: "status-page",
+          tasks: [
+            { id: "writer", prompt: "#fake write out/report.txt all good", sandbox: "workspace-write", artifacts: ["out/report.txt"] },
+            { id: "slow-1", prompt: "#fake sleep 8000" },
+            { id: "slow-2", prompt: "#fake sleep 8000" },
+          ],
+        },
+      },
+    });
+    expect(r.isError).toBeFalsy();
+    const missionId = (r.structuredContent as { missionId: string }).missionId;
+
+    const context = await browser.newContext({ httpCredentials: { username: "me", password: TOKEN }, viewport: { width: 1200, height: 800 } });
+    const page = await context.newPage();
+    const res = await page.goto(`${base}/`);
+    expect(res?.status()).toBe(200);
+    const mission = page.locator(`section[data-mission="${missionId}"]`);
+    await mission.waitFor({ timeout: 60_000 });
+    await expect.poll(() => page.locator("#label").textContent()).toContain(`cmw-test-${RUN}`);
+    // While it runs: a task shown running on a container, and the workers table lists the container.
+    await mission.locator("tr[data-task] .status.running").first().waitFor({ timeout: 90_000 });
+    await page.locator("#workers-table").waitFor();
+    const during = await metrics();
+    expect(sample(during, "codex_wrapper_containers", { state: "ready" })).toBe(1);
+    expect(sample(during, "codex_wrapper_tasks", { status: "running" }) + sample(during, "codex_wrapper_tasks", { status: "queued" })).toBeGreaterThan(0);
+    mkdirSync(SHOTS, { recursive: true });
+    const shot = path.join(SHOTS, "status-page-running.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`status page screenshot (mission running): ${shot}`);
+
+    // The same page, never reloaded, follows the mission to its end.
+    await mission.locator("header .status.succeeded").waitFor({ timeout: 120_000 });
+    for (const id of ["writer", "slow-1", "slow-2"]) await expect.poll(() => mission.locator(`tr[data-task="${id}"] .status`).textContent()).toBe("succeeded");
+    const link = mission.locator('tr[data-task="writer"] a');
+    expect(await link.textContent()).toBe("out/report.txt");
+    const href = await link.getAttribute("href");
+    const download = await fetch(new URL(href!, base), { headers: auth });
+    expect(download.status).toBe(200);
+    expect(await download.text()).toBe("all good");
+    expect(await mission.locator("header a").getAttribute("href")).toBe(`/missions/${missionId}/bundle.tar.gz`);
+    await page.screenshot({ path: path.join(SHOTS, "status-page-done.png"), fullPage: true });
+    await context.close();
+
+    // A path the record does not list is never served, whatever it names.
+    for (const p of [`/missions/${missionId}/artifacts/writer/..%2F..%2Frecord.json`, `/missions/${missionId}/artifacts/writer/out/other.txt`, `/missions/m-00000000000000-000000/bundle.tar.gz`]) {
+      const bad = await fetch(`${base}${p}`, { headers: auth });
+      expect(bad.status, p).toBe(404);
+      await bad.body?.cancel();
+    }
+
+    const after = await metrics();
+    promtoolCheck(after);
+    expect(sample(after, "codex_wrapper_tasks_finished_total", { status: "succeeded" })).toBe(succeededBefore + 3);
+    expect(sample(after, "codex_wrapper_task_duration_seconds_count", { status: "succeeded" })).toBe(succeededBefore + 3);
+    expect(sample(after, "codex_wrapper_task_duration_seconds_sum", { status: "succeeded" })).toBeGreaterThan(16); // two 8 s sleeps
+    expect(sample(after, "codex_wrapper_missions_finished_total", { status: "succeeded" })).toBe(1);
+    expect(sample(after, "codex_wrapper_container_start_seconds_count", { profile: "default" })).toBe(1);
+    expect(sample(after, "codex_wrapper_queue_length")).toBe(0);
+    expect(sample(after, "codex_wrapper_tasks", { status: "running" })).toBe(0);
+  });
+
+  it("promtool is the real checker: it rejects a broken exposition", () => {
+    const r = spawnSync("promtool", ["check", "metrics"], { input: "codex_wrapper_x{oops 1\n", encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(execFileSync("promtool", ["--version"], { encoding: "utf8" })).toMatch(/promtool/);
+  });
+});

@@ -17,6 +17,7 @@ export const ENV_OVERRIDES = {
   CODEX_WRAPPER_STATE_DIR: "state_dir",
   CODEX_WRAPPER_TRANSPORT: "transport",
   CODEX_WRAPPER_AUTH_FILE: "auth_file",
+  CODEX_WRAPPER_AUTH_TOKEN_ENV: "auth_token_env",
 } as const;
 // (CODEX_WRAPPER_WORKER_IMAGE sets the image of every profile that names none; see below.)
 

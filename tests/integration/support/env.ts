@@ -91,5 +91,11 @@ export function removeTestInstances(): void {
     .filter(Boolean)
     .map((r) => r.split(" ") as [string, string]);
   const ids = rows.filter(([, label]) => label.startsWith("cmw-")).map(([id]) => id);
+  // Broker containers a compose test brought up (projects named cmw-compose-…).
+  const projects = execFileSync("docker", ["ps", "-a", "--filter", "label=com.docker.compose.project", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map((r) => r.split(" ") as [string, string]);
+  ids.push(...projects.filter(([, p]) => p.startsWith("cmw-compose-")).map(([id]) => id));
   if (ids.length) execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
 }

@@ -153,7 +153,7 @@ describe("compose: the dev and release instances side by side on one engine", ()
     for (const c of devWorkers) expect([c.labels[LABELS.instance], c.labels[LABELS.channel], c.image]).toEqual([dev.label, "dev", REHEARSAL_IMAGE]);
     for (const c of relWorkers) expect([c.labels[LABELS.instance], c.labels[LABELS.channel], c.image]).toEqual([rel.label, "release", `${PREFIX}/rehearsal:${VERSION}`]);
     // Each worker's CODEX_HOME is under its own instance's state directory.
-    const mounts = (id: string): string[] => JSON.parse(execFileSync("docker", ["inspect", "-f", "{{json .Mounts}}", id], { encoding: "utf8" })).map((m: { Source: string }) => m.Source);
+    const mounts = (id: string): string[] => (JSON.parse(execFileSync("docker", ["inspect", "-f", "{{json .Mounts}}", id], { encoding: "utf8" })) as { Source: string }[]).map((m) => m.Source);
     expect(mounts(devWorkers[0]!.id).some((s) => s.startsWith(path.join(home, ".local/state/codex-mcp-wrapper", dev.label)))).toBe(true);
     expect(mounts(relWorkers[0]!.id).some((s) => s.startsWith(path.join(home, ".local/state/codex-mcp-wrapper", rel.label)))).toBe(true);
   });

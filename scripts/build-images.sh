@@ -25,6 +25,16 @@ for arg in "$@"; do
 done
 say() { printf 'build-images: %s\n' "$*" >&2; }
 
+# A release tag is written once: a version whose worker or broker tag exists is refused (a dev
+# build only ever writes :dev tags, so it cannot touch one either).
+if [ "$channel_tag" != dev ]; then
+  for img in worker broker; do
+    if docker image inspect "$PREFIX/$img:$channel_tag" >/dev/null 2>&1; then
+      say "$PREFIX/$img:$channel_tag exists: release tags are never overwritten; bump the version"; exit 1
+    fi
+  done
+fi
+
 # The base: the official Node image where a registry answers, else our own from Debian.
 base="${BASE_IMAGE:-node:22-bookworm-slim}"
 if ! docker image inspect "$base" >/dev/null 2>&1; then

@@ -17,7 +17,9 @@ export type ErrorCode =
   | "AUTH_INVALID"
   | "STATE_ERROR"
   | "NOT_FOUND"
-  | "CANCELLED";
+  | "CANCELLED"
+  | "RELEASE_REFUSED"
+  | "VERIFY_FAILED";
 
 /** Base class: a message for people, a code for programs, optional details. */
 export class WrapperError extends Error {

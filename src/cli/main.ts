@@ -6,6 +6,7 @@ import { DockerRuntime } from "../runtime/docker.js";
 import { VERSION } from "../version.js";
 import { formatChecks, runDoctor } from "./doctor.js";
 import { RUN_MISSION_HELP, runMission } from "./run-mission.js";
+import { KEYGEN_HELP, keygen, release, RELEASE_HELP, VERIFY_HELP, verifyCommand } from "./release.js";
 import { SERVE_HELP, serve } from "./serve.js";
 import { scaffoldMission } from "../mission/scaffold.js";
 import { existsSync, writeFileSync } from "node:fs";
@@ -23,6 +24,9 @@ Commands:
   doctor            check Docker, the worker images, Codex in them, the auth file and the state directory
   run-mission       run a mission's tasks in worker containers and report (for CI)
   scaffold-mission  write a starter mission that validates and explains each field
+  release           build and sign a release (images, npm package, SHA256SUMS, signature)
+  verify            check a release directory's signature and files
+  release-keygen    make an ed25519 key pair for signing releases
   version           print the version
 
 Run \`codex-mcp-wrapper <command> --help\` for a command's options.`,
@@ -39,6 +43,9 @@ Options:
   --json          print the checks as JSON`,
   "run-mission": RUN_MISSION_HELP,
   serve: SERVE_HELP,
+  release: RELEASE_HELP,
+  verify: VERIFY_HELP,
+  "release-keygen": KEYGEN_HELP,
   "scaffold-mission": `Usage: codex-mcp-wrapper scaffold-mission [path] [--force]
 
 Writes a starter mission (YAML, default mission.yaml) that validates as written and explains
@@ -77,6 +84,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   "run-mission": runMission,
   "scaffold-mission": scaffold,
+  release,
+  verify: verifyCommand,
+  "release-keygen": keygen,
   version: async () => print(VERSION),
 };
 
@@ -98,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof WrapperError) {
       process.stderr.write(`codex-mcp-wrapper: ${e.message}\n`);
-      const invalid = ["MISSION_INVALID", "MISSION_UNREADABLE", "WORKSPACE_REFUSED", "CONFIG_INVALID"].includes(e.code);
+      const invalid = ["MISSION_INVALID", "MISSION_UNREADABLE", "WORKSPACE_REFUSED", "CONFIG_INVALID", "RELEASE_REFUSED"].includes(e.code);
       return invalid ? EXIT.invalid : EXIT.failed;
     }
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {

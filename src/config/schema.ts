@@ -62,6 +62,7 @@ export const WorkerProfileSchema = z
     capacity: positiveInt().default(4),
     max_containers: positiveInt().default(4),
     warm: z.number({ error: "expected a whole number of containers, 0 or more" }).int().nonnegative().default(0),
+    warm_workspaces: z.array(z.string().min(1, { error: "expected a workspace path" }), { error: "expected a list of workspace paths" }).default([]),
     sandbox: oneOf(SANDBOXES).default("read-only"),
     approval_policy: oneOf(APPROVAL_POLICIES).default("never"),
     network: z.string().min(1).default("bridge"),
@@ -74,6 +75,8 @@ export const WorkerProfileSchema = z
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
+    if (w.warm * w.warm_workspaces.length > w.max_containers)
+      ctx.addIssue({ code: "custom", path: ["warm_workspaces"], message: `warm (${w.warm}) containers for each of ${w.warm_workspaces.length} workspaces exceed max_containers (${w.max_containers}); raise max_containers or list fewer workspaces` });
   });
 
 export const BrokerSchema = z.strictObject({

@@ -1,8 +1,10 @@
 // The worker pool: starts worker containers per profile, workspace and sandbox mode (up to each
 // profile's max_containers), gives each turn a lane of a container with free capacity (queueing
 // fairly when there is none), routes a continued conversation to the container that holds its
-// CODEX_HOME slot (a replacement on the same slot when that container died), stops idle
-// containers, replaces dead ones, and at shutdown removes every container it started.
+// CODEX_HOME slot (a replacement on the same slot when that container died), keeps each
+// profile's warm floor (`warm` containers started ahead of demand for known workspaces, see
+// docs/warm-pool.md), stops idle containers, replaces dead ones, and at shutdown removes every
+// container it started.
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { AuthFileError } from "../auth/auth-file.js";
@@ -99,6 +101,10 @@ interface Worker {
   dead: boolean;
   ready: Promise<void>;
   removing: boolean;
+  /** Started to keep a warm floor, not for a waiting turn. */
+  ahead: boolean;
+  /** Turns granted a lane on it so far. */
+  turns: number;
 }
 
 interface Want {
@@ -117,9 +123,11 @@ interface Waiter {
 }
 
 export interface PoolStats {
-  containers: { name: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead" }[];
+  containers: { name: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; turns: number }[];
   queued: number;
   inFlight: number;
+  /** Containers started since the pool started: ahead of demand (warm floor) or for a waiting turn. */
+  starts: { ahead: number; onDemand: number };
 }
 
 const keyOf = (profile: string, workspace: string, sandbox: string): string => `${profile}\u0000${workspace}\u0000${sandbox}`;
@@ -135,6 +143,12 @@ export class WorkerPool {
   private healthTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private started = false;
+  /** Keys (profile, workspace, sandbox) whose warm floor the pool keeps, with what to start. */
+  private readonly warmKeys = new Map<string, Want>();
+  /** Warm keys whose last start failed: failures in a row, and when to try again. */
+  private readonly warmFailures = new Map<string, { count: number; retryAt: number }>();
+  private warmTimer: NodeJS.Timeout | undefined;
+  private readonly starts = { ahead: 0, onDemand: 0 };
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
@@ -174,10 +188,23 @@ export class WorkerPool {
         this.logger.warn("a ChatGPT login shared by several exec/mcp-server containers: their refresh tokens race; use an API key or the app-server protocol", { profile: p.name });
       }
     }
+    this.opts.config.workers.forEach((p, i) => {
+      if (p.warm === 0) return;
+      p.warm_workspaces.forEach((ws, j) => {
+        let workspace: string;
+        try {
+          workspace = resolveWorkspace(ws, this.opts.config.allowedWorkspaceRoots);
+        } catch (e) {
+          throw new WrapperError("CONFIG_INVALID", `workers[${i}].warm_workspaces[${j}]: ${describeError(e)}`);
+        }
+        this.addWarmKey({ profile: p, workspace, sandbox: p.sandbox, key: keyOf(p.name, workspace, p.sandbox) });
+      });
+    });
     const reaped = await this.reapOrphans();
     this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs ?? 10_000);
     this.healthTimer.unref();
     this.started = true;
+    this.topUpWarm();
     return { reaped };
   }
 
@@ -206,6 +233,9 @@ export class WorkerPool {
     const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
     const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
     const want: Want = { profile, workspace, sandbox, key: keyOf(profile.name, workspace, sandbox), slotId: route?.slotId, lane: route?.lane };
+    // warm without warm_workspaces: every workspace a turn has used keeps its floor from then on.
+    // (Its floor is topped up once this turn has its own container: see release.)
+    if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { profile, workspace, sandbox, key: want.key });
 
     let grant: { worker: Worker; lane: number };
     try {
@@ -297,6 +327,7 @@ export class WorkerPool {
       if (granted) {
         queue.splice(i, 1);
         granted.worker.lanes[granted.lane] = true;
+        granted.worker.turns++;
         const inFlight = granted.worker.lanes.filter(Boolean).length;
         const name = granted.worker.container.name;
         this.maxInFlightSeen.set(name, Math.max(this.maxInFlightSeen.get(name) ?? 0, inFlight));
@@ -364,8 +395,10 @@ export class WorkerPool {
     return slot;
   }
 
-  private startWorker(want: Want, slot: Slot): Worker {
+  private startWorker(want: Want, slot: Slot, ahead = false): Worker {
     const { profile, workspace, sandbox } = want;
+    if (ahead) this.starts.ahead++;
+    else this.starts.onDemand++;
     const user = workerUser(workspace);
     const cmd = profile.protocol === "app-server" ? ["codex", "app-server"] : profile.protocol === "mcp-server" ? ["codex", "mcp-server"] : ["sleep", "infinity"];
     const container = new WorkerContainer({
@@ -396,14 +429,23 @@ export class WorkerPool {
       dead: false,
       removing: false,
       ready: Promise.resolve(),
+      ahead,
+      turns: 0,
     };
     slot.worker = worker;
     this.workers.add(worker);
     worker.ready = this.bringUp(worker, user);
-    worker.ready.catch((e: unknown) => {
-      this.logger.error("worker failed to start", { container: container.name, error: describeError(e) });
-      void this.removeWorker(worker, "failed to start");
-    });
+    worker.ready.then(
+      () => this.warmFailures.delete(want.key),
+      (e: unknown) => {
+        this.logger.error("worker failed to start", { container: container.name, error: describeError(e) });
+        if (this.warmKeys.has(want.key)) {
+          const count = (this.warmFailures.get(want.key)?.count ?? 0) + 1;
+          this.warmFailures.set(want.key, { count, retryAt: Date.now() + Math.min(60_000, 5_000 * 2 ** (count - 1)) });
+        }
+        void this.removeWorker(worker, "failed to start");
+      },
+    );
     return worker;
   }
 
@@ -452,12 +494,59 @@ export class WorkerPool {
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
     void worker.container.remove().catch(() => {});
     this.drain(worker.profile.name);
+    this.topUpWarm();
+  }
+
+  private addWarmKey(want: Want): void {
+    this.warmKeys.set(want.key, { profile: want.profile, workspace: want.workspace, sandbox: want.sandbox, key: want.key });
+    this.topUpWarm();
+  }
+
+  /**
+   * Starts containers until each warm key has its profile's `warm` live containers, within
+   * max_containers. A key whose starts keep failing is retried later, backing off (5 s, 10 s, …
+   * up to a minute) instead of looping.
+   */
+  private topUpWarm(): void {
+    if (!this.started || this.closed) return;
+    const now = Date.now();
+    let nextRetry = Infinity;
+    for (const want of this.warmKeys.values()) {
+      const live = this.liveWorkers(want.profile.name);
+      let have = live.filter((w) => w.key === want.key).length;
+      let room = want.profile.max_containers - live.length;
+      if (have >= want.profile.warm || room <= 0) continue;
+      const failed = this.warmFailures.get(want.key);
+      if (failed && failed.retryAt > now) {
+        nextRetry = Math.min(nextRetry, failed.retryAt);
+        continue;
+      }
+      while (have < want.profile.warm && room > 0) {
+        this.startWorker(want, this.freeSlot(want), true);
+        have++;
+        room--;
+      }
+    }
+    if (nextRetry !== Infinity && !this.warmTimer) {
+      this.warmTimer = setTimeout(() => {
+        this.warmTimer = undefined;
+        this.topUpWarm();
+      }, nextRetry - now);
+      this.warmTimer.unref();
+    }
+  }
+
+  /** Whether removing this idle worker would take its key below the warm floor. */
+  private holdsWarmFloor(w: Worker): boolean {
+    if (!this.warmKeys.has(w.key)) return false;
+    return this.liveWorkers(w.profile.name).filter((o) => o.key === w.key).length <= w.profile.warm;
   }
 
   private release(worker: Worker, lane: number): void {
     worker.lanes[lane] = false;
     worker.lastUsed = Date.now();
     this.drain(worker.profile.name);
+    this.topUpWarm();
   }
 
   private async removeWorker(worker: Worker, why: string): Promise<void> {
@@ -475,7 +564,7 @@ export class WorkerPool {
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
       const idle = w.lanes.every((b) => !b);
-      if (idle && now - w.lastUsed > w.profile.idle_timeout) {
+      if (idle && now - w.lastUsed > w.profile.idle_timeout && !this.holdsWarmFloor(w)) {
         void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
         continue;
       }
@@ -503,11 +592,14 @@ export class WorkerPool {
       inFlight: w.lanes.filter(Boolean).length,
       capacity: w.lanes.length,
       state: w.dead ? ("dead" as const) : w.driver ? ("ready" as const) : ("starting" as const),
+      warm: w.ahead,
+      turns: w.turns,
     }));
     return {
       containers,
       queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
       inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
+      starts: { ...this.starts },
     };
   }
 
@@ -522,6 +614,7 @@ export class WorkerPool {
   async shutdown(): Promise<void> {
     this.closed = true;
     clearInterval(this.healthTimer);
+    clearTimeout(this.warmTimer);
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
     this.seeder?.close();

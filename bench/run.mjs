@@ -1,0 +1,422 @@
+#!/usr/bin/env node
+// The benchmark: the broker against the floors of the same work without it, side by side in one
+// run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale] [--out FILE]
+// Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
+import { serve } from "@hono/node-server";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { Broker } from "../dist/broker.js";
+import { resolveConfig } from "../dist/config/load.js";
+import { createApp } from "../dist/http/app.js";
+import { LineSplitter } from "../dist/worker/stream-transport.js";
+
+const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } } });
+const QUICK = !!opts.quick;
+const ONLY = opts.only ? new Set(opts.only.split(",")) : null;
+const PREFIX = process.env.IMAGE_PREFIX ?? "codex-mcp-wrapper";
+const IMAGE = `${PREFIX}/rehearsal:dev`;
+const LEGACY_IMAGE = `${PREFIX}/rehearsal:dev-codex-0.153.0`;
+const RUN = `bench-${process.pid}`;
+const TEST_LABEL = "io.codex-mcp-wrapper.test";
+const UID = 10001;
+const API_KEY = "sk-bench-rehearsal-0123456789abcdef";
+const HARDENING = ["--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,mode=1777,size=512m", "--pids-limit", "512", "--memory", "1g", "--cpus", "2"];
+const tmp = mkdtempSync(path.join(os.tmpdir(), "cmw-bench-"));
+let seq = 0;
+
+// ---------- small helpers ----------
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const i = (s.length - 1) * q;
+  return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
+}
+const summary = (xs) => ({ n: xs.length, median: round(median(xs)), p10: round(quantile(xs, 0.1)), p90: round(quantile(xs, 0.9)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) });
+const round = (x) => Math.round(x * 10) / 10;
+const say = (s) => process.stderr.write(`bench: ${s}\n`);
+
+function ownedDir(prefix, mode = 0o755) {
+  const d = path.join(tmp, `${prefix}-${++seq}`);
+  mkdirSync(d, { recursive: true });
+  chownSync(d, UID, UID);
+  chmodSync(d, mode);
+  return d;
+}
+function codexHome() {
+  const d = ownedDir("home", 0o700);
+  writeFileSync(path.join(d, "auth.json"), JSON.stringify({ OPENAI_API_KEY: API_KEY }), { mode: 0o600 });
+  chownSync(path.join(d, "auth.json"), UID, UID);
+  return d;
+}
+function authFile() {
+  const f = path.join(tmp, `auth-${++seq}.json`);
+  writeFileSync(f, JSON.stringify({ OPENAI_API_KEY: API_KEY }), { mode: 0o600 });
+  return f;
+}
+function cleanup() {
+  for (const filter of [`label=${TEST_LABEL}=${RUN}`]) {
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", filter], { encoding: "utf8" }).split("\n").filter(Boolean);
+    if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore" });
+  }
+  const rows = execFileSync("docker", ["ps", "-a", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.ID}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" }).split("\n").filter(Boolean);
+  const ids = rows.map((r) => r.split(" ")).filter(([, l]) => l.startsWith(`cmw-${RUN}`)).map(([id]) => id);
+  if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore" });
+}
+process.on("SIGINT", () => {
+  cleanup();
+  process.exit(130);
+});
+
+// ---------- the floor: Codex driven directly over `docker run -i` stdio ----------
+class DirectAppServer {
+  constructor(image = IMAGE) {
+    this.name = `cmw-${RUN}-direct-${++seq}`;
+    this.pending = new Map();
+    this.waiters = [];
+    this.nextId = 1;
+    this.spawnedAt = performance.now();
+    this.proc = spawn("docker", ["run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", "-v", `${codexHome()}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
+    const lines = new LineSplitter(64 << 20);
+    this.proc.stdout.on("data", (d) => lines.push(d).forEach((l) => this.onLine(l)));
+  }
+  onLine(line) {
+    let m;
+    try {
+      m = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (m.id !== undefined && (m.result !== undefined || m.error !== undefined)) {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error) p?.reject(new Error(m.error.message));
+      else p?.resolve(m.result);
+    } else if (m.method && m.id !== undefined) {
+      this.send({ jsonrpc: "2.0", id: m.id, result: { decision: "decline" } });
+    } else if (m.method) {
+      const at = performance.now();
+      this.waiters = this.waiters.filter((w) => !(w.method === m.method && w.pred(m.params) && (w.resolve(at), true)));
+    }
+  }
+  send(msg) {
+    this.proc.stdin.write(`${JSON.stringify(msg)}\n`);
+  }
+  request(method, params) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.send({ jsonrpc: "2.0", id, method, params });
+    });
+  }
+  /** Resolves with the time the notification arrived. */
+  next(method, pred = () => true) {
+    return new Promise((resolve) => this.waiters.push({ method, pred, resolve }));
+  }
+  async init() {
+    await this.request("initialize", { clientInfo: { name: "bench", title: "bench", version: "1" }, capabilities: { experimentalApi: true } });
+    this.send({ jsonrpc: "2.0", method: "initialized" });
+  }
+  /** thread/start + turn/start; returns { started, completed } times. */
+  async turn(prompt) {
+    const t = await this.request("thread/start", { cwd: "/workspace", approvalPolicy: "never", sandbox: "danger-full-access" });
+    const threadId = t.thread.id;
+    const started = this.next("turn/started", (p) => p.threadId === threadId);
+    const completed = this.next("turn/completed", (p) => p.threadId === threadId);
+    await this.request("turn/start", { threadId, input: [{ type: "text", text: prompt }] });
+    return { started, completed };
+  }
+  close() {
+    this.proc.stdin.end();
+    try {
+      execFileSync("docker", ["rm", "-f", this.name], { stdio: "ignore" });
+    } catch {}
+  }
+}
+
+// ---------- the broker, in this process (its first Codex event is observed in its event log) ----------
+async function startBroker(workers, extra = {}) {
+  const label = `cmw-${RUN}-${++seq}`;
+  const config = resolveConfig(
+    {
+      broker: { label, channel: "dev", state_dir: path.join(tmp, `${label}-state`), auth_file: authFile(), allowed_workspace_roots: [tmp], image_prefix: PREFIX, ...extra },
+      workers: workers.map((w) => ({ name: "default", image: IMAGE, network: "none", memory: "1g", sandbox: "workspace-write", ...w })),
+    },
+    "bench",
+    {},
+  );
+  const broker = new Broker(config);
+  await broker.start();
+  const firstEvent = new Map();
+  const append = broker.store.appendEvent.bind(broker.store);
+  broker.store.appendEvent = (missionId, taskId, e) => {
+    if (e?.type === "turn_started" && !firstEvent.has(`${missionId}/${taskId}`)) firstEvent.set(`${missionId}/${taskId}`, performance.now());
+    append(missionId, taskId, e);
+  };
+  const http = serve({ fetch: createApp({ broker }).fetch, hostname: "127.0.0.1", port: 0 });
+  await new Promise((r) => http.once("listening", r));
+  const client = new Client({ name: "bench", version: "0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${http.address().port}/mcp`)));
+  return {
+    broker,
+    client,
+    firstEvent,
+    async batch(workspace, tasks, wait = true) {
+      const r = await client.callTool({ name: "batch", arguments: { workspace, wait, mission: { name: "bench", tasks } } }, undefined, { timeout: 900_000 });
+      if (r.isError) throw new Error(JSON.stringify(r.content));
+      return r.structuredContent;
+    },
+    async waitReady(n) {
+      const end = Date.now() + 120_000;
+      while (broker.pool.stats().containers.filter((c) => c.state === "ready").length < n) {
+        if (Date.now() > end) throw new Error(`${n} warm containers not ready after 120 s`);
+        await sleep(100);
+      }
+    },
+    async stop() {
+      await client.close();
+      await broker.stop();
+      await new Promise((r) => http.close(r));
+    },
+  };
+}
+
+/** The time from the batch call to the task's turn/started, in ms. */
+async function brokerFirstEvent(b, workspace, prompt = "hello") {
+  const t0 = performance.now();
+  const r = await b.batch(workspace, [{ id: "t", prompt }], false);
+  const key = `${r.missionId}/t`;
+  const end = Date.now() + 120_000;
+  while (!b.firstEvent.has(key)) {
+    if (Date.now() > end) throw new Error("no turn_started within 120 s");
+    await sleep(2);
+  }
+  const ms = b.firstEvent.get(key) - t0;
+  // Let the mission finish before the next measurement.
+  for (;;) {
+    const s = await b.client.callTool({ name: "status", arguments: { missionId: r.missionId } });
+    if (s.structuredContent?.status !== "running") break;
+    await sleep(50);
+  }
+  return ms;
+}
+
+// ---------- the measurements ----------
+const results = { machine: machine(), quick: QUICK, startedAt: new Date().toISOString() };
+
+function machine() {
+  const cpu = os.cpus();
+  return {
+    cpu: cpu[0]?.model ?? "unknown",
+    cores: cpu.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    docker: execFileSync("docker", ["version", "-f", "{{.Server.Version}}"], { encoding: "utf8" }).trim(),
+    codex: execFileSync("docker", ["image", "inspect", "-f", '{{index .Config.Labels "io.codex-mcp-wrapper.codex-version"}}', IMAGE], { encoding: "utf8" }).trim(),
+  };
+}
+
+async function cold() {
+  const runs = QUICK ? 2 : 5;
+  const broker = [];
+  const floor = [];
+  for (let i = 0; i < runs; i++) {
+    // Interleaved, so drift on a noisy machine hits both alike.
+    const b = await startBroker([{ capacity: 1, max_containers: 1 }]);
+    broker.push(await brokerFirstEvent(b, ownedDir("ws")));
+    await b.stop();
+    const d = new DirectAppServer();
+    const t0 = d.spawnedAt;
+    await d.init();
+    const { started, completed } = await d.turn("hello");
+    floor.push((await started) - t0);
+    await completed;
+    d.close();
+    say(`cold ${i + 1}/${runs}: broker ${round(broker.at(-1))} ms, floor ${round(floor.at(-1))} ms`);
+  }
+  results.cold = { broker: summary(broker), floor: summary(floor), ratio: Math.round((median(broker) / median(floor)) * 100) / 100 };
+}
+
+async function warm() {
+  const runs = QUICK ? 4 : 12;
+  const ws = ownedDir("ws");
+  const b = await startBroker([{ capacity: 1, max_containers: 1, warm: 1, warm_workspaces: [ws] }]);
+  await b.waitReady(1);
+  const d = new DirectAppServer();
+  await d.init();
+  await (await d.turn("hello")).completed; // its first turn pays Codex's lazy start-up, as the broker's warm-up does
+  await brokerFirstEvent(b, ws);
+  const broker = [];
+  const floor = [];
+  for (let i = 0; i < runs; i++) {
+    broker.push(await brokerFirstEvent(b, ws));
+    const t0 = performance.now();
+    const { started, completed } = await d.turn("hello");
+    floor.push((await started) - t0);
+    await completed;
+  }
+  if (b.broker.pool.stats().starts.onDemand !== 0) throw new Error("a warm run started a container on demand");
+  d.close();
+  await b.stop();
+  results.warm = { broker: summary(broker), floor: summary(floor), addedMsP50: round(median(broker) - median(floor)) };
+  say(`warm: broker p50 ${results.warm.broker.median} ms, floor p50 ${results.warm.floor.median} ms`);
+}
+
+async function throughput() {
+  const tasks = QUICK ? 48 : 200;
+  const containers = 4;
+  const capacity = 4;
+  const ws = ownedDir("ws");
+  const b = await startBroker([{ capacity, max_containers: containers, warm: containers, warm_workspaces: [ws] }]);
+  await b.waitReady(containers);
+  let t0 = performance.now();
+  const r = await b.batch(ws, Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })));
+  const brokerMs = performance.now() - t0;
+  const failed = r.tasks.filter((t) => t.status !== "succeeded").length;
+  await b.stop();
+
+  const direct = await Promise.all(Array.from({ length: containers }, async () => {
+    const d = new DirectAppServer();
+    await d.init();
+    return d;
+  }));
+  let next = 0;
+  t0 = performance.now();
+  await Promise.all(direct.flatMap((d) => Array.from({ length: capacity }, async () => {
+    while (next < tasks) {
+      next++;
+      await (await d.turn("hello")).completed;
+    }
+  })));
+  const directMs = performance.now() - t0;
+  direct.forEach((d) => d.close());
+  results.throughput = { tasks, containers, capacity, brokerMs: round(brokerMs), directMs: round(directMs), brokerTasksPerSecond: round(tasks / (brokerMs / 1000)), directTasksPerSecond: round(tasks / (directMs / 1000)), ratio: Math.round((directMs / brokerMs) * 100) / 100, brokerFailed: failed };
+  say(`throughput: broker ${round(brokerMs)} ms, direct ${round(directMs)} ms for ${tasks} tasks`);
+}
+
+async function drivers() {
+  const runs = QUICK ? 3 : 6;
+  results.drivers = {};
+  for (const [protocol, image] of [["app-server", IMAGE], ["exec", IMAGE], ["mcp-server", LEGACY_IMAGE]]) {
+    const ws = ownedDir("ws");
+    const b = await startBroker([{ protocol, image, capacity: 1, max_containers: 1, warm: 1, warm_workspaces: [ws] }]);
+    await b.waitReady(1);
+    await b.batch(ws, [{ id: "w", prompt: "hello" }]);
+    const total = [];
+    const first = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      const r = await b.batch(ws, [{ id: "t", prompt: "#fake run echo hi" }]);
+      total.push(performance.now() - t0);
+      if (r.tasks[0].status !== "succeeded") throw new Error(`${protocol}: ${r.tasks[0].error}`);
+      first.push(b.firstEvent.get(`${r.missionId}/t`) - t0);
+    }
+    await b.stop();
+    results.drivers[protocol] = { task: summary(total), firstEvent: summary(first) };
+    say(`driver ${protocol}: task p50 ${results.drivers[protocol].task.median} ms`);
+  }
+}
+
+/** The broker as its own process (`serve`), so its CPU time and peak RSS are its own. */
+async function scaleCell(tasks, containers) {
+  const ws = ownedDir("ws");
+  const label = `cmw-${RUN}-s${++seq}`;
+  const cfg = path.join(tmp, `${label}.toml`);
+  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n\n[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
+  const proc = spawn("node", ["dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
+  let log = "";
+  const port = await new Promise((resolve, reject) => {
+    const onData = (d) => {
+      log += d.toString();
+      const m = /"port":(\d+)|127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1] ?? m[2]));
+    };
+    proc.stdout.on("data", onData);
+    proc.stderr.on("data", onData);
+    proc.once("exit", (c) => reject(new Error(`broker exited ${c}: ${log}`)));
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const client = new Client({ name: "bench", version: "0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+  const end = Date.now() + 180_000;
+  for (;;) {
+    const s = await (await fetch(`${base}/status.json`)).json();
+    if (s.workers.containers.filter((c) => c.state === "ready").length >= containers) break;
+    if (Date.now() > end) throw new Error("scale: warm containers not ready");
+    await sleep(200);
+  }
+  const cpu = () => {
+    const f = readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, in ms (100 ticks/s)
+  };
+  const cpu0 = cpu();
+  const t0 = performance.now();
+  const r = await client.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "scale", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
+  const wallMs = performance.now() - t0;
+  const cpuMs = cpu() - cpu0;
+  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))[1]) / 1024;
+  const failed = r.structuredContent.tasks.filter((t) => t.status !== "succeeded").length;
+  await client.close();
+  proc.kill("SIGTERM");
+  await new Promise((r) => proc.once("exit", r));
+  return { tasks, containers, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), peakRssMiB: round(hwm), failed };
+}
+
+async function scale() {
+  const taskCounts = QUICK ? [1, 10, 50] : [1, 10, 50, 200];
+  const containerCounts = QUICK ? [1, 4] : [1, 4, 8];
+  results.scale = [];
+  for (const containers of containerCounts) {
+    for (const tasks of taskCounts) {
+      const cell = await scaleCell(tasks, containers);
+      results.scale.push(cell);
+      say(`scale ${tasks} tasks / ${containers} containers: ${cell.wallMs} ms wall, ${cell.brokerCpuMs} ms CPU, ${cell.peakRssMiB} MiB peak RSS`);
+    }
+  }
+}
+
+function table() {
+  const lines = [];
+  const m = results.machine;
+  lines.push(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; Docker ${m.docker}; Node ${m.node}; Codex ${m.codex}${QUICK ? " (quick run)" : ""}`);
+  const row = (name, s) => `${name.padEnd(34)} ${String(s.median).padStart(9)} ${String(s.p10).padStart(9)} ${String(s.p90).padStart(9)} ${String(s.n).padStart(4)}`;
+  lines.push(`${"measure (ms)".padEnd(34)} ${"median".padStart(9)} ${"p10".padStart(9)} ${"p90".padStart(9)} ${"n".padStart(4)}`);
+  if (results.cold) lines.push(row("cold start, broker", results.cold.broker), row("cold start, floor (docker run -i)", results.cold.floor), `  cold ratio broker/floor: ${results.cold.ratio} (target ≤ 1.10)`);
+  if (results.warm) lines.push(row("warm start, broker", results.warm.broker), row("warm start, floor (direct pipe)", results.warm.floor), `  warm: broker adds ${results.warm.addedMsP50} ms at p50 (target ≤ 10)`);
+  if (results.drivers) for (const [p, d] of Object.entries(results.drivers)) lines.push(row(`task end to end, ${p}`, d.task));
+  if (results.throughput) {
+    const t = results.throughput;
+    lines.push(`throughput, ${t.tasks} tasks on ${t.containers}×${t.capacity}: broker ${t.brokerTasksPerSecond}/s, direct ${t.directTasksPerSecond}/s, ratio ${t.ratio} (target ≥ 0.8)${t.brokerFailed ? `, ${t.brokerFailed} failed` : ""}`);
+  }
+  if (results.scale) {
+    lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
+    for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
+  }
+  return lines.join("\n");
+}
+
+try {
+  for (const [name, fn] of Object.entries({ cold, warm, throughput, drivers, scale })) {
+    if (ONLY && !ONLY.has(name)) continue;
+    say(`${name}…`);
+    await fn();
+  }
+} finally {
+  cleanup();
+}
+results.finishedAt = new Date().toISOString();
+const out = opts.out ?? path.join("bench", "results", `${results.startedAt.replace(/[:.]/g, "-")}.json`);
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+console.log(table());
+console.log(`\nJSON: ${out}`);
+process.exit(0);

@@ -58,6 +58,8 @@ export function formatZodIssues(error: ZodError, input: unknown): string[] {
   return error.issues.map((issue) => {
     const where = formatPath(issue.path);
     const value = valueAt(input, issue.path);
+    // A required key that is absent: say so, rather than zod's "received undefined".
+    if (issue.code === "invalid_type" && value === undefined) return `${where}: missing; this key is required (expected a ${issue.expected})`;
     const got = issue.code === "unrecognized_keys" || value === undefined ? "" : `, got ${JSON.stringify(value)}`;
     return `${where}: ${issue.message}${got}`;
   });

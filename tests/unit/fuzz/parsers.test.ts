@@ -22,7 +22,7 @@ function parsesOrRefusesClearly(run: () => unknown): void {
   try {
     run();
   } catch (e) {
-    if (!(e instanceof WrapperError)) throw new Error(`not a clear refusal: ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof WrapperError)) throw new Error(`not a clear refusal: ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     expect(e.message.length).toBeGreaterThan(10);
     expect(e.message).not.toMatch(/undefined|\[object Object\]|Cannot read prop/);
   }

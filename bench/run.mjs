@@ -138,7 +138,9 @@ class DirectAppServer {
     this.proc.stdin.end();
     try {
       execFileSync("docker", ["rm", "-f", this.name], { stdio: "ignore" });
-    } catch {}
+    } catch {
+      // already gone (--rm)
+    }
   }
 }
 

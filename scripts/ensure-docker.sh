@@ -25,7 +25,7 @@ if ! command -v dockerd >/dev/null 2>&1; then
   apt-get install -y -q docker.io >/dev/null
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+start_dockerd() {
   if [ "$(id -u)" != 0 ]; then
     say "dockerd is installed but not running, and starting it needs root."
     say "fix: sudo systemctl start docker (or: sudo dockerd &), then run again."
@@ -34,9 +34,12 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
   say "starting dockerd in the background (log: $LOG)"
   # setsid: the engine must outlive this script and the shell that ran it.
   setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
-fi
+}
+pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
 
 for _ in $(seq 1 "$WAIT_SECONDS"); do
+  # A dockerd that was shutting down when we looked has gone since: start a new one.
+  pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
   if docker info >/dev/null 2>&1; then
     say "Docker engine up ($(docker version --format '{{.Server.Version}}'))"
     exit 0

@@ -2,7 +2,7 @@
 // mission's state with size and sha256, and packed into a tar.gz bundle. Symlinks are never
 // followed, so an artifact can never be a file outside the workspace.
 import { createHash } from "node:crypto";
-import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
 import yazl from "yazl";
@@ -48,8 +48,14 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
     const data = readInside(root, rel);
     if (data === null) continue; // changed under us into something else
     const dest = path.join(destDir, rel);
-    mkdirSync(path.dirname(dest), { recursive: true });
-    writeFileSync(dest, data, { mode: 0o600 });
+    try {
+      mkdirSync(path.dirname(dest), { recursive: true });
+      writeFileSync(dest, data, { mode: 0o600 });
+    } catch (e) {
+      // A partial copy would pass for an artifact and fill what space is left: remove it.
+      rmSync(dest, { force: true });
+      throw e;
+    }
     entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex") });
   }
   return entries;

@@ -159,7 +159,9 @@ export class AppServerDriver implements CodexDriver {
           clearTimeout(timeout);
           clearTimeout(graceTimer);
           req.signal?.removeEventListener("abort", onAbort);
-          resolve(stopReason && o.status === "cancelled" ? { ...o, status: stopReason } : o);
+          // Interrupted because we stopped it: say why (the timeout), not Codex's bare "interrupted".
+          const stopped = stopReason && o.status === "cancelled";
+          resolve(stopped ? { ...o, status: stopReason!, error: stopReason === "timed_out" ? `no answer within ${req.timeoutMs} ms; the turn was interrupted` : o.error } : o);
         },
       };
       const stop = (why: "cancelled" | "timed_out"): void => {

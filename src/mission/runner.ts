@@ -172,6 +172,8 @@ export class MissionRunner {
     try {
       rec.artifacts = collectArtifacts(workspace, globs, path.join(this.store.missionDir(mrec.missionId), "artifacts", task.id));
     } catch (e) {
+      // An artifact the mission asked for and cannot have is a failure, not a footnote.
+      if (rec.status === "succeeded") rec.status = "failed";
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
     log({ type: "task_finished", status: rec.status, error: rec.error });

@@ -1,7 +1,7 @@
 // The state store: missions, task records, event logs, artifacts and conversation routes under
 // <state_dir>, written so that a crash never leaves a half-written record (temp file, fsync,
 // rename). It survives a broker restart: missions that were running are marked interrupted.
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { accessSync, appendFileSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { WrapperError } from "../errors.js";
@@ -94,9 +94,22 @@ export class StateStore {
 
   createMission(record: MissionRecord, given: unknown): void {
     const dir = this.missionDir(record.missionId);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(given, null, 2)}\n`);
-    this.saveMission(record);
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(given, null, 2)}\n`);
+      this.saveMission(record);
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      // A recursive mkdir reports a read-only parent oddly (ENOENT): ask the directory itself.
+      let code = (e as NodeJS.ErrnoException).code;
+      try {
+        accessSync(this.root, constants.W_OK);
+      } catch (probe) {
+        code = (probe as NodeJS.ErrnoException).code ?? code;
+      }
+      const why = code === "EROFS" ? "is read-only (EROFS)" : code === "ENOSPC" ? "is full (ENOSPC)" : code === "EACCES" ? "is not writable (EACCES)" : `cannot be written (${(e as Error).message})`;
+      throw new WrapperError("STATE_ERROR", `the state directory ${this.root} ${why}: the mission was not started; free space or fix its permissions (broker.state_dir)`, { code });
+    }
   }
 
   saveMission(record: MissionRecord): void {

@@ -105,6 +105,8 @@ interface Worker {
   ahead: boolean;
   /** Turns granted a lane on it so far. */
   turns: number;
+  /** Set when the pool gave up on a live container (frozen): its turns end `lost` with this reason. */
+  lostReason?: string;
 }
 
 interface Want {
@@ -149,6 +151,8 @@ export class WorkerPool {
   private readonly warmFailures = new Map<string, { count: number; retryAt: number }>();
   private warmTimer: NodeJS.Timeout | undefined;
   private readonly starts = { ahead: 0, onDemand: 0 };
+  /** Containers whose removal failed (the engine was down): retried on each health round. */
+  private readonly unremoved = new Set<string>();
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
@@ -258,7 +262,7 @@ export class WorkerPool {
         this.opts.onRoute?.(route);
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
       }
-      const outcome = await driver.runTurn({
+      let outcome = await driver.runTurn({
         threadId: route?.threadId,
         prompt: req.prompt,
         model: req.model,
@@ -272,6 +276,9 @@ export class WorkerPool {
         lane,
         onEvent: req.onEvent,
       });
+      if (worker.lostReason && outcome.status === "failed") {
+        outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
+      }
       if (!route && outcome.threadId) {
         route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
         this.routes.set(route.id, route);
@@ -492,7 +499,9 @@ export class WorkerPool {
     this.maxInFlightSeen.delete(worker.container.name);
     this.seeder?.forget(worker.slot.dir);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
-    void worker.container.remove().catch(() => {});
+    void worker.container.remove().catch(() => {
+      if (worker.container.id) this.unremoved.add(worker.container.id);
+    });
     this.drain(worker.profile.name);
     this.topUpWarm();
   }
@@ -554,13 +563,22 @@ export class WorkerPool {
     worker.removing = true;
     this.logger.info("removing worker container", { container: worker.container.name, why });
     await worker.driver?.close().catch(() => {});
-    await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container", { container: worker.container.name, error: describeError(e) }));
+    await worker.container.remove().catch((e: unknown) => {
+      this.logger.warn("cannot remove a worker container; will retry", { container: worker.container.name, error: describeError(e) });
+      if (worker.container.id) this.unremoved.add(worker.container.id);
+    });
     this.onWorkerExit(worker, why);
   }
 
   /** Replaces dead or frozen containers and stops idle ones. */
   async checkHealth(): Promise<void> {
     const now = Date.now();
+    for (const id of [...this.unremoved]) {
+      await this.opts.docker.remove(id).then(
+        () => this.unremoved.delete(id),
+        () => {}, // still unreachable: next round
+      );
+    }
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
       const idle = w.lanes.every((b) => !b);
@@ -576,7 +594,10 @@ export class WorkerPool {
           void Promise.race([w.container.exited, new Promise((r) => setTimeout(r, 5000))]).then(() => {
             if (!w.dead) void this.removeWorker(w, "its container is not running");
           });
-        } else if (state.paused) void this.removeWorker(w, "its container is frozen (paused) and cannot answer");
+        } else if (state.paused) {
+          w.lostReason = `worker ${w.container.name} stopped answering (its container is paused): it was removed and replaced, and the turns it held are lost`;
+          void this.removeWorker(w, "its container is frozen (paused) and cannot answer");
+        }
       } catch (e) {
         this.logger.warn("health probe failed", { container: w.container.name, error: describeError(e) });
       }

@@ -1,0 +1,88 @@
+// The Docker daemon stopped in the middle of a mission and started again, under a running
+// broker: the running task fails with a clear error, calls made while it is down fail at once
+// with an error naming the engine (no hang), /healthz says the engine is unreachable, and once it
+// is back the same broker serves again, without a restart and without leaving a container behind.
+//
+// This stops the engine every test uses: integration test files run one at a time (vitest
+// fileParallelism: false), and the engine is started again in `finally` whatever happens.
+import { execFileSync, spawnSync } from "node:child_process";
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import { afterAll, describe, expect, it } from "vitest";
+import { Broker } from "../../../src/broker.js";
+import { createApp } from "../../../src/http/app.js";
+import type { Mission } from "../../../src/mission/schema.js";
+import { LABELS } from "../../../src/worker/container.js";
+import { makeWorkspace } from "../support/env.js";
+import { docker, testConfig } from "../support/pool.js";
+
+const RUN = `daemon-${process.pid}`;
+let broker: Broker | undefined;
+let http: ServerType | undefined;
+
+afterAll(async () => {
+  ensureEngine();
+  await broker?.stop();
+  await new Promise((r) => (http ? http.close(r) : r(null)));
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+});
+
+const engineUp = (): boolean => spawnSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 }).status === 0;
+function ensureEngine(): void {
+  if (!engineUp()) execFileSync("bash", ["scripts/ensure-docker.sh"], { stdio: "ignore", timeout: 120_000 });
+}
+async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+const mission = (tasks: Mission["tasks"]): Mission => ({ name: "daemon", tasks });
+
+describe("the Docker daemon stopped and started again under a running broker", () => {
+  it("fails clearly while it is down, says so on /healthz, and recovers by itself", async () => {
+    broker = new Broker(testConfig({ run: RUN, workers: [{ name: "default", capacity: 2, max_containers: 1 }] }));
+    (broker.pool as unknown as { opts: { healthIntervalMs: number } }).opts.healthIntervalMs = 500;
+    await broker.start();
+    http = serve({ fetch: createApp({ broker }).fetch, hostname: "127.0.0.1", port: 0 });
+    await new Promise((r) => http!.once("listening", r));
+    const healthz = async (): Promise<{ docker: string }> => (await (await fetch(`http://127.0.0.1:${(http!.address() as AddressInfo).port}/healthz`, { signal: AbortSignal.timeout(10_000) })).json()) as { docker: string };
+    expect((await healthz()).docker).toMatch(/^ok/);
+
+    const ws = makeWorkspace();
+    const running = broker.runner.start(mission([{ id: "long", prompt: "#fake sleep 60000" }] as Mission["tasks"]), { workspace: ws });
+    await until(() => broker!.store.readMission(running.missionId).tasks[0]!.status === "running", 90_000, "the task runs");
+    const container = broker.store.readMission(running.missionId).tasks[0]!.container!;
+
+    try {
+      execFileSync("pkill", ["-TERM", "-x", "dockerd"]);
+      await until(() => !engineUp(), 60_000, "the engine does not answer");
+
+      // The running task ends, failed, naming its container; the mission record says so.
+      const interrupted = await running.done;
+      expect(interrupted.tasks[0]!.status).toBe("failed");
+      expect(interrupted.tasks[0]!.error).toContain(container);
+      expect(broker.store.readMission(running.missionId).status).toBe("failed");
+
+      // While it is down: /healthz answers at once, and says the engine is unreachable.
+      expect((await healthz()).docker).toMatch(/^unreachable: Docker engine unreachable at \/var\/run\/docker\.sock/);
+      // A new task fails at once with an error naming the engine and the fix, not a hang.
+      const t0 = Date.now();
+      const refused = await broker.runner.start(mission([{ id: "while-down", prompt: "hello" }] as Mission["tasks"]), { workspace: ws }).done;
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(refused.tasks[0]!.status).toBe("failed");
+      expect(refused.tasks[0]!.error).toMatch(/Docker engine unreachable at \/var\/run\/docker\.sock .*start Docker/);
+    } finally {
+      ensureEngine();
+    }
+
+    // Back: the same broker, not restarted, serves again.
+    await until(async () => /^ok/.test((await healthz()).docker), 30_000, "/healthz says ok");
+    const after = await broker.runner.start(mission([{ id: "after", prompt: "#fake write after.txt back", sandbox: "workspace-write" }] as Mission["tasks"]), { workspace: ws }).done;
+    expect(after.status, JSON.stringify(after.tasks)).toBe("succeeded");
+    // The container the engine stopped is removed (its removal is retried once the engine answers).
+    await until(async () => !(await docker.listByLabels({ [LABELS.instance]: broker!.config.label })).some((c) => c.name === container), 30_000, "the old container is gone");
+    expect((await docker.listByLabels({ [LABELS.instance]: broker.config.label })).map((c) => c.name)).toEqual([after.tasks[0]!.container]);
+  });
+});

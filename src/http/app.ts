@@ -9,10 +9,12 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { Hono, type Context, type Next } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { Broker } from "../broker.js";
 import { createBrokerServer } from "../mcp/server.js";
 import { addStatusRoutes } from "./status.js";
 
+const MAX_BODY_BYTES = 16 * 2 ** 20;
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 export function isLoopback(host: string): boolean {
@@ -72,6 +74,13 @@ export function createApp({ broker, token }: AppOptions): Hono<{ Bindings: HttpB
     await next();
   };
 
+  // A JSON-RPC message larger than this is refused before it is read (a mission's prompts are
+  // limited further by broker.max_prompt_bytes and max_tasks_per_mission).
+  const limit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => c.json({ jsonrpc: "2.0", error: { code: -32600, message: `request body larger than ${MAX_BODY_BYTES / 2 ** 20} MiB: send smaller missions (or a mission_path)` }, id: null }, 413),
+  });
+
   app.get("/healthz", async (c) => c.json(await broker.health()));
   app.get("/metrics", guard, async (c) => {
     const { contentType, body } = await broker.metrics.render();
@@ -79,7 +88,7 @@ export function createApp({ broker, token }: AppOptions): Hono<{ Bindings: HttpB
   });
   addStatusRoutes(app, broker, guard);
 
-  app.all("/mcp", guard, async (c) => {
+  app.all("/mcp", guard, limit, async (c) => {
     const sid = c.req.header("mcp-session-id");
     if (sid) {
       const transport = sessions.get(sid);
@@ -113,7 +122,7 @@ export function createApp({ broker, token }: AppOptions): Hono<{ Bindings: HttpB
     return RESPONSE_ALREADY_SENT;
   });
 
-  app.post("/messages", guard, async (c) => {
+  app.post("/messages", guard, limit, async (c) => {
     const transport = sseSessions.get(c.req.query("sessionId") ?? "");
     if (!transport) return c.text("Unknown or closed SSE session: open a new one with GET /sse", 404);
     await transport.handlePostMessage(c.env.incoming, c.env.outgoing);

@@ -12,6 +12,7 @@ import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
 import type { MissionRecord, StateStore, TaskRecord } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../worker/pool.js";
+import { resolveInsideRoots } from "../worker/workspace.js";
 
 export interface BrokerDeps {
   pool: WorkerPool;
@@ -73,7 +74,8 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     async (args, extra) => {
       try {
         if (!args.mission === !args.mission_path) throw new WrapperError("MISSION_INVALID", "give exactly one of `mission` (an object) or `mission_path` (a file)");
-        const raw = args.mission ?? readMissionFile(args.mission_path!);
+        // A file the client names on the broker's machine: only under the allowed roots.
+        const raw = args.mission ?? readMissionFile(resolveInsideRoots(args.mission_path!, deps.pool.config.allowedWorkspaceRoots, "mission_path", "file"));
         const mission = validateMission(raw, deps.pool.config, args.mission_path ?? "mission");
         const progressToken = extra._meta?.progressToken;
         let progress = 0;
@@ -174,6 +176,13 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     },
     async (args) => {
       const ok = deps.runner.cancel(args.missionId, args.taskId);
+      if (!ok) {
+        try {
+          deps.runner.status(args.missionId); // an unknown mission says so, with what to do
+        } catch (e) {
+          return toolError(e);
+        }
+      }
       return ok
         ? { content: [{ type: "text", text: `cancelling ${args.taskId ? `task ${args.taskId} of ` : ""}mission ${args.missionId}` }] }
         : toolError(new Error(`missionId: mission ${args.missionId}${args.taskId ? ` has no running task ${args.taskId}` : " is not running"}`));

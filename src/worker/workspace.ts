@@ -6,19 +6,28 @@ import { WrapperError } from "../errors.js";
 
 /** The workspace's real path, or a WORKSPACE_REFUSED error that says why and what to do. */
 export function resolveWorkspace(requested: string, allowedRoots: string[], field = "workspace"): string {
+  return resolveInsideRoots(requested, allowedRoots, field, "directory");
+}
+
+/**
+ * The real path of a directory (a workspace) or a file (a mission file a client names) under the
+ * allowed roots: what a client asks the broker to touch on its machine never escapes them.
+ */
+export function resolveInsideRoots(requested: string, allowedRoots: string[], field: string, kind: "directory" | "file"): string {
   let real: string;
   try {
     real = realpathSync(path.resolve(requested));
   } catch {
-    throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} does not exist; create the directory or give another path`);
+    throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} does not exist; ${kind === "directory" ? "create the directory or give another path" : "give the path of an existing file"}`);
   }
-  if (!statSync(real).isDirectory()) throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} is not a directory`);
+  const st = statSync(real);
+  if (kind === "directory" ? !st.isDirectory() : !st.isFile()) throw new WrapperError("WORKSPACE_REFUSED", `${field}: ${requested} is not a ${kind}`);
   const inside = allowedRoots.some((root) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep));
   if (!inside) {
     const via = real !== path.resolve(requested) ? ` (it resolves to ${real})` : "";
     throw new WrapperError(
       "WORKSPACE_REFUSED",
-      `${field}: ${requested}${via} is outside the allowed workspace roots (${allowedRoots.join(", ")}); add a root to broker.allowed_workspace_roots or use a directory under one`,
+      `${field}: ${requested}${via} is outside the allowed workspace roots (${allowedRoots.join(", ")}); add a root to broker.allowed_workspace_roots or use a ${kind} under one`,
     );
   }
   return real;

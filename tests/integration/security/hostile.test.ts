@@ -1,0 +1,243 @@
+// Hostile input and who gets in, against a broker running as its own process (`serve`, a token
+// required, debug logging) with the real Codex in the rehearsal image:
+// - a table of hostile MCP calls, each refused with an error naming the field and the fix, and
+//   nothing started (no container, no mission record);
+// - every HTTP endpoint without or with a wrong token → 401; a foreign Host or Origin → 403;
+// - a symlink in the workspace to a host file never becomes an artifact;
+// - after missions with a known API key and a known ChatGPT login, neither the key nor any token
+//   appears in the broker's logs, the state directory (records, event logs, artifacts, bundles),
+//   tool results, the status page, /status.json, /metrics or /healthz.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { request as httpRequest } from "node:http";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LABELS } from "../../../src/worker/container.js";
+import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, REHEARSAL_IMAGE } from "../support/env.js";
+import { docker } from "../support/pool.js";
+
+const API_KEY = `sk-secret-api-key-${process.pid}-DO-NOT-LEAK`;
+const TOKEN = `broker-token-${process.pid}-DO-NOT-LEAK`;
+const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString("base64url");
+const jwt = (claims: Record<string, unknown>): string => [b64({ alg: "none", typ: "JWT" }), b64(claims), "sig"].join(".");
+const ACCESS = jwt({ exp: Math.floor(Date.now() / 1000) + 3600, secret: `access-${process.pid}-DO-NOT-LEAK`, "https://api.openai.com/auth": { chatgpt_account_id: "acct-test", chatgpt_plan_type: "pro" } });
+const REFRESH = `refresh-${process.pid}-DO-NOT-LEAK`;
+const ID_TOKEN = jwt({ email: "rehearsal@example.com", secret: `id-${process.pid}-DO-NOT-LEAK` });
+const SECRETS = [API_KEY, TOKEN, ACCESS, REFRESH, ID_TOKEN, `access-${process.pid}-DO-NOT-LEAK`];
+
+interface Instance { label: string; dir: string; child: ChildProcess; base: string; log: () => string; client: Client }
+const instances: Instance[] = [];
+let api: Instance;
+let chatgpt: Instance;
+const results: string[] = [];
+
+async function startBroker(name: string, auth: unknown): Promise<Instance> {
+  const label = `cmw-sec-${name}-${process.pid}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-sec-${name}-`));
+  const authFile = path.join(dir, "auth.json");
+  writeFileSync(authFile, JSON.stringify(auth));
+  chmodSync(authFile, 0o600);
+  const cfg = path.join(dir, "wrapper.toml");
+  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\nauth_token_env = "CMW_SEC_TOKEN"\nchatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = 50\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 2\nmax_containers = 1\n`);
+  const bin = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
+  const child = spawn(process.execPath, [bin, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CMW_SEC_TOKEN: TOKEN, CODEX_WRAPPER_LOG_LEVEL: "debug" } });
+  let log = "";
+  child.stdout.on("data", (d: Buffer) => void (log += d.toString()));
+  const base = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the broker did not start: ${log}`)), 60_000);
+    child.stderr.on("data", (d: Buffer) => {
+      log += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)\/mcp"/.exec(log);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+  });
+  const client = new Client({ name: `sec-${name}`, version: "0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${TOKEN}` } } }));
+  const inst = { label, dir, child, base, log: () => log, client };
+  instances.push(inst);
+  return inst;
+}
+
+beforeAll(async () => {
+  api = await startBroker("api", { OPENAI_API_KEY: API_KEY });
+  chatgpt = await startBroker("chatgpt", { OPENAI_API_KEY: null, tokens: { access_token: ACCESS, refresh_token: REFRESH, id_token: ID_TOKEN, account_id: "acct-test" }, last_refresh: new Date().toISOString() });
+});
+
+afterAll(async () => {
+  for (const i of instances) {
+    await i.client.close().catch(() => {});
+    i.child.kill("SIGTERM");
+    await new Promise((r) => (i.child.exitCode !== null ? r(null) : i.child.once("exit", r)));
+    for (const c of await docker.listByLabels({ [LABELS.instance]: i.label })) await docker.remove(c.id);
+  }
+});
+
+async function call(i: Instance, name: string, args: Record<string, unknown>): Promise<{ isError: boolean; text: string; structured: unknown }> {
+  const r = await i.client.callTool({ name, arguments: args }, undefined, { timeout: 170_000 });
+  const text = (r.content as { type: string; text?: string }[]).map((c) => c.text ?? "").join("\n");
+  results.push(text, JSON.stringify(r.structuredContent ?? null));
+  return { isError: !!r.isError, text, structured: r.structuredContent };
+}
+
+const missionCount = (i: Instance): number => (existsSync(path.join(i.dir, "state/missions")) ? readdirSync(path.join(i.dir, "state/missions")).length : 0);
+
+describe("hostile input through the MCP endpoint: refused, naming the field, nothing started", () => {
+  const outside = mkdtempSync(path.join("/var/tmp", "cmw-outside-"));
+  const linkToOutside = path.join(mkdtempSync(path.join(os.tmpdir(), "cmw-link-")), "ws");
+  symlinkSync(outside, linkToOutside);
+  const ws = makeWorkspace();
+  const task = { id: "t", prompt: "hello" };
+  const rows: [string, string, Record<string, unknown>, RegExp][] = [
+    ["workspace outside the roots", "batch", { workspace: "/etc", mission: { name: "x", tasks: [task] } }, /workspace: \/etc is outside the allowed workspace roots .*add a root to broker\.allowed_workspace_roots/],
+    ["workspace through a symlink", "batch", { workspace: linkToOutside, mission: { name: "x", tasks: [task] } }, /workspace: .*\/ws \(it resolves to \/var\/tmp\/cmw-outside-\w+\) is outside the allowed workspace roots/],
+    ["workspace through ..", "batch", { workspace: `${ws}/../../etc`, mission: { name: "x", tasks: [task] } }, /workspace: .* is outside the allowed workspace roots/],
+    ["artifact glob climbing out", "batch", { workspace: ws, mission: { name: "x", tasks: [{ ...task, artifacts: ["../*"] }] } }, /tasks\[0\] \("t"\)\.artifacts\[0\]: "\.\.\/\*" climbs out of the workspace/],
+    ["absolute artifact glob", "batch", { workspace: ws, mission: { name: "x", tasks: [{ ...task, artifacts: ["/etc/passwd"] }] } }, /tasks\[0\] \("t"\)\.artifacts\[0\]: "\/etc\/passwd" is absolute/],
+    ["task id with path characters", "batch", { workspace: ws, mission: { name: "x", tasks: [{ id: "../../etc", prompt: "p" }] } }, /tasks\[0\].*\.id/],
+    ["oversized prompt", "batch", { workspace: ws, mission: { name: "x", tasks: [{ id: "big", prompt: "x".repeat(70_000) }] } }, /tasks\[0\] \("big"\)\.prompt: .*65536/],
+    ["too many tasks", "batch", { workspace: ws, mission: { name: "x", tasks: Array.from({ length: 51 }, (_, i) => ({ id: `t${i}`, prompt: "p" })) } }, /tasks: .*50/],
+    ["invalid enum value", "batch", { workspace: ws, mission: { name: "x", tasks: [{ ...task, sandbox: "root-access" }] } }, /tasks\[0\] \("t"\)\.sandbox: expected one of "read-only", "workspace-write", "danger-full-access"/],
+    ["mission path outside the roots", "batch", { workspace: ws, mission_path: "/etc/passwd" }, /mission_path: \/etc\/passwd is outside the allowed workspace roots .*use a file under one/],
+    ["unknown conversation id", "reply", { conversationId: "conv_00000000-0000-0000-0000-000000000000", prompt: "hi" }, /conversationId: no conversation conv_0+-.*use an id returned by batch or reply/],
+    ["mission id with path characters", "status", { missionId: "../../../etc/passwd" }, /missionId: /],
+    ["cancel of an unknown mission", "cancel", { missionId: "m-20260101000000-abcdef" }, /missionId: no mission m-20260101000000-abcdef/],
+  ];
+
+  it.each(rows)("%s", async (_name, tool, args, expected) => {
+    const before = missionCount(api);
+    const r = await call(api, tool, args);
+    expect(r.isError, r.text).toBe(true);
+    expect(r.text).toMatch(expected);
+    expect(missionCount(api)).toBe(before);
+    expect(await docker.listByLabels({ [LABELS.instance]: api.label })).toEqual([]);
+  });
+
+  it("malformed JSON-RPC and oversized bodies get JSON-RPC errors, not a crash", async () => {
+    const post = (body: string, extra: Record<string, string> = {}): Promise<Response> =>
+      fetch(`${api.base}/mcp`, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${TOKEN}`, ...extra }, body });
+    for (const body of ["{not json", "[]", '{"jsonrpc":"2.0"}', '{"jsonrpc":"1.0","id":1,"method":"initialize"}', "null"]) {
+      const r = await post(body);
+      expect(r.status, body).toBeGreaterThanOrEqual(400);
+      expect(r.status, body).toBeLessThan(500);
+      expect(((await r.json()) as { error?: { message?: string } }).error?.message, body).toBeTruthy();
+    }
+    const big = await post(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { pad: "x".repeat(20 * 1024 * 1024) } }));
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/larger than 16 MiB/);
+    // The broker is still there.
+    expect((await call(api, "status", {})).isError).toBe(false);
+  });
+});
+
+describe("who gets in", () => {
+  const endpoints: [string, string][] = [
+    ["GET", "/"], ["GET", "/status.json"], ["GET", "/status/events"], ["GET", "/metrics"], ["POST", "/mcp"], ["GET", "/mcp"], ["DELETE", "/mcp"],
+    ["GET", "/sse"], ["POST", "/messages?sessionId=x"], ["GET", "/missions/m-20260101000000-abcdef/bundle.tar.gz"], ["GET", "/missions/m-20260101000000-abcdef/artifacts/t/a.txt"],
+  ];
+
+  it("every endpoint but /healthz: 401 without the token or with a wrong one", async () => {
+    for (const [method, p] of endpoints) {
+      const tries: Record<string, string>[] = [{}, { authorization: "Bearer wrong" }, { authorization: `Bearer ${TOKEN}x` }, { authorization: `Basic ${Buffer.from("u:wrong").toString("base64")}` }];
+      for (const headers of tries) {
+        const r = await fetch(`${api.base}${p}`, { method, headers: { "content-type": "application/json", ...headers }, body: method === "POST" ? "{}" : undefined, signal: AbortSignal.timeout(10_000) });
+        expect(r.status, `${method} ${p} ${JSON.stringify(headers)}`).toBe(401);
+        await r.body?.cancel();
+      }
+    }
+    const h = await fetch(`${api.base}/healthz`);
+    expect(h.status).toBe(200);
+    expect(Object.keys((await h.json()) as object).sort()).toEqual(["channel", "docker", "label", "uptimeSeconds", "version", "workers"]);
+  });
+
+  it("a foreign Host or Origin: 403 even with the token", async () => {
+    // node:http, because fetch will not send a Host header of the caller's choosing.
+    const status = (method: string, p: string, headers: Record<string, string>): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(`${api.base}${p}`);
+        const req = httpRequest({ host: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end(method === "POST" ? "{}" : undefined);
+      });
+    for (const [method, p] of endpoints) {
+      const foreign: Record<string, string>[] = [{ host: "evil.example:80" }, { origin: "http://evil.example" }];
+      for (const headers of foreign) {
+        expect(await status(method, p, headers), `${method} ${p} ${JSON.stringify(headers)}`).toBe(403);
+      }
+    }
+  });
+});
+
+describe("secrets stay secret", () => {
+  it("a symlink in the workspace to a host file never becomes an artifact", async () => {
+    const ws = makeWorkspace();
+    const r = await call(api, "batch", { workspace: ws, mission: { name: "links", tasks: [{ id: "l", prompt: "#fake run ln -s /etc/shadow leak.txt && ln -s /etc leakdir && echo real > real.txt", sandbox: "workspace-write", artifacts: ["*.txt", "leakdir/**"] }] } });
+    expect(r.isError, r.text).toBe(false);
+    const t = (r.structured as { tasks: { status: string; artifacts: { path: string }[] }[] }).tasks[0]!;
+    expect(t.status).toBe("succeeded");
+    expect(t.artifacts.map((a) => a.path)).toEqual(["real.txt"]);
+  });
+
+  it("runs missions with the API key and with the ChatGPT login; the model gets the credential, nobody else sees it", async () => {
+    for (const inst of [api, chatgpt]) {
+      const ws = makeWorkspace();
+      mkdirSync(path.join(ws, "out"));
+      chownSync(path.join(ws, "out"), CONTAINER_UID, CONTAINER_GID);
+      const r = await call(inst, "batch", { workspace: ws, mission: { name: "secrets", tasks: [{ id: "auth", prompt: "#fake auth" }, { id: "env", prompt: "#fake run env > out/env.txt; ls -la /codex-home >> out/env.txt", sandbox: "workspace-write", artifacts: ["out/*"] }, { id: "fail", prompt: "#fake fail boom" }] } });
+      const tasks = (r.structured as { tasks: { id: string; status: string; finalMessage: string | null }[] }).tasks;
+      expect(tasks.map((t) => t.status)).toEqual(["succeeded", "succeeded", "failed"]);
+      // With the API key the model receives it (as a hash in its answer). With a ChatGPT login
+      // the rehearsal provider is sent no bearer ("auth: none"): the login lives in app-server.
+      expect(tasks[0]!.finalMessage, inst.label).toMatch(inst === api ? /sha256:[0-9a-f]{12}/ : /^auth: /);
+      for (const p of ["/", "/status.json", "/metrics", "/healthz"]) results.push(await (await fetch(`${inst.base}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
+    }
+    // Requests with the right and wrong tokens were made above: the log has seen them all.
+    const scanned: string[] = [];
+    const leaks: string[] = [];
+    const check = (where: string, text: string): void => {
+      scanned.push(where);
+      for (const s of SECRETS) if (text.includes(s)) leaks.push(`${where} contains ${s.slice(0, 12)}…`);
+    };
+    for (const inst of instances) {
+      check(`${inst.label} log`, inst.log());
+      const walk = (dir: string): void => {
+        for (const name of readdirSync(dir)) {
+          const p = path.join(dir, name);
+          // workers/ holds each worker's CODEX_HOME: Codex's own home, where its credential must be.
+          if (p === path.join(inst.dir, "state", "workers")) continue;
+          const st = statSync(p);
+          if (st.isDirectory()) walk(p);
+          else if (st.isFile()) {
+            let text = readFileSync(p).toString("latin1");
+            if (name.endsWith(".tar.gz")) text += execTar(p);
+            check(path.relative(inst.dir, p), text);
+          }
+        }
+      };
+      walk(path.join(inst.dir, "state"));
+    }
+    results.forEach((r, i) => check(`tool result/page ${i}`, r));
+    expect(leaks).toEqual([]);
+    // The search does find a secret where one must be: the worker's own CODEX_HOME.
+    const homes = spawnSync("grep", ["-rl", API_KEY, path.join(api.dir, "state", "workers")], { encoding: "utf8" }).stdout;
+    expect(homes).toMatch(/auth\.json/);
+    expect(scanned.some((s) => s.endsWith("events.jsonl"))).toBe(true);
+    expect(scanned.some((s) => s.includes("artifacts/env/out/env.txt"))).toBe(true);
+    expect(scanned.some((s) => s.endsWith("bundle.tar.gz"))).toBe(true);
+    expect(instances.every((i) => i.log().includes("Unauthorized") || i.log().length > 0)).toBe(true);
+  });
+});
+
+/** The contents of every file in a .tar.gz, concatenated. */
+function execTar(file: string): string {
+  return spawnSync("tar", ["-xzOf", file], { encoding: "latin1", maxBuffer: 64 << 20 }).stdout ?? "";
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -17,7 +17,7 @@ import { resolveConfig } from "../dist/config/load.js";
 import { createApp } from "../dist/http/app.js";
 import { LineSplitter } from "../dist/worker/stream-transport.js";
 
-const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" } } });
+const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" } } });
 const QUICK = !!opts.quick;
 const ONLY = opts.only ? new Set(opts.only.split(",")) : null;
 const PREFIX = process.env.IMAGE_PREFIX ?? "codex-mcp-wrapper";
@@ -334,7 +334,10 @@ async function scaleCell(tasks, containers) {
   const label = `cmw-${RUN}-s${++seq}`;
   const cfg = path.join(tmp, `${label}.toml`);
   writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n\n[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
-  const proc = spawn("node", ["dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the broker process.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  // BENCH_BROKER_BIN runs another build of the broker (a before/after comparison).
+  const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
@@ -377,8 +380,9 @@ async function scale() {
   const taskCounts = QUICK ? [1, 10, 50] : [1, 10, 50, 200];
   const containerCounts = QUICK ? [1, 4] : [1, 4, 8];
   results.scale = [];
-  for (const containers of containerCounts) {
-    for (const tasks of taskCounts) {
+  const cells = opts.cells ? opts.cells.split(",").map((c) => c.split("x").map(Number)) : containerCounts.flatMap((c) => taskCounts.map((t) => [t, c]));
+  for (const [tasks, containers] of cells) {
+    {
       const cell = await scaleCell(tasks, containers);
       results.scale.push(cell);
       say(`scale ${tasks} tasks / ${containers} containers: ${cell.wallMs} ms wall, ${cell.brokerCpuMs} ms CPU, ${cell.peakRssMiB} MiB peak RSS`);

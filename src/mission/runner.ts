@@ -33,6 +33,9 @@ interface Running {
 }
 
 /** Observers of finished tasks and missions (metrics). */
+/** How long a record change that is not a task's end may wait to be written with others. */
+const SAVE_DELAY_MS = 100;
+
 export interface RunnerHooks {
   taskFinished?: (rec: TaskRecord) => void;
   missionFinished?: (rec: MissionRecord) => void;
@@ -78,11 +81,29 @@ export class MissionRunner {
     this.store.createMission(record, mission);
     const controllers = new Map(mission.tasks.map((t) => [t.id, new AbortController()]));
     let saving = Promise.resolve();
-    // Record writes are serialized: each sees the latest state of every task.
-    const save = (): Promise<void> => {
+    let queued: Promise<void> | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    // Record writes are serialized, and each writes the latest state of every task. A task's end
+    // (and the mission's) is written before it is reported: save(true). Other changes (a task
+    // started) are written within SAVE_DELAY_MS, together: a 200-task mission changes its record
+    // hundreds of times, and each write is an fsync.
+    const save = (now = false): Promise<void> => {
       record.updatedAt = new Date().toISOString();
-      saving = saving.then(() => this.store.saveMission(record)).catch((e: unknown) => this.logger.error("cannot save a mission record", { missionId: record.missionId, error: describeError(e) }));
-      return saving;
+      if (!now) {
+        timer ??= setTimeout(() => void save(true), SAVE_DELAY_MS);
+        return saving;
+      }
+      if (queued) return queued; // a write not begun yet: it will carry this change too
+      queued = saving
+        .then(() => {
+          clearTimeout(timer);
+          timer = undefined;
+          queued = null;
+          this.store.saveMission(record);
+        })
+        .catch((e: unknown) => this.logger.error("cannot save a mission record", { missionId: record.missionId, error: describeError(e) }));
+      saving = queued;
+      return queued;
     };
     const done = (async () => {
       await Promise.all(mission.tasks.map((task, i) => this.runTask(mission, task, record, record.tasks[i]!, workspace, controllers.get(task.id)!.signal, save, opts.onProgress)));
@@ -100,7 +121,7 @@ export class MissionRunner {
       }
       record.status = missionStatus(record);
       record.finishedAt = new Date().toISOString();
-      await save();
+      await save(true);
       this.running.delete(record.missionId);
       this.hooks.missionFinished?.(record);
       return record;
@@ -116,7 +137,7 @@ export class MissionRunner {
     rec: TaskRecord,
     workspace: string,
     signal: AbortSignal,
-    save: () => Promise<void>,
+    save: (now?: boolean) => Promise<void>,
     onProgress: RunOptions["onProgress"],
   ): Promise<void> {
     const d = mission.defaults ?? {};
@@ -178,7 +199,7 @@ export class MissionRunner {
     }
     log({ type: "task_finished", status: rec.status, error: rec.error });
     this.hooks.taskFinished?.(rec);
-    await save();
+    await save(true);
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
   }
 

@@ -156,6 +156,16 @@ describe("who gets in", () => {
     expect(Object.keys((await h.json()) as object).sort()).toEqual(["channel", "docker", "label", "uptimeSeconds", "version", "workers"]);
   });
 
+  it("serve refuses a non-loopback bind without a token", () => {
+    const cfg = path.join(api.dir, "open.toml");
+    writeFileSync(cfg, `[broker]\nlabel = "${api.label}-open"\nport = 0\nstate_dir = "${api.dir}/open-state"\nauth_file = "${api.dir}/auth.json"\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\n`);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.CODEX_WRAPPER_AUTH_TOKEN_ENV;
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url)), "serve", "--config", cfg, "--host", "0.0.0.0"], { encoding: "utf8", env, timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/broker\.host: 0\.0\.0\.0 is not a loopback address, so a bearer token is required; set broker\.auth_token_env/);
+  });
+
   it("a foreign Host or Origin: 403 even with the token", async () => {
     // node:http, because fetch will not send a Host header of the caller's choosing.
     const status = (method: string, p: string, headers: Record<string, string>): Promise<number> =>

@@ -25,10 +25,10 @@ for arg in "$@"; do
 done
 say() { printf 'build-images: %s\n' "$*" >&2; }
 
-# A release tag is written once: a version whose worker or broker tag exists is refused (a dev
-# build only ever writes :dev tags, so it cannot touch one either).
+# A release tag is written once: a version whose worker, rehearsal or broker tag exists is refused
+# (a dev build only ever writes :dev tags, so it cannot touch one either).
 if [ "$channel_tag" != dev ]; then
-  for img in worker broker; do
+  for img in worker rehearsal broker; do
     if docker image inspect "$PREFIX/$img:$channel_tag" >/dev/null 2>&1; then
       say "$PREFIX/$img:$channel_tag exists: release tags are never overwritten; bump the version"; exit 1
     fi

@@ -5,9 +5,10 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { WrapperError } from "../errors.js";
 import { buildRelease } from "../release/builder.js";
-import { generateReleaseKeys, loadPrivateKey, loadPublicKey, verifyDirectory } from "../release/signing.js";
+import { generateReleaseKeys, keyFingerprint, loadPrivateKey, loadPublicKey, verifyDirectory } from "../release/signing.js";
 
 export const RELEASE_HELP = `Usage: codex-mcp-wrapper release <version> [--key FILE] [--repo DIR]
+       codex-mcp-wrapper release keygen <prefix>   (same as release-keygen)
 
 Builds release <version> from a clean git tree whose package.json has that version: the broker,
 worker and rehearsal images tagged <version>, and dist/releases/<version>/ with the npm package,
@@ -39,6 +40,7 @@ function privateKeyFrom(file: string | undefined): ReturnType<typeof loadPrivate
 }
 
 export async function release(argv: string[]): Promise<number> {
+  if (argv[0] === "keygen") return keygen(argv.slice(1)); // `release keygen` = `release-keygen`
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { key: { type: "string" }, repo: { type: "string" }, help: { type: "boolean", short: "h" } } });
   if (values.help || positionals.length !== 1) {
     process.stdout.write(`${RELEASE_HELP}\n`);
@@ -65,8 +67,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   const keyFile = values["public-key"];
   const pem = keyFile ? readFileSync(keyFile, "utf8") : process.env.CODEX_WRAPPER_RELEASE_PUBLIC_KEY;
   if (!pem) throw new WrapperError("VERIFY_FAILED", "no public key: give --public-key FILE (the release's published .pub) or set CODEX_WRAPPER_RELEASE_PUBLIC_KEY");
-  const report = await verifyDirectory(positionals[0]!, loadPublicKey(pem, keyFile ?? "$CODEX_WRAPPER_RELEASE_PUBLIC_KEY"));
-  process.stdout.write(`verified: signature good, ${report.files.length} files match SHA256SUMS\n`);
+  const publicKey = loadPublicKey(pem, keyFile ?? "$CODEX_WRAPPER_RELEASE_PUBLIC_KEY");
+  const report = await verifyDirectory(positionals[0]!, publicKey);
+  process.stdout.write(`verified: signature good (key sha256:${keyFingerprint(publicKey)}), ${report.files.length} files match SHA256SUMS\n`);
   return 0;
 }
 
@@ -81,6 +84,6 @@ export async function keygen(argv: string[]): Promise<number> {
   const { privatePem, publicPem } = generateReleaseKeys();
   writeFileSync(`${prefix}.key`, privatePem, { mode: 0o600 });
   writeFileSync(`${prefix}.pub`, publicPem);
-  process.stdout.write(`wrote ${prefix}.key (keep it secret) and ${prefix}.pub (publish it)\n`);
+  process.stdout.write(`wrote ${prefix}.key (keep it secret) and ${prefix}.pub (publish it; fingerprint sha256:${keyFingerprint(loadPublicKey(publicPem, `${prefix}.pub`))})\n`);
   return 0;
 }

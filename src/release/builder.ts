@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import path from "node:path";
 import type { KeyObject } from "node:crypto";
 import { WrapperError } from "../errors.js";
-import { computeSums, sha256File, SIG_FILE, signSums, SUMS_FILE } from "./signing.js";
+import { computeSums, keyFingerprint, sha256File, SIG_FILE, signSums, SUMS_FILE } from "./signing.js";
 
 export const RELEASE_VERSION = /^\d+\.\d+\.\d+$/;
 export const RELEASE_IMAGES = ["broker", "worker", "rehearsal"] as const;
@@ -19,6 +19,8 @@ export interface ReleaseManifest {
   createdAt: string;
   node: string;
   codexVersion: string;
+  /** sha256 of the signing key's public half (SPKI DER): compare it with the key you trust. */
+  signingKey: string;
   images: { ref: string; id: string }[];
   imagesFile: string;
   packageFile: string;
@@ -95,6 +97,7 @@ export async function buildRelease(o: ReleaseOptions): Promise<{ dir: string; ma
       createdAt: new Date().toISOString(),
       node: process.version,
       codexVersion,
+      signingKey: keyFingerprint(o.key),
       images,
       imagesFile,
       packageFile: packed,

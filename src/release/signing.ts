@@ -38,25 +38,31 @@ export function parseSums(text: string): Map<string, string> {
 }
 
 export function loadPrivateKey(pem: string, where: string): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(pem);
-  } catch (e) {
-    throw new WrapperError("RELEASE_REFUSED", `${where}: not a PEM private key (${(e as Error).message}); make a key pair with codex-mcp-wrapper release-keygen`);
-  }
-  if (key.asymmetricKeyType !== "ed25519") throw new WrapperError("RELEASE_REFUSED", `${where}: an ${key.asymmetricKeyType} key; releases are signed with ed25519 (codex-mcp-wrapper release-keygen)`);
-  return key;
+  return loadKey(pem, where, "private");
 }
 
 export function loadPublicKey(pem: string, where: string): KeyObject {
+  return loadKey(pem, where, "public");
+}
+
+/** An ed25519 key from PEM, or an error naming where it came from and what to do. */
+function loadKey(pem: string, where: string, kind: "private" | "public"): KeyObject {
+  const code = kind === "private" ? "RELEASE_REFUSED" : "VERIFY_FAILED";
+  const fix = kind === "private" ? "; make a key pair with codex-mcp-wrapper release-keygen" : "";
   let key: KeyObject;
   try {
-    key = createPublicKey(pem);
+    key = kind === "private" ? createPrivateKey(pem) : createPublicKey(pem);
   } catch (e) {
-    throw new WrapperError("VERIFY_FAILED", `${where}: not a PEM public key (${(e as Error).message})`);
+    throw new WrapperError(code, `${where}: not a PEM ${kind} key (${(e as Error).message})${fix}`);
   }
-  if (key.asymmetricKeyType !== "ed25519") throw new WrapperError("VERIFY_FAILED", `${where}: an ${key.asymmetricKeyType} key; releases are signed with ed25519`);
+  if (key.asymmetricKeyType !== "ed25519") throw new WrapperError(code, `${where}: an ${key.asymmetricKeyType} key; releases are signed with ed25519${fix ? ` (codex-mcp-wrapper release-keygen)` : ""}`);
   return key;
+}
+
+/** A key's fingerprint: sha256 of its public key (SPKI DER), hex; the same for a key pair's two halves. */
+export function keyFingerprint(key: KeyObject): string {
+  const pub = key.type === "private" ? createPublicKey(key) : key;
+  return createHash("sha256").update(pub.export({ type: "spki", format: "der" })).digest("hex");
 }
 
 export function signSums(sums: string, key: KeyObject): string {

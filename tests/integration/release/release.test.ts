@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, 
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateReleaseKeys } from "../../../src/release/signing.js";
+import { generateReleaseKeys, keyFingerprint, loadPublicKey } from "../../../src/release/signing.js";
 import { PREFIX } from "../support/env.js";
 
 const REPO = process.cwd();
@@ -85,14 +85,27 @@ describe("the release builder", () => {
     expect(TAGS.filter((t) => spawnSync("docker", ["image", "inspect", t], { stdio: "ignore" }).status === 0)).toEqual([]);
   });
 
+  it("release keygen writes a key pair once, the private half 0600", () => {
+    const prefix = path.join(tmp, "made");
+    let r = cli("release", "keygen", prefix);
+    expect(r.status, r.err).toBe(0);
+    expect(r.out).toMatch(/wrote .*made\.key .* fingerprint sha256:[0-9a-f]{64}/);
+    expect(statSync(`${prefix}.key`).mode & 0o777).toBe(0o600);
+    expect(keyFingerprint(loadPublicKey(readFileSync(`${prefix}.pub`, "utf8"), "pub"))).toBe(r.out.match(/sha256:([0-9a-f]{64})/)![1]);
+    r = cli("release-keygen", prefix);
+    expect(r.status).toBe(2);
+    expect(r.err).toMatch(/made\.key exists; choose another prefix/);
+  });
+
   it("builds the release directory: package, images, manifest, sums and signature; verify passes", () => {
     const r = cli("release", VERSION, "--key", keyFile, "--repo", clone);
     expect(r.status, r.err).toBe(0);
     expect(readdirSync(releaseDir).sort()).toEqual(["SHA256SUMS", "SHA256SUMS.sig", `codex-mcp-wrapper-${VERSION}.tgz`, `codex-mcp-wrapper-images-${VERSION}.tar`, "manifest.json"]);
-    const manifest = JSON.parse(readFileSync(path.join(releaseDir, "manifest.json"), "utf8")) as { version: string; gitCommit: string; codexVersion: string; images: { ref: string; id: string }[]; files: { name: string }[] };
+    const manifest = JSON.parse(readFileSync(path.join(releaseDir, "manifest.json"), "utf8")) as { version: string; gitCommit: string; codexVersion: string; signingKey: string; images: { ref: string; id: string }[]; files: { name: string }[] };
     expect(manifest.version).toBe(VERSION);
     expect(manifest.gitCommit).toBe(execFileSync("git", ["rev-parse", "HEAD"], { cwd: clone, encoding: "utf8" }).trim());
     expect(manifest.codexVersion).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(manifest.signingKey).toBe(keyFingerprint(loadPublicKey(readFileSync(pubFile, "utf8"), "pub")));
     expect(manifest.images.map((i) => i.ref)).toEqual(TAGS);
     for (const i of manifest.images) expect(i.id).toBe(execFileSync("docker", ["image", "inspect", "-f", "{{.Id}}", i.ref], { encoding: "utf8" }).trim());
     // The saved tar holds the three tags; the package carries the version and no release dir.
@@ -105,7 +118,8 @@ describe("the release builder", () => {
 
     const v = cli("verify", releaseDir, "--public-key", pubFile);
     expect(v.status, v.err).toBe(0);
-    expect(v.out).toMatch(/verified: signature good, 3 files match SHA256SUMS/);
+    expect(v.out).toMatch(/verified: signature good \(key sha256:[0-9a-f]{64}\), 3 files match SHA256SUMS/);
+    expect(v.out).toContain(`sha256:${manifest.signingKey}`);
   });
 
   it("verify fails on one flipped byte in any file, naming it; and on a file added or another key", () => {

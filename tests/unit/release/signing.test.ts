@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RELEASE_VERSION } from "../../../src/release/builder.js";
-import { computeSums, generateReleaseKeys, loadPrivateKey, loadPublicKey, parseSums, SIG_FILE, signSums, SUMS_FILE, verifyDirectory } from "../../../src/release/signing.js";
+import { computeSums, generateReleaseKeys, keyFingerprint, loadPrivateKey, loadPublicKey, parseSums, SIG_FILE, signSums, SUMS_FILE, verifyDirectory } from "../../../src/release/signing.js";
 import { generateKeyPairSync } from "node:crypto";
 
 const dirs: string[] = [];
@@ -59,6 +59,14 @@ describe("release signing", () => {
     expect(() => parseSums(`${h}  ../etc/passwd\n`)).toThrow(/line 1 is not/);
     expect(() => parseSums(`${h}  x\n${h}  x\n`)).toThrow(/lists x twice/);
     expect(() => parseSums("zz  x\n")).toThrow(/line 1/);
+  });
+
+  it("a key pair's two halves have one fingerprint; another key another", () => {
+    const a = generateReleaseKeys();
+    const fp = keyFingerprint(loadPrivateKey(a.privatePem, "k"));
+    expect(fp).toMatch(/^[0-9a-f]{64}$/);
+    expect(keyFingerprint(loadPublicKey(a.publicPem, "p"))).toBe(fp);
+    expect(keyFingerprint(loadPublicKey(generateReleaseKeys().publicPem, "q"))).not.toBe(fp);
   });
 
   it("release versions are X.Y.Z", () => {

@@ -11,6 +11,8 @@ import { createApp, isLoopback } from "../http/app.js";
 import { createLogger, redact } from "../log.js";
 import { createBrokerServer } from "../mcp/server.js";
 
+const KEEP_ALIVE_MS = 65_000;
+
 export const SERVE_HELP = `Usage: codex-mcp-wrapper serve [--config wrapper.toml] [--transport http|stdio] [--host H] [--port P]
 
 Runs the broker: an MCP server with the tools batch, reply, status and cancel.
@@ -51,6 +53,12 @@ export async function serve(argv: string[]): Promise<number> {
   } else {
     const app = createApp({ broker, token });
     const http = serveHttp({ fetch: app.fetch, hostname: config.host, port: config.port });
+    // An idle keep-alive connection is closed by the client, never by us: Node's 5 s default let
+    // a client reuse a socket at the moment the server closed it ("other side closed").
+    if ("keepAliveTimeout" in http) {
+      http.keepAliveTimeout = KEEP_ALIVE_MS;
+      http.headersTimeout = KEEP_ALIVE_MS + 1000;
+    }
     await new Promise<void>((resolve, reject) => {
       http.once("listening", resolve);
       http.once("error", reject);

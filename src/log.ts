@@ -7,7 +7,12 @@ const secrets = new Set<string>();
 
 /** Registers a secret (an API key, a token) never to be written out. */
 export function redact(secret: string | undefined | null): void {
-  if (secret && secret.length >= 8) secrets.add(secret);
+  if (!secret || secret.length < 8) return;
+  secrets.add(secret);
+  // A log line is JSON: a secret with a quote, a backslash or a control character appears there
+  // escaped, so that form is replaced too.
+  const escaped = JSON.stringify(secret).slice(1, -1);
+  if (escaped !== secret) secrets.add(escaped);
 }
 
 /** Replaces every registered secret in `text`. */

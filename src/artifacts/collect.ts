@@ -2,7 +2,7 @@
 // mission's state with size and sha256, and packed into a tar.gz bundle. Symlinks are never
 // followed, so an artifact can never be a file outside the workspace.
 import { createHash } from "node:crypto";
-import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
 import yazl from "yazl";
@@ -27,7 +27,15 @@ export function globToRegExp(glob: string): RegExp {
 
 /** Regular files under root (relative paths), not following symlinks, skipping .git. */
 function walk(root: string, rel = "", out: string[] = [], limit = 100_000): string[] {
-  for (const e of readdirSync(path.join(root, rel), { withFileTypes: true })) {
+  let entries;
+  try {
+    entries = readdirSync(path.join(root, rel), { withFileTypes: true });
+  } catch (e) {
+    // A task still running in the workspace may remove or replace a directory while we walk.
+    if (rel && ["ENOENT", "ENOTDIR"].includes((e as NodeJS.ErrnoException).code ?? "")) return out;
+    throw e;
+  }
+  for (const e of entries) {
     if (out.length >= limit) break;
     const p = rel ? `${rel}/${e.name}` : e.name;
     if (e.isDirectory()) {
@@ -63,8 +71,11 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
 
 /**
  * Reads a regular file of the workspace, or null. A task may still be running in the workspace,
- * so the file is opened without following a symlink (O_NOFOLLOW) and its directory's real path
- * must still be inside the workspace: a swapped-in link can never make an artifact of a host file.
+ * so the file is opened without following a symlink (O_NOFOLLOW) and where the opened file really
+ * is must be inside the workspace: a swapped-in link can never make an artifact of a host file.
+ * On Linux the kernel names the opened file (/proc/self/fd), so a directory swapped for a link
+ * and back between the open and the check cannot fool it; elsewhere its directory's real path
+ * is checked after the open. A file or directory that vanishes meanwhile is skipped (null).
  */
 export function readInside(root: string, rel: string): Buffer | null {
   const src = path.join(root, rel);
@@ -75,12 +86,31 @@ export function readInside(root: string, rel: string): Buffer | null {
     return null;
   }
   try {
-    const dir = realpathSync(path.dirname(src));
-    if (dir !== root && !dir.startsWith(root + path.sep)) return null;
     if (!fstatSync(fd).isFile()) return null;
+    const where = openedPath(fd) ?? realDir(src);
+    if (where === null || !where.startsWith(root + path.sep)) return null;
     return readFileSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The path the kernel has for an open file (Linux), else null. */
+function openedPath(fd: number): string | null {
+  if (process.platform !== "linux") return null;
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return null;
+  }
+}
+
+/** The real path of a file's directory joined with its name, or null if it is gone. */
+function realDir(file: string): string | null {
+  try {
+    return path.join(realpathSync(path.dirname(file)), path.basename(file));
+  } catch {
+    return null;
   }
 }
 

@@ -1,21 +1,33 @@
 // Loads a mission (a file, JSON or YAML, or an object) and checks it against the contract and
 // the broker's configuration. Every problem is one line naming the task and the field; nothing
 // is started for an invalid mission.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { WrapperConfig } from "../config/schema.js";
 import { formatPath, MissionError } from "../errors.js";
 import { MissionSchema, type Mission } from "./schema.js";
 
+/** The largest mission file read: the same as the largest request body the HTTP endpoint takes. */
+export const MAX_MISSION_FILE_BYTES = 16 * 1024 * 1024;
+
 /** Reads a mission file (.json, .yaml, .yml; other names: JSON, then YAML). */
 export function readMissionFile(file: string): unknown {
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (e) {
+    throw unreadable(file, e);
+  }
+  // A huge file would be read whole and parsed on the event loop, stalling every other call.
+  if (size > MAX_MISSION_FILE_BYTES) {
+    throw new MissionError("MISSION_INVALID", `${file}: the mission file is ${size} bytes, more than the ${MAX_MISSION_FILE_BYTES} (16 MiB) a mission may be; split it into smaller missions`);
+  }
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new MissionError("MISSION_UNREADABLE", `${file}: cannot read the mission file (${code === "ENOENT" ? "no such file" : code}); check the path`);
+    throw unreadable(file, e);
   }
   const ext = path.extname(file).toLowerCase();
   if (ext === ".json") return parseJson(text, file);
@@ -25,6 +37,11 @@ export function readMissionFile(file: string): unknown {
   } catch {
     return parseYamlText(text, file);
   }
+}
+
+function unreadable(file: string, e: unknown): MissionError {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new MissionError("MISSION_UNREADABLE", `${file}: cannot read the mission file (${code === "ENOENT" ? "no such file" : code}); check the path`);
 }
 
 function parseJson(text: string, file: string): unknown {

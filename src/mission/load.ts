@@ -72,17 +72,30 @@ function describePath(p: readonly PropertyKey[], input: unknown): string {
   return formatPath(p);
 }
 
+const KINDS: Record<string, string> = { string: "a string", array: "a list", record: "a table of names to values", object: "an object", number: "a number", boolean: "true or false" };
+
+/** What a value is, for an error message: `a list`, `a number`, `nothing`. */
+function kindOf(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
 /** Validates a parsed mission; throws MissionError with one line per problem. */
 export function validateMission(input: unknown, config: WrapperConfig, source = "mission"): Mission {
   const problems: string[] = [];
   if (input === null || typeof input !== "object" || Array.isArray(input)) {
     throw new MissionError("MISSION_INVALID", `${source}: expected a mission object with name and tasks`, { problems: ["(root): expected an object"] });
   }
-  const parsed = MissionSchema.safeParse(input);
+  const parsed = MissionSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const where = describePath(issue.path, input);
       if (issue.code === "unrecognized_keys") for (const k of issue.keys) problems.push(`${where}: unknown field "${k}"`);
+      // zod's own wording ("Invalid input: expected array, received undefined") misnames an absent
+      // value and some objects: say what was expected and what was given, in the user's words.
+      else if (issue.code === "invalid_type" && issue.message.startsWith("Invalid input:")) problems.push(`${where}: ${issue.input === undefined ? "missing; " : ""}expected ${KINDS[issue.expected] ?? issue.expected}, got ${kindOf(issue.input)}`);
       else problems.push(`${where}: ${issue.message}`);
     }
   } else {

@@ -7,18 +7,16 @@
 // - after missions with a known API key and a known ChatGPT login, neither the key nor any token
 //   appears in the broker's logs, the state directory (records, event logs, artifacts, bundles),
 //   tool results, the status page, /status.json, /metrics or /healthz.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { request as httpRequest } from "node:http";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";
 import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, REHEARSAL_IMAGE } from "../support/env.js";
 import { docker } from "../support/pool.js";
+import { BIN, callTool, startChildBroker, type ChildBroker } from "./child-broker.js";
 
 const API_KEY = `sk-secret-api-key-${process.pid}-DO-NOT-LEAK`;
 const TOKEN = `broker-token-${process.pid}-DO-NOT-LEAK`;
@@ -29,38 +27,14 @@ const REFRESH = `refresh-${process.pid}-DO-NOT-LEAK`;
 const ID_TOKEN = jwt({ email: "rehearsal@example.com", secret: `id-${process.pid}-DO-NOT-LEAK` });
 const SECRETS = [API_KEY, TOKEN, ACCESS, REFRESH, ID_TOKEN, `access-${process.pid}-DO-NOT-LEAK`];
 
-interface Instance { label: string; dir: string; child: ChildProcess; base: string; log: () => string; client: Client }
+type Instance = ChildBroker;
 const instances: Instance[] = [];
 let api: Instance;
 let chatgpt: Instance;
 const results: string[] = [];
 
 async function startBroker(name: string, auth: unknown): Promise<Instance> {
-  const label = `cmw-sec-${name}-${process.pid}`;
-  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-sec-${name}-`));
-  const authFile = path.join(dir, "auth.json");
-  writeFileSync(authFile, JSON.stringify(auth));
-  chmodSync(authFile, 0o600);
-  const cfg = path.join(dir, "wrapper.toml");
-  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\nauth_token_env = "CMW_SEC_TOKEN"\nchatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = 50\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 2\nmax_containers = 1\n`);
-  const bin = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
-  const child = spawn(process.execPath, [bin, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CMW_SEC_TOKEN: TOKEN, CODEX_WRAPPER_LOG_LEVEL: "debug" } });
-  let log = "";
-  child.stdout.on("data", (d: Buffer) => void (log += d.toString()));
-  const base = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the broker did not start: ${log}`)), 60_000);
-    child.stderr.on("data", (d: Buffer) => {
-      log += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)\/mcp"/.exec(log);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
-  const client = new Client({ name: `sec-${name}`, version: "0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${TOKEN}` } } }));
-  const inst = { label, dir, child, base, log: () => log, client };
+  const inst = await startChildBroker({ name, auth, token: TOKEN });
   instances.push(inst);
   return inst;
 }
@@ -71,19 +45,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const i of instances) {
-    await i.client.close().catch(() => {});
-    i.child.kill("SIGTERM");
-    await new Promise((r) => (i.child.exitCode !== null ? r(null) : i.child.once("exit", r)));
-    for (const c of await docker.listByLabels({ [LABELS.instance]: i.label })) await docker.remove(c.id);
-  }
+  for (const i of instances) await i.stop();
 });
 
 async function call(i: Instance, name: string, args: Record<string, unknown>): Promise<{ isError: boolean; text: string; structured: unknown }> {
-  const r = await i.client.callTool({ name, arguments: args }, undefined, { timeout: 170_000 });
-  const text = (r.content as { type: string; text?: string }[]).map((c) => c.text ?? "").join("\n");
-  results.push(text, JSON.stringify(r.structuredContent ?? null));
-  return { isError: !!r.isError, text, structured: r.structuredContent };
+  const r = await callTool(i, name, args);
+  results.push(r.text, JSON.stringify(r.structured ?? null));
+  return r;
 }
 
 const missionCount = (i: Instance): number => (existsSync(path.join(i.dir, "state/missions")) ? readdirSync(path.join(i.dir, "state/missions")).length : 0);
@@ -161,7 +129,7 @@ describe("who gets in", () => {
     writeFileSync(cfg, `[broker]\nlabel = "${api.label}-open"\nport = 0\nstate_dir = "${api.dir}/open-state"\nauth_file = "${api.dir}/auth.json"\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\n`);
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env.CODEX_WRAPPER_AUTH_TOKEN_ENV;
-    const r = spawnSync(process.execPath, [fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url)), "serve", "--config", cfg, "--host", "0.0.0.0"], { encoding: "utf8", env, timeout: 30_000 });
+    const r = spawnSync(process.execPath, [BIN, "serve", "--config", cfg, "--host", "0.0.0.0"], { encoding: "utf8", env, timeout: 30_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/broker\.host: 0\.0\.0\.0 is not a loopback address, so a bearer token is required; set broker\.auth_token_env/);
   });
@@ -190,11 +158,17 @@ describe("who gets in", () => {
 describe("secrets stay secret", () => {
   it("a symlink in the workspace to a host file never becomes an artifact", async () => {
     const ws = makeWorkspace();
-    const r = await call(api, "batch", { workspace: ws, mission: { name: "links", tasks: [{ id: "l", prompt: "#fake run ln -s /etc/shadow leak.txt && ln -s /etc leakdir && echo real > real.txt", sandbox: "workspace-write", artifacts: ["*.txt", "leakdir/**"] }] } });
+    // /etc/passwd and /etc/shadow here are the host's: the broker, not the container, reads them.
+    const prompt = "#fake run ln -s /etc/passwd leak; ln -s /etc/shadow leak.txt; ln -s /etc leakdir; echo real > real.txt; ls -l";
+    const r = await call(api, "batch", { workspace: ws, mission: { name: "links", tasks: [{ id: "l", prompt, sandbox: "workspace-write", artifacts: ["*.txt", "leak", "leakdir/**"] }] } });
     expect(r.isError, r.text).toBe(false);
-    const t = (r.structured as { tasks: { status: string; artifacts: { path: string }[] }[] }).tasks[0]!;
+    const t = (r.structured as { missionId: string; tasks: { status: string; finalMessage: string; artifacts: { path: string }[] }[] }).tasks[0]!;
     expect(t.status).toBe("succeeded");
+    expect(t.finalMessage).toMatch(/leak -> \/etc\/passwd/); // the links were made
     expect(t.artifacts.map((a) => a.path)).toEqual(["real.txt"]);
+    const copied = path.join(api.dir, "state/missions", (r.structured as { missionId: string }).missionId, "artifacts");
+    expect(spawnSync("find", [copied, "-type", "f", "-printf", "%P\\n"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).sort()).toEqual(["l/real.txt", "manifest.json"]);
+    expect(execTar(path.join(copied, "../bundle.tar.gz"))).not.toContain("root:");
   });
 
   it("runs missions with the API key and with the ChatGPT login; the model gets the credential, nobody else sees it", async () => {

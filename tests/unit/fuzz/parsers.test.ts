@@ -11,8 +11,10 @@ import { loadConfig, resolveConfig } from "../../../src/config/load.js";
 import { WrapperError } from "../../../src/errors.js";
 import { loadMission, validateMission } from "../../../src/mission/load.js";
 
-const SEED = 20261125;
-const RUNS = 400;
+// FUZZ_SEED / FUZZ_RUNS vary a run; a failure prints the seed and path that replay it.
+const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
+console.log(`fuzz: seed ${SEED}, ${RUNS} runs per property (FUZZ_SEED=${SEED} replays)`);
 const config = resolveConfig({ broker: { allowed_workspace_roots: [os.tmpdir()] } }, "fuzz", {});
 const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-fuzz-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,7 +26,8 @@ function parsesOrRefusesClearly(run: () => unknown): void {
   } catch (e) {
     if (!(e instanceof WrapperError)) throw new Error(`not a clear refusal: ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, { cause: e });
     expect(e.message.length).toBeGreaterThan(10);
-    expect(e.message).not.toMatch(/undefined|\[object Object\]|Cannot read prop/);
+    // (Quoted parts are the user's own keys and values, echoed.)
+    expect(e.message.replace(/"(?:[^"\\]|\\.)*"/g, '""')).not.toMatch(/undefined|\[object Object\]|Cannot read prop/);
   }
 }
 
@@ -62,6 +65,17 @@ describe("fuzz: missions", () => {
     );
   });
 
+  it("hostile JavaScript values (null prototypes, __proto__ keys, bigints, Maps, typed and sparse arrays) parse or are refused", () => {
+    const hostile = fc.anything({ withBigInt: true, withBoxedValues: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true, withObjectString: true, withSparseArray: true, withTypedArray: true, key: fc.oneof(fc.string(), fc.constantFrom("__proto__", "constructor", "prototype", "toString", "tasks", "name", "id", "prompt")) });
+    const inMission = fc.tuple(validMission, fc.constantFrom("name", "tasks", "defaults", "workspace", "task.id", "task.prompt", "task.env", "task.config", "task.artifacts", "task.timeout", "task.sandbox"), hostile).map(([m, where, value]) => {
+      const copy = JSON.parse(JSON.stringify(m)) as Record<string, unknown> & { tasks: Record<string, unknown>[] };
+      if (where.startsWith("task.")) copy.tasks[0]![where.slice(5)] = value;
+      else (copy as Record<string, unknown>)[where] = value;
+      return copy;
+    });
+    fc.assert(fc.property(fc.oneof(hostile, inMission), (input) => parsesOrRefusesClearly(() => validateMission(input, config))), { seed: SEED, numRuns: RUNS });
+  });
+
   it("arbitrary file contents (JSON, YAML or neither) parse or are refused", () => {
     fc.assert(
       fc.property(fc.oneof(fc.string({ maxLength: 400 }), fc.jsonValue().map((v) => JSON.stringify(v)), mutatedMission.map((m) => JSON.stringify(m))), fc.constantFrom("json", "yaml", "yml"), (text, ext) => {
@@ -83,6 +97,27 @@ describe("fuzz: wrapper.toml", () => {
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...keys), value, { maxKeys: 4 }), fc.array(fc.dictionary(fc.constantFrom(...workerKeys), value, { maxKeys: 5 }), { maxLength: 3 }), (broker, workers) => {
         parsesOrRefusesClearly(() => resolveConfig({ broker, ...(workers.length ? { workers } : {}) }, "fuzz.toml", {}));
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  it("a valid configuration with one key replaced, removed or added resolves or is refused naming it", () => {
+    const valid = { broker: { label: "cmw-fuzz", channel: "dev", host: "127.0.0.1", port: 0, state_dir: "/tmp/cmw-fuzz", allowed_workspace_roots: ["/tmp"], max_prompt_bytes: 1024, max_tasks_per_mission: 10 }, workers: [{ name: "default", image: "x/y:dev", capacity: 2, max_containers: 2, memory: "1g", idle_timeout: "10m", sandbox: "read-only", env: { A: "b" } }] };
+    const where = fc.oneof(fc.constantFrom(...keys).map((k) => ["broker", k] as const), fc.constantFrom(...workerKeys).map((k) => ["workers", k] as const), fc.constant(["root", "broker"] as const), fc.constant(["root", "workers"] as const), fc.constant(["root", "bogus"] as const));
+    fc.assert(
+      fc.property(where, fc.option(value, { nil: undefined }), ([table, key], v) => {
+        const doc = structuredClone(valid) as Record<string, unknown> & { broker: Record<string, unknown>; workers: Record<string, unknown>[] };
+        const target = table === "root" ? doc : table === "broker" ? doc.broker : doc.workers[0]!;
+        if (v === undefined) delete target[key];
+        else target[key] = v;
+        try {
+          resolveConfig(doc, "fuzz.toml", {});
+        } catch (e) {
+          if (!(e instanceof WrapperError)) throw e;
+          expect(e.message).toMatch(/^fuzz\.toml: /);
+          expect(e.message).toContain(table === "root" ? key : key === "bogus" ? '"bogus"' : key);
+        }
       }),
       { seed: SEED, numRuns: RUNS },
     );

@@ -1,0 +1,87 @@
+// A broker run as its own process (`node dist/cli/bin.js serve`) with a bearer token, debug
+// logging and a temp config, for the security tests: its whole log is kept to be scanned for
+// secrets, and `stop()` ends it and removes its containers by label.
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { LABELS } from "../../../src/worker/container.js";
+import { REHEARSAL_IMAGE } from "../support/env.js";
+import { docker } from "../support/pool.js";
+
+export const BIN = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
+
+export interface ChildBroker {
+  label: string;
+  /** The temp directory holding wrapper.toml, auth.json and state/. */
+  dir: string;
+  child: ChildProcess;
+  /** http://127.0.0.1:<port> */
+  base: string;
+  /** Everything the broker wrote to stdout and stderr so far. */
+  log: () => string;
+  client: Client;
+  stop: () => Promise<void>;
+}
+
+export interface ChildBrokerOptions {
+  name: string;
+  /** The content of the auth file the broker seeds workers from. */
+  auth: unknown;
+  token: string;
+  /** The default worker profile's max_containers (default 1). */
+  maxContainers?: number;
+}
+
+export async function startChildBroker(o: ChildBrokerOptions): Promise<ChildBroker> {
+  const label = `cmw-sec-${o.name}-${process.pid}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-sec-${o.name}-`));
+  const authFile = path.join(dir, "auth.json");
+  writeFileSync(authFile, JSON.stringify(o.auth));
+  chmodSync(authFile, 0o600);
+  const cfg = path.join(dir, "wrapper.toml");
+  writeFileSync(
+    cfg,
+    `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\nauth_token_env = "CMW_SEC_TOKEN"\nchatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = 50\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 2\nmax_containers = ${o.maxContainers ?? 1}\n`,
+  );
+  const child = spawn(process.execPath, [BIN, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CMW_SEC_TOKEN: o.token, CODEX_WRAPPER_LOG_LEVEL: "debug" } });
+  let log = "";
+  child.stdout.on("data", (d: Buffer) => void (log += d.toString()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    }
+    for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
+  };
+  try {
+    const base = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`the broker did not start: ${log}`)), 60_000);
+      child.once("exit", (code) => reject(new Error(`the broker exited (${code}): ${log}`)));
+      child.stderr.on("data", (d: Buffer) => {
+        log += d.toString();
+        const m = /"url":"(http:\/\/[^"]+)\/mcp"/.exec(log);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+    });
+    const client = new Client({ name: `sec-${o.name}`, version: "0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${o.token}` } } }));
+    return { label, dir, child, base, log: () => log, client, stop: async () => (await client.close().catch(() => {}), await stop()) };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** A tool call's text, structured result and error flag. */
+export async function callTool(b: ChildBroker, name: string, args: Record<string, unknown>): Promise<{ isError: boolean; text: string; structured: unknown }> {
+  const r = await b.client.callTool({ name, arguments: args }, undefined, { timeout: 170_000 });
+  const text = (r.content as { type: string; text?: string }[]).map((c) => c.text ?? "").join("\n");
+  return { isError: !!r.isError, text, structured: r.structuredContent };
+}

@@ -22,6 +22,48 @@ export function scrub(text: string): string {
   return out;
 }
 
+/**
+ * `value` with every registered secret replaced in its strings: for what Codex reports (events,
+ * final messages), since a task's commands can read the worker's own credential and print it.
+ */
+export function scrubValue<T>(value: T): T {
+  if (secrets.size === 0) return value;
+  if (typeof value === "string") return scrub(value) as T;
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) {
+    const out = value.map((v: unknown) => scrubValue(v));
+    return (out.some((v, i) => v !== value[i]) ? out : value) as T;
+  }
+  let changed = false;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = scrubValue(v);
+    if (out[k] !== v) changed = true;
+  }
+  return (changed ? out : value) as T;
+}
+
+const REDACTED = Buffer.from("[redacted]");
+
+/** `data` with every registered secret's bytes replaced, and how many were. */
+export function scrubBuffer(data: Buffer): { data: Buffer; replaced: number } {
+  let out = data;
+  let replaced = 0;
+  for (const s of secrets) {
+    const needle = Buffer.from(s);
+    if (out.indexOf(needle) === -1) continue;
+    const parts: Buffer[] = [];
+    let from = 0;
+    for (let at = out.indexOf(needle); at !== -1; at = out.indexOf(needle, from)) {
+      parts.push(out.subarray(from, at), REDACTED);
+      from = at + needle.length;
+      replaced++;
+    }
+    parts.push(out.subarray(from));
+    out = Buffer.concat(parts);
+  }
+  return { data: out, replaced };
+}
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;

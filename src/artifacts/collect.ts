@@ -6,6 +6,7 @@ import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync
 import path from "node:path";
 import * as tar from "tar";
 import yazl from "yazl";
+import { scrubBuffer } from "../log.js";
 import type { ArtifactEntry } from "../state/store.js";
 
 /** A glob (`*`, `?`, `**`) as a regular expression over `/`-separated relative paths. */
@@ -53,8 +54,10 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
   const root = realpathSync(workspace);
   for (const rel of walk(workspace)) {
     if (!patterns.some((p) => p.test(rel))) continue;
-    const data = readInside(root, rel);
-    if (data === null) continue; // changed under us into something else
+    const read = readInside(root, rel);
+    if (read === null) continue; // changed under us into something else
+    // A task can copy the worker's credential into a file: a known secret never leaves as an artifact.
+    const { data, replaced } = scrubBuffer(read);
     const dest = path.join(destDir, rel);
     try {
       mkdirSync(path.dirname(dest), { recursive: true });
@@ -64,7 +67,7 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
       rmSync(dest, { force: true });
       throw e;
     }
-    entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex") });
+    entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex"), ...(replaced > 0 ? { redacted: replaced } : {}) });
   }
   return entries;
 }

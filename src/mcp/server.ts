@@ -26,7 +26,7 @@ const TaskResult = {
   conversationId: z.string().nullable(),
   finalMessage: z.string().nullable(),
   error: z.string().nullable(),
-  artifacts: z.array(z.object({ path: z.string(), size: z.number(), sha256: z.string() })),
+  artifacts: z.array(z.object({ path: z.string(), size: z.number(), sha256: z.string(), redacted: z.number().optional().describe("how many known secrets were replaced by [redacted] in the copy") })),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
 };

@@ -15,6 +15,8 @@ export interface ArtifactEntry {
   path: string;
   size: number;
   sha256: string;
+  /** How many known secrets were replaced by `[redacted]` in the copy (absent when none). */
+  redacted?: number;
 }
 
 export interface TaskRecord {

@@ -15,7 +15,7 @@ import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
 import { ExecDriver } from "../codex/exec-driver.js";
 import { McpServerDriver } from "../codex/mcp-server-driver.js";
 import { describeError, WrapperError } from "../errors.js";
-import { silentLogger, type Logger } from "../log.js";
+import { scrubValue, silentLogger, type Logger } from "../log.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { LABELS, privateDir, WorkerContainer, workerUser, CONTAINER_PATHS } from "./container.js";
 import { checkImageForChannel } from "./image-policy.js";
@@ -274,8 +274,11 @@ export class WorkerPool {
         timeoutMs: req.timeoutMs ?? profile.turn_timeout,
         signal: req.signal,
         lane,
-        onEvent: req.onEvent,
+        // A task's commands can read the worker's credential (Codex must, so any sandbox mode
+        // lets them) and print it: what they report leaves the worker with known secrets scrubbed.
+        onEvent: req.onEvent && ((e) => req.onEvent!(scrubValue(e))),
       });
+      outcome = scrubValue(outcome);
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }

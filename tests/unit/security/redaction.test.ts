@@ -1,7 +1,11 @@
 // The logger never writes a registered secret, whatever characters it holds: a JSON log line
 // escapes quotes, backslashes and control characters, and the escaped form is scrubbed too.
 import { describe, expect, it } from "vitest";
-import { createLogger, redact, scrub } from "../../../src/log.js";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { collectArtifacts } from "../../../src/artifacts/collect.js";
+import { createLogger, redact, scrub, scrubBuffer, scrubValue } from "../../../src/log.js";
 
 function logged(fields: Record<string, unknown>): string {
   const lines: string[] = [];
@@ -29,5 +33,36 @@ describe("secrets in logs", () => {
     expect(scrub("abc def")).toBe("abc def");
     redact("sk-scrub-0123456789");
     expect(scrub("key=sk-scrub-0123456789;")).toBe("key=[redacted];");
+  });
+
+  it("scrubValue cleans what Codex reports (events, outcomes), escaped forms included, and leaves clean values as they are", () => {
+    const secret = 'sk-"value"-0123456789';
+    redact(secret);
+    const event = { kind: "command_output", text: `OPENAI_API_KEY=${secret}`, nested: [{ json: JSON.stringify({ k: secret }) }] };
+    const clean = scrubValue(event);
+    expect(JSON.stringify(clean)).not.toContain("0123456789");
+    expect(clean.text).toBe("OPENAI_API_KEY=[redacted]");
+    const untouched = { kind: "agent_message", text: "nothing here" };
+    expect(scrubValue(untouched)).toBe(untouched);
+    expect(scrubValue(null)).toBeNull();
+  });
+
+  it("scrubBuffer replaces every occurrence and counts them; an artifact copy carries no secret and says so", () => {
+    const secret = "sk-artifact-0123456789";
+    redact(secret);
+    const { data, replaced } = scrubBuffer(Buffer.from(`a ${secret} b ${secret}${secret}`));
+    expect(data.toString()).toBe("a [redacted] b [redacted][redacted]");
+    expect(replaced).toBe(3);
+    const ws = mkdtempSync(path.join(os.tmpdir(), "cmw-redact-ws-"));
+    const dest = mkdtempSync(path.join(os.tmpdir(), "cmw-redact-dest-"));
+    mkdirSync(path.join(ws, "out"));
+    writeFileSync(path.join(ws, "out/auth-copy.json"), JSON.stringify({ OPENAI_API_KEY: secret }));
+    writeFileSync(path.join(ws, "out/clean.txt"), "clean");
+    const entries = collectArtifacts(ws, ["out/**"], dest);
+    expect(entries.map((e) => [e.path, e.redacted])).toEqual([
+      ["out/auth-copy.json", 1],
+      ["out/clean.txt", undefined],
+    ]);
+    expect(readFileSync(path.join(dest, "out/auth-copy.json"), "utf8")).toBe('{"OPENAI_API_KEY":"[redacted]"}');
   });
 });

@@ -20,7 +20,7 @@ export class Broker {
   constructor(
     readonly config: WrapperConfig,
     readonly logger: Logger = silentLogger,
-    readonly docker = new DockerRuntime(),
+    readonly docker = new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }),
   ) {
     this.store = new StateStore(config.stateDir);
     this.metrics = new BrokerMetrics({

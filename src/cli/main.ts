@@ -69,7 +69,7 @@ async function doctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
   if (values.help) return print(HELP.doctor!);
   const config = loadConfig({ file: values.config });
-  const checks = await runDoctor(config, new DockerRuntime());
+  const checks = await runDoctor(config, new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }));
   process.stdout.write(values.json ? `${JSON.stringify(checks, null, 2)}\n` : `${formatChecks(checks)}\n`);
   return checks.some((c) => c.status === "fail") ? EXIT.failed : EXIT.ok;
 }

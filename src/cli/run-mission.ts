@@ -69,7 +69,7 @@ export async function runMission(argv: string[]): Promise<number> {
   const mission = loadMission(positionals[0]!, config);
   const logger = createLogger({ level: "warn" });
   const store = new StateStore(config.stateDir);
-  const pool = new WorkerPool({ config, docker: new DockerRuntime(), logger, onRoute: (r) => store.saveRoute(r) });
+  const pool = new WorkerPool({ config, docker: new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }), logger, onRoute: (r) => store.saveRoute(r) });
   const runner = new MissionRunner(pool, store, logger);
   const out = (line: string): void => void process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 

@@ -109,6 +109,7 @@ export function resolveConfig(
     imagePrefix: b.image_prefix,
     maxPromptBytes: b.max_prompt_bytes,
     maxTasksPerMission: b.max_tasks_per_mission,
+    dockerTimeoutMs: b.docker_timeout,
     workers: profiles.map((p) => ({ ...p, image: p.image ?? envImage ?? `${b.image_prefix}/worker:${defaultImageTag}` })),
     source,
   };

@@ -98,6 +98,7 @@ export const BrokerSchema = z.strictObject({
   image_prefix: z.string().min(1).default("codex-mcp-wrapper"),
   max_prompt_bytes: positiveInt().default(256 * 1024),
   max_tasks_per_mission: positiveInt().default(1000),
+  docker_timeout: duration.default(60_000),
 });
 
 export const WrapperConfigFileSchema = z.strictObject({
@@ -128,6 +129,8 @@ export interface WrapperConfig {
   imagePrefix: string;
   maxPromptBytes: number;
   maxTasksPerMission: number;
+  /** How long one Docker engine call may take before the engine counts as unreachable (ms). */
+  dockerTimeoutMs: number;
   workers: WorkerProfile[];
   /** Where the config came from: a file path, or "built-in defaults". */
   source: string;

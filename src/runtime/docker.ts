@@ -106,17 +106,36 @@ export class DockerRuntime {
   private readonly docker: Docker;
   private readonly where: string;
 
-  constructor(opts: { socketPath?: string; timeoutMs?: number } = {}) {
+  /** How long one call may take (ms); a hung engine must fail a call, not hang it. */
+  private readonly callTimeoutMs: number;
+
+  constructor(opts: { socketPath?: string; callTimeoutMs?: number } = {}) {
     const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
-    this.docker = socketPath ? new Docker({ socketPath, timeout: opts.timeoutMs }) : new Docker({ timeout: opts.timeoutMs });
+    this.docker = socketPath ? new Docker({ socketPath }) : new Docker();
     this.where = socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock";
+    this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
   }
 
-  /** Runs an engine call, turning "no daemon" into DockerUnavailableError. */
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs an engine call, turning "no daemon" and "no answer within `deadlineMs`" into
+   * DockerUnavailableError. (A call past its deadline is abandoned, not cancelled: the engine may
+   * still carry it out once it answers again, as with any client that gave up.)
+   */
+  private async call<T>(what: string, fn: () => Promise<T>, deadlineMs: number | null = this.callTimeoutMs): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      return await fn();
+      if (deadlineMs === null) return await fn();
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const s = deadlineMs % 1000 === 0 ? `${deadlineMs / 1000} s` : `${deadlineMs} ms`;
+          reject(new DockerUnavailableError(`Docker engine at ${this.where} did not answer within ${s} while trying to ${what}; it may be hung or overloaded: check \`docker info\`, restart the engine if it does not answer (broker.docker_timeout sets this limit)`));
+        }, deadlineMs);
+      });
+      const call = fn();
+      call.catch(() => {}); // abandoned after the deadline: its own failure is of no interest then
+      return await Promise.race([call, late]);
     } catch (e) {
+      if (e instanceof DockerUnavailableError) throw e;
       if (isConnectionError(e)) {
         throw new DockerUnavailableError(
           `Docker engine unreachable at ${this.where} while trying to ${what} (${(e as NodeJS.ErrnoException).code}); start Docker (scripts/ensure-docker.sh) and try again`,
@@ -124,11 +143,13 @@ export class DockerRuntime {
         );
       }
       throw e;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   async ping(): Promise<EngineInfo> {
-    const v = await this.call("reach the engine", () => this.docker.version());
+    const v = await this.call("reach the engine", () => this.docker.version(), Math.min(5_000, this.callTimeoutMs));
     return { version: v.Version, apiVersion: v.ApiVersion };
   }
 
@@ -253,7 +274,7 @@ export class DockerRuntime {
 
   async stop(id: string, timeoutSeconds = 5): Promise<void> {
     try {
-      await this.call(`stop ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+      await this.call(`stop ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }), this.callTimeoutMs + timeoutSeconds * 1000);
     } catch (e) {
       const s = statusOf(e);
       if (s !== 304 && s !== 404) throw e; // already stopped or gone
@@ -300,7 +321,7 @@ export class DockerRuntime {
   /** Waits for a container to stop; resolves with its exit code. */
   async wait(id: string): Promise<number | null> {
     try {
-      const r = (await this.call(`wait for ${id}`, () => this.docker.getContainer(id).wait())) as { StatusCode?: number };
+      const r = (await this.call(`wait for ${id}`, () => this.docker.getContainer(id).wait(), null)) as { StatusCode?: number };
       return r.StatusCode ?? null;
     } catch (e) {
       if (statusOf(e) === 404) return null;

@@ -221,6 +221,24 @@ export class WorkerPool {
     return orphans.map((o) => o.name);
   }
 
+  /**
+   * Removes this session's containers that no worker holds. A hung engine can carry out a create
+   * the pool gave up on (past broker.docker_timeout) once it answers again: that container
+   * belongs to no one and would otherwise stay.
+   */
+  private async removeStrays(): Promise<void> {
+    let mine: { id: string; name: string }[];
+    try {
+      mine = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, [LABELS.session]: this.session });
+    } catch {
+      return; // the engine is away: next round
+    }
+    const held = new Set([...this.workers].map((w) => w.container.name)); // after the list: a worker added since is held
+    const strays = mine.filter((c) => !held.has(c.name));
+    for (const c of strays) await this.opts.docker.remove(c.id).catch(() => this.unremoved.add(c.id));
+    if (strays.length) this.logger.warn("removed containers no worker held", { names: strays.map((c) => c.name) });
+  }
+
   route(id: ConversationId): ConversationRoute | undefined {
     return this.routes.get(id);
   }
@@ -575,6 +593,19 @@ export class WorkerPool {
 
   /** Replaces dead or frozen containers and stops idle ones. */
   async checkHealth(): Promise<void> {
+    // A hung engine makes a round last as long as its calls' deadlines: rounds never overlap.
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      await this.healthRound();
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private checking = false;
+
+  private async healthRound(): Promise<void> {
     const now = Date.now();
     for (const id of [...this.unremoved]) {
       await this.opts.docker.remove(id).then(
@@ -582,6 +613,7 @@ export class WorkerPool {
         () => {}, // still unreachable: next round
       );
     }
+    await this.removeStrays();
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
       const idle = w.lanes.every((b) => !b);

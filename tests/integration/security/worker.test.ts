@@ -5,7 +5,7 @@
 // container; and a prompt that reads its own credential cannot carry it out of the worker
 // through the broker (tool results, records, event logs, artifacts).
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";

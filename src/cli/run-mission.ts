@@ -97,7 +97,7 @@ export async function runMission(argv: string[]): Promise<number> {
       }
       if (e.kind === "task_started") out(`task ${e.taskId}: started on ${e.container}`);
       else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
-      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}`);
+      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}${e.record.notes?.length ? ` [${e.record.notes.join("; ")}]` : ""}`);
     };
     const started = runner.start(mission, { workspace: values.workspace, onProgress, bundle: values.zip ? "both" : undefined });
     missionId = started.missionId;

@@ -59,7 +59,7 @@ function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
     finishedAt: m.finishedAt,
     progress,
     bundle: m.bundle ? `${base}/bundle.tar.gz` : null,
-    tasks: m.tasks.map((t) => ({
+    tasks: m.tasks.map((t) => ({ ...t, error: [t.error, ...(t.notes ?? [])].filter(Boolean).join("\n") || null })).map((t) => ({
       id: t.id,
       status: t.status,
       container: t.container,

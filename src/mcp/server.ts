@@ -29,6 +29,7 @@ const TaskResult = {
   artifacts: z.array(z.object({ path: z.string(), size: z.number(), sha256: z.string(), redacted: z.number().optional().describe("how many known secrets were replaced by [redacted] in the copy") })),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  notes: z.array(z.string()).optional().describe("what the broker saw besides Codex's own account, e.g. a command killed for exceeding the memory limit"),
 };
 const MissionResult = { missionId: z.string(), status: z.string(), tasks: z.array(z.object(TaskResult)) };
 
@@ -41,11 +42,12 @@ const taskOut = (t: TaskRecord): z.infer<z.ZodObject<typeof TaskResult>> => ({
   artifacts: t.artifacts,
   startedAt: t.startedAt,
   finishedAt: t.finishedAt,
+  ...(t.notes?.length ? { notes: t.notes } : {}),
 });
 const missionOut = (m: MissionRecord) => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
 
 function summaryText(m: MissionRecord): string {
-  const lines = m.tasks.map((t) => `- ${t.id}: ${t.status}${t.conversationId ? ` (conversation ${t.conversationId})` : ""}${t.error ? ` — ${t.error.split("\n")[0]}` : t.finalMessage ? ` — ${t.finalMessage.split("\n")[0]!.slice(0, 200)}` : ""}`);
+  const lines = m.tasks.map((t) => `- ${t.id}: ${t.status}${t.conversationId ? ` (conversation ${t.conversationId})` : ""}${t.error ? ` — ${t.error.split("\n")[0]}` : t.finalMessage ? ` — ${t.finalMessage.split("\n")[0]!.slice(0, 200)}` : ""}${t.notes?.length ? ` [${t.notes.join("; ")}]` : ""}`);
   return `mission ${m.name} (${m.missionId}): ${m.status}\n${lines.join("\n")}`;
 }
 
@@ -138,8 +140,10 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           artifacts: [],
           startedAt,
           finishedAt: new Date().toISOString(),
+          ...(r.notes ? { notes: r.notes } : {}),
         };
-        return { structuredContent: out, content: [{ type: "text", text: r.outcome.error ? `${r.outcome.status}: ${r.outcome.error}` : (r.outcome.finalMessage ?? r.outcome.status) }], isError: r.outcome.status !== "succeeded" };
+        const text = r.outcome.error ? `${r.outcome.status}: ${r.outcome.error}` : (r.outcome.finalMessage ?? r.outcome.status);
+        return { structuredContent: out, content: [{ type: "text", text: r.notes ? `${text}\n[${r.notes.join("; ")}]` : text }], isError: r.outcome.status !== "succeeded" };
       } catch (e) {
         return toolError(e);
       }

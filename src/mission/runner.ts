@@ -183,6 +183,10 @@ export class MissionRunner {
       rec.finalMessage = result.outcome.finalMessage;
       rec.error = result.outcome.error;
       rec.container = result.container ?? rec.container;
+      if (result.notes) {
+        rec.notes = result.notes;
+        for (const note of result.notes) log({ type: "note", note });
+      }
     } catch (e) {
       rec.status = signal.aborted ? "cancelled" : "failed";
       rec.error = describeError(e);

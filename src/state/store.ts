@@ -29,6 +29,8 @@ export interface TaskRecord {
   startedAt: string | null;
   finishedAt: string | null;
   artifacts: ArtifactEntry[];
+  /** What the broker saw besides Codex's own account (e.g. an out-of-memory kill); absent when nothing. */
+  notes?: string[];
 }
 
 export interface MissionRecord {

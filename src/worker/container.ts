@@ -201,6 +201,19 @@ export class WorkerContainer {
     this.resolveExited(this.exitInfo);
   }
 
+  /**
+   * How many processes the kernel has killed in this container for exceeding its memory limit
+   * (the cgroup's oom_kill counter, v2 or v1), or null when it cannot be read.
+   */
+  async oomKills(): Promise<number | null> {
+    if (!this.id) return null;
+    const r = await this.opts.docker
+      .execCollect(this.id, ["sh", "-c", "cat /sys/fs/cgroup/memory.events 2>/dev/null || cat /sys/fs/cgroup/memory/memory.oom_control"])
+      .catch(() => null);
+    const m = r ? /^oom_kill (\d+)$/m.exec(r.stdout) : null;
+    return m ? Number(m[1]) : null;
+  }
+
   /** Marks the end as the broker's own doing, then stops and removes the container. */
   async remove(): Promise<void> {
     this.stopping = true;

@@ -60,6 +60,8 @@ export interface PoolTurnResult {
   conversationId: ConversationId | null;
   outcome: TurnOutcome;
   container: string | null;
+  /** What the broker saw besides Codex's own account, e.g. a command the kernel killed for memory. */
+  notes?: string[];
 }
 
 export interface PoolOptions {
@@ -107,6 +109,8 @@ interface Worker {
   turns: number;
   /** Set when the pool gave up on a live container (frozen): its turns end `lost` with this reason. */
   lostReason?: string;
+  /** The container's OOM kills already accounted to a turn. */
+  oomKillsSeen: number;
 }
 
 interface Want {
@@ -280,6 +284,7 @@ export class WorkerPool {
         this.opts.onRoute?.(route);
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
       }
+      let killed = 0;
       let outcome = await driver.runTurn({
         threadId: route?.threadId,
         prompt: req.prompt,
@@ -294,9 +299,14 @@ export class WorkerPool {
         lane,
         // A task's commands can read the worker's credential (Codex must, so any sandbox mode
         // lets them) and print it: what they report leaves the worker with known secrets scrubbed.
-        onEvent: req.onEvent && ((e) => req.onEvent!(scrubValue(e))),
+        onEvent: (e) => {
+          if (e.kind === "command_finished" && e.exitCode === 137) killed++;
+          req.onEvent?.(scrubValue(e));
+        },
       });
       outcome = scrubValue(outcome);
+      // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
+      const notes = killed > 0 ? await this.oomNotes(worker, killed) : [];
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }
@@ -305,7 +315,7 @@ export class WorkerPool {
         this.routes.set(route.id, route);
         this.opts.onRoute?.(route);
       }
-      return { conversationId: route?.id ?? null, container: worker.container.name, outcome };
+      return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}) };
     } finally {
       this.release(worker, lane);
     }
@@ -459,6 +469,7 @@ export class WorkerPool {
       ready: Promise.resolve(),
       ahead,
       turns: 0,
+      oomKillsSeen: 0,
     };
     slot.worker = worker;
     this.workers.add(worker);
@@ -589,6 +600,16 @@ export class WorkerPool {
       if (worker.container.id) this.unremoved.add(worker.container.id);
     });
     this.onWorkerExit(worker, why);
+  }
+
+  /** Notes for a turn in which `killed` commands died of SIGKILL, if the kernel's OOM killer did it. */
+  private async oomNotes(worker: Worker, killed: number): Promise<string[]> {
+    const total = await worker.container.oomKills();
+    if (total === null || total <= worker.oomKillsSeen) return [];
+    const n = total - worker.oomKillsSeen;
+    worker.oomKillsSeen = total;
+    const limit = Math.round(worker.profile.memory / 1024 / 1024);
+    return [`out of memory: the kernel killed ${n} process${n > 1 ? "es" : ""} in container ${worker.container.name} for exceeding its memory limit (${limit} MiB; workers.memory), and ${killed} command${killed > 1 ? "s" : ""} of this turn ended by SIGKILL (exit code 137)`];
   }
 
   /** Replaces dead or frozen containers and stops idle ones. */

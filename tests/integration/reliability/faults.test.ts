@@ -103,6 +103,10 @@ describe("faults", () => {
     // command die and finished its turn; the broker's record and event log both carry it.
     expect(events).toMatch(/"type":"command_finished".*"exitCode":137/);
     expect(t.status).toBe("succeeded");
+    // ...and the broker, reading the container's cgroup, says it was the memory limit.
+    expect(t.notes).toEqual([`out of memory: the kernel killed 1 process in container ${t.container} for exceeding its memory limit (384 MiB; workers.memory), and 1 command of this turn ended by SIGKILL (exit code 137)`]);
+    expect(events).toMatch(/"type":"note","note":"out of memory: /);
+    expect(b.store.readMission(r.missionId).tasks[0]!.notes).toEqual(t.notes);
     const [c] = await docker.listByLabels({ [LABELS.instance]: b.config.label });
     const inspect = JSON.parse(execFileSync("docker", ["inspect", c!.id], { encoding: "utf8" })) as { HostConfig: { Memory: number; MemorySwap: number }; State: { Running: boolean } }[];
     expect(inspect[0]!.HostConfig.Memory).toBe(384 * 1024 ** 2);
@@ -110,6 +114,21 @@ describe("faults", () => {
     expect(inspect[0]!.State.Running).toBe(true);
     const after = await stillServes(b, ws);
     expect(after.tasks[0]!.container).toBe(t.container);
+  });
+
+  it("Codex itself OOM-killed (its oom_score_adj raised, then a hog): the task fails naming the memory limit, and a new container serves", async () => {
+    const b = await start([{ name: "default", capacity: 1, max_containers: 1, memory: "384m" }]);
+    const ws = makeWorkspace();
+    // A process may raise the OOM score of its own user's processes: the kernel then picks Codex.
+    const hog = `node -e "const a=[];for(;;)a.push(Buffer.alloc(1<<24,1))"`;
+    const prompt = `#fake run for p in $(pgrep codex); do echo 1000 > /proc/$p/oom_score_adj; done; ${hog}`;
+    const r = await b.runner.start(mission([{ id: "codex-oom", prompt }] as Mission["tasks"]), { workspace: ws }).done;
+    const t = r.tasks[0]!;
+    expect(t.status).toBe("failed");
+    expect(t.error).toMatch(new RegExp(`container ${t.container} was killed for exceeding its memory limit \\(384 MiB\\)`));
+    await until(() => containers(b), (names) => !names.includes(t.container!), 15_000, "the dead container is gone");
+    const after = await stillServes(b, ws);
+    expect(after.tasks[0]!.container).not.toBe(t.container);
   });
 
   it("a worker that stops answering (docker pause): the probe replaces it and its tasks end lost, with the reason", async () => {

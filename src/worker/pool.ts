@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { AuthFileError } from "../auth/auth-file.js";
+import { ChatgptTokens } from "../auth/chatgpt-tokens.js";
 import { AuthSeeder } from "../auth/seeder.js";
 import type { ApprovalPolicy, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
 import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
@@ -190,6 +191,17 @@ export class WorkerPool {
     } catch (e) {
       if (e instanceof AuthFileError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}; ${e.fix}`);
       throw e;
+    }
+    if (this.seeder.kind === "chatgpt" && !this.opts.tokens && this.opts.config.workers.some((w) => w.protocol === "app-server")) {
+      // app-server containers get no refresh token: the broker holds the login and pushes the
+      // access token to each one (account/login/start), refreshing it ahead of its expiry.
+      try {
+        this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
+      } catch (e) {
+        if (e instanceof WrapperError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}`);
+        throw e;
+      }
+      this.ownTokens.start();
     }
     if (this.seeder.kind === "chatgpt") {
       for (const p of this.opts.config.workers.filter((w) => w.protocol !== "app-server" && w.max_containers > 1)) {
@@ -507,7 +519,7 @@ export class WorkerPool {
     const streams = container.streams!;
     const driver: CodexDriver =
       profile.protocol === "app-server"
-        ? new AppServerDriver({ name: container.name, streams, exited: container.exited, cwd: CONTAINER_PATHS.workspace, tokens: seeder.kind === "chatgpt" ? this.opts.tokens : undefined })
+        ? new AppServerDriver({ name: container.name, streams, exited: container.exited, cwd: CONTAINER_PATHS.workspace, tokens: seeder.kind === "chatgpt" ? (this.opts.tokens ?? this.ownTokens) : undefined })
         : profile.protocol === "mcp-server"
           ? new McpServerDriver({ name: container.name, streams, exited: container.exited })
           : new ExecDriver({ name: container.name, docker: this.opts.docker, containerId: () => container.id, exited: container.exited });
@@ -626,6 +638,9 @@ export class WorkerPool {
 
   private checking = false;
 
+  /** The ChatGPT login this pool holds for its app-server containers, when no source was given. */
+  private ownTokens: ChatgptTokens | undefined;
+
   private async healthRound(): Promise<void> {
     const now = Date.now();
     for (const id of [...this.unremoved]) {
@@ -695,5 +710,6 @@ export class WorkerPool {
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
     this.seeder?.close();
+    this.ownTokens?.stop();
   }
 }

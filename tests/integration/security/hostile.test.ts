@@ -8,6 +8,7 @@
 //   appears in the broker's logs, the state directory (records, event logs, artifacts, bundles),
 //   tool results, the status page, /status.json, /metrics or /healthz.
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -179,9 +180,9 @@ describe("secrets stay secret", () => {
       const r = await call(inst, "batch", { workspace: ws, mission: { name: "secrets", tasks: [{ id: "auth", prompt: "#fake auth" }, { id: "env", prompt: "#fake run env > out/env.txt; ls -la /codex-home >> out/env.txt", sandbox: "workspace-write", artifacts: ["out/*"] }, { id: "fail", prompt: "#fake fail boom" }] } });
       const tasks = (r.structured as { tasks: { id: string; status: string; finalMessage: string | null }[] }).tasks;
       expect(tasks.map((t) => t.status)).toEqual(["succeeded", "succeeded", "failed"]);
-      // With the API key the model receives it (as a hash in its answer). With a ChatGPT login
-      // the rehearsal provider is sent no bearer ("auth: none"): the login lives in app-server.
-      expect(tasks[0]!.finalMessage, inst.label).toMatch(inst === api ? /sha256:[0-9a-f]{12}/ : /^auth: /);
+      // The model receives the credential (the rehearsal answers its hash): the API key, or the
+      // ChatGPT access token the broker pushes to app-server (account/login/start).
+      expect(tasks[0]!.finalMessage, inst.label).toBe(`auth: sha256:${createHash("sha256").update(inst === api ? API_KEY : ACCESS).digest("hex").slice(0, 12)}`);
       for (const p of ["/", "/status.json", "/metrics", "/healthz"]) results.push(await (await fetch(`${inst.base}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
     }
     // Requests with the right and wrong tokens were made above: the log has seen them all.

@@ -156,8 +156,10 @@ export class WorkerPool {
   private readonly warmFailures = new Map<string, { count: number; retryAt: number }>();
   private warmTimer: NodeJS.Timeout | undefined;
   private readonly starts = { ahead: 0, onDemand: 0 };
-  /** Containers whose removal failed (the engine was down): retried on each health round. */
-  private readonly unremoved = new Set<string>();
+  /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
+  private checking = false;
+  /** The ChatGPT login this pool holds for its app-server containers, when no source was given. */
+  private ownTokens: ChatgptTokens | undefined;
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
@@ -195,12 +197,7 @@ export class WorkerPool {
     if (this.seeder.kind === "chatgpt" && !this.opts.tokens && this.opts.config.workers.some((w) => w.protocol === "app-server")) {
       // app-server containers get no refresh token: the broker holds the login and pushes the
       // access token to each one (account/login/start), refreshing it ahead of its expiry.
-      try {
-        this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
-      } catch (e) {
-        if (e instanceof WrapperError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}`);
-        throw e;
-      }
+      this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
       this.ownTokens.start();
     }
     if (this.seeder.kind === "chatgpt") {
@@ -217,7 +214,8 @@ export class WorkerPool {
         } catch (e) {
           throw new WrapperError("CONFIG_INVALID", `workers[${i}].warm_workspaces[${j}]: ${describeError(e)}`);
         }
-        this.addWarmKey({ profile: p, workspace, sandbox: p.sandbox, key: keyOf(p.name, workspace, p.sandbox) });
+        const key = keyOf(p.name, workspace, p.sandbox);
+        this.warmKeys.set(key, { profile: p, workspace, sandbox: p.sandbox, key });
       });
     });
     const reaped = await this.reapOrphans();
@@ -228,31 +226,25 @@ export class WorkerPool {
     return { reaped };
   }
 
-  /** Removes containers of this instance's label that this pool did not start. */
+  /** Removes containers of this instance's label that this pool did not start (an earlier broker's). */
   async reapOrphans(): Promise<string[]> {
-    const mine = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label });
-    const orphans = mine.filter((c) => c.labels[LABELS.session] !== this.session);
-    await Promise.all(orphans.map((c) => this.opts.docker.remove(c.id)));
-    if (orphans.length) this.logger.info("removed orphan containers", { count: orphans.length, names: orphans.map((o) => o.name) });
-    return orphans.map((o) => o.name);
+    const names = await this.removeUnheld(false);
+    if (names.length) this.logger.info("removed orphan containers", { count: names.length, names });
+    return names;
   }
 
   /**
-   * Removes this session's containers that no worker holds. A hung engine can carry out a create
-   * the pool gave up on (past broker.docker_timeout) once it answers again: that container
-   * belongs to no one and would otherwise stay.
+   * Removes containers of this instance's label (only this pool's with `thisSession`) that no
+   * worker holds, and returns their names. Besides an earlier broker's orphans, these are a
+   * container whose removal failed while the engine was away, and one a hung engine created
+   * after the pool had given up on the call (past broker.docker_timeout).
    */
-  private async removeStrays(): Promise<void> {
-    let mine: { id: string; name: string }[];
-    try {
-      mine = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, [LABELS.session]: this.session });
-    } catch {
-      return; // the engine is away: next round
-    }
+  private async removeUnheld(thisSession: boolean): Promise<string[]> {
+    const found = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, ...(thisSession ? { [LABELS.session]: this.session } : {}) });
     const held = new Set([...this.workers].map((w) => w.container.name)); // after the list: a worker added since is held
-    const strays = mine.filter((c) => !held.has(c.name));
-    for (const c of strays) await this.opts.docker.remove(c.id).catch(() => this.unremoved.add(c.id));
-    if (strays.length) this.logger.warn("removed containers no worker held", { names: strays.map((c) => c.name) });
+    const unheld = found.filter((c) => !held.has(c.name));
+    await Promise.all(unheld.map((c) => this.opts.docker.remove(c.id)));
+    return unheld.map((c) => c.name);
   }
 
   route(id: ConversationId): ConversationRoute | undefined {
@@ -543,15 +535,8 @@ export class WorkerPool {
     this.maxInFlightSeen.delete(worker.container.name);
     this.seeder?.forget(worker.slot.dir);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
-    void worker.container.remove().catch(() => {
-      if (worker.container.id) this.unremoved.add(worker.container.id);
-    });
+    void worker.container.remove().catch(() => {}); // if the engine is away, a health round removes it later
     this.drain(worker.profile.name);
-    this.topUpWarm();
-  }
-
-  private addWarmKey(want: Want): void {
-    this.warmKeys.set(want.key, { profile: want.profile, workspace: want.workspace, sandbox: want.sandbox, key: want.key });
     this.topUpWarm();
   }
 
@@ -607,10 +592,7 @@ export class WorkerPool {
     worker.removing = true;
     this.logger.info("removing worker container", { container: worker.container.name, why });
     await worker.driver?.close().catch(() => {});
-    await worker.container.remove().catch((e: unknown) => {
-      this.logger.warn("cannot remove a worker container; will retry", { container: worker.container.name, error: describeError(e) });
-      if (worker.container.id) this.unremoved.add(worker.container.id);
-    });
+    await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container; a health round will", { container: worker.container.name, error: describeError(e) }));
     this.onWorkerExit(worker, why);
   }
 
@@ -626,8 +608,7 @@ export class WorkerPool {
 
   /** Replaces dead or frozen containers and stops idle ones. */
   async checkHealth(): Promise<void> {
-    // A hung engine makes a round last as long as its calls' deadlines: rounds never overlap.
-    if (this.checking) return;
+    if (this.checking) return; // rounds never overlap
     this.checking = true;
     try {
       await this.healthRound();
@@ -636,20 +617,12 @@ export class WorkerPool {
     }
   }
 
-  private checking = false;
-
-  /** The ChatGPT login this pool holds for its app-server containers, when no source was given. */
-  private ownTokens: ChatgptTokens | undefined;
-
   private async healthRound(): Promise<void> {
     const now = Date.now();
-    for (const id of [...this.unremoved]) {
-      await this.opts.docker.remove(id).then(
-        () => this.unremoved.delete(id),
-        () => {}, // still unreachable: next round
-      );
-    }
-    await this.removeStrays();
+    await this.removeUnheld(true).then(
+      (names) => names.length && this.logger.warn("removed containers no worker held", { names }),
+      () => {}, // the engine is away: next round
+    );
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
       const idle = w.lanes.every((b) => !b);

@@ -159,9 +159,9 @@ export class AppServerDriver implements CodexDriver {
           clearTimeout(timeout);
           clearTimeout(graceTimer);
           req.signal?.removeEventListener("abort", onAbort);
-          // Interrupted because we stopped it: say why (the timeout), not Codex's bare "interrupted".
-          const stopped = stopReason && o.status === "cancelled";
-          resolve(stopped ? { ...o, status: stopReason!, error: stopReason === "timed_out" ? `no answer within ${req.timeoutMs} ms; the turn was interrupted` : o.error } : o);
+          // Ended because we stopped it (Codex's "interrupted", or the grace ran out): say why.
+          if (stopReason === "timed_out" && o.status === "cancelled") resolve({ ...o, status: "timed_out", error: `no answer within ${req.timeoutMs} ms; the turn was interrupted` });
+          else resolve(o);
         },
       };
       const stop = (why: "cancelled" | "timed_out"): void => {
@@ -178,7 +178,7 @@ export class AppServerDriver implements CodexDriver {
         turn.interrupt = interrupt;
         interrupt();
         graceTimer = setTimeout(
-          () => turn.finish({ status: why, threadId, finalMessage: null, error: why === "timed_out" ? `no answer within ${req.timeoutMs} ms; the turn was interrupted` : "cancelled" }),
+          () => turn.finish({ status: "cancelled", threadId, finalMessage: null, error: "cancelled" }),
           CANCEL_GRACE_MS,
         );
       };
@@ -195,7 +195,7 @@ export class AppServerDriver implements CodexDriver {
           turn.turnId ??= r.turn.id;
         })
         .catch((e: unknown) => turn.finish(failed(threadId, (e as Error).message)));
-    }).then((o) => (o.status === "timed_out" && !o.error ? { ...o, error: `no answer within ${req.timeoutMs} ms; the turn was interrupted` } : o));
+    });
   }
 
   private onNotification(method: string, params: unknown): void {

@@ -53,13 +53,31 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || "(root)";
 }
 
+const KINDS: Record<string, string> = { string: "a string", array: "a list", record: "a table of names to values", object: "an object", number: "a number", boolean: "true or false" };
+
+/** What a value is, for an error message: `a list`, `a number`, `nothing`. */
+function kindOf(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
+/**
+ * A zod `invalid_type` issue in the user's words (zod's "expected array, received undefined"
+ * misnames an absent key): that the key is missing, or what was expected and what was given.
+ */
+export function describeInvalidType(expected: string, given: unknown): string {
+  const want = KINDS[expected] ?? expected;
+  return given === undefined ? `missing; this key is required (expected ${want})` : `expected ${want}, got ${kindOf(given)}`;
+}
+
 /** One line per zod issue: `<path>: <message>, got <value>`. */
 export function formatZodIssues(error: ZodError, input: unknown): string[] {
   return error.issues.map((issue) => {
     const where = formatPath(issue.path);
     const value = valueAt(input, issue.path);
-    // A required key that is absent: say so, rather than zod's "received undefined".
-    if (issue.code === "invalid_type" && value === undefined) return `${where}: missing; this key is required (expected a ${issue.expected})`;
+    if (issue.code === "invalid_type" && value === undefined) return `${where}: ${describeInvalidType(issue.expected, undefined)}`;
     const got = issue.code === "unrecognized_keys" || value === undefined ? "" : `, got ${JSON.stringify(value)}`;
     return `${where}: ${issue.message}${got}`;
   });

@@ -5,7 +5,7 @@ import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { WrapperConfig } from "../config/schema.js";
-import { formatPath, MissionError } from "../errors.js";
+import { describeInvalidType, formatPath, MissionError } from "../errors.js";
 import { MissionSchema, type Mission } from "./schema.js";
 
 /** The largest mission file read: the same as the largest request body the HTTP endpoint takes. */
@@ -72,16 +72,6 @@ function describePath(p: readonly PropertyKey[], input: unknown): string {
   return formatPath(p);
 }
 
-const KINDS: Record<string, string> = { string: "a string", array: "a list", record: "a table of names to values", object: "an object", number: "a number", boolean: "true or false" };
-
-/** What a value is, for an error message: `a list`, `a number`, `nothing`. */
-function kindOf(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
-  return typeof v === "object" ? "an object" : `a ${typeof v}`;
-}
-
 /** Validates a parsed mission; throws MissionError with one line per problem. */
 export function validateMission(input: unknown, config: WrapperConfig, source = "mission"): Mission {
   const problems: string[] = [];
@@ -93,9 +83,8 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
     for (const issue of parsed.error.issues) {
       const where = describePath(issue.path, input);
       if (issue.code === "unrecognized_keys") for (const k of issue.keys) problems.push(`${where}: unknown field "${k}"`);
-      // zod's own wording ("Invalid input: expected array, received undefined") misnames an absent
-      // value and some objects: say what was expected and what was given, in the user's words.
-      else if (issue.code === "invalid_type" && issue.message.startsWith("Invalid input:")) problems.push(`${where}: ${issue.input === undefined ? "missing; " : ""}expected ${KINDS[issue.expected] ?? issue.expected}, got ${kindOf(issue.input)}`);
+      // (Only zod's own wording: the schema's messages already speak the user's words.)
+      else if (issue.code === "invalid_type" && issue.message.startsWith("Invalid input:")) problems.push(`${where}: ${describeInvalidType(issue.expected, issue.input)}`);
       else problems.push(`${where}: ${issue.message}`);
     }
   } else {

@@ -64,6 +64,7 @@ export function scrubBuffer(data: Buffer): { data: Buffer; replaced: number } {
   }
   return { data: out, replaced };
 }
+
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;

@@ -10,7 +10,7 @@ import { createLogger } from "../log.js";
 import { loadMission } from "../mission/load.js";
 import { MissionRunner, type ProgressEvent } from "../mission/runner.js";
 import { DockerRuntime } from "../runtime/docker.js";
-import { StateStore, writeFileAtomic, type MissionRecord } from "../state/store.js";
+import { notesSuffix, StateStore, writeFileAtomic, type MissionRecord } from "../state/store.js";
 import { WorkerPool } from "../worker/pool.js";
 
 export const RUN_MISSION_HELP = `Usage: codex-mcp-wrapper run-mission <mission.json|yaml> --workspace <path> [options]
@@ -97,7 +97,7 @@ export async function runMission(argv: string[]): Promise<number> {
       }
       if (e.kind === "task_started") out(`task ${e.taskId}: started on ${e.container}`);
       else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
-      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}${e.record.notes?.length ? ` [${e.record.notes.join("; ")}]` : ""}`);
+      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}${notesSuffix(e.record.notes)}`);
     };
     const started = runner.start(mission, { workspace: values.workspace, onProgress, bundle: values.zip ? "both" : undefined });
     missionId = started.missionId;

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { describeError, WrapperError } from "../errors.js";
 import { readMissionFile, validateMission } from "../mission/load.js";
 import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
-import type { MissionRecord, StateStore, TaskRecord } from "../state/store.js";
+import { notesSuffix, type MissionRecord, type StateStore, type TaskRecord } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../worker/pool.js";
 import { resolveInsideRoots } from "../worker/workspace.js";
@@ -47,7 +47,7 @@ const taskOut = (t: TaskRecord): z.infer<z.ZodObject<typeof TaskResult>> => ({
 const missionOut = (m: MissionRecord) => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
 
 function summaryText(m: MissionRecord): string {
-  const lines = m.tasks.map((t) => `- ${t.id}: ${t.status}${t.conversationId ? ` (conversation ${t.conversationId})` : ""}${t.error ? ` — ${t.error.split("\n")[0]}` : t.finalMessage ? ` — ${t.finalMessage.split("\n")[0]!.slice(0, 200)}` : ""}${t.notes?.length ? ` [${t.notes.join("; ")}]` : ""}`);
+  const lines = m.tasks.map((t) => `- ${t.id}: ${t.status}${t.conversationId ? ` (conversation ${t.conversationId})` : ""}${t.error ? ` — ${t.error.split("\n")[0]}` : t.finalMessage ? ` — ${t.finalMessage.split("\n")[0]!.slice(0, 200)}` : ""}${notesSuffix(t.notes)}`);
   return `mission ${m.name} (${m.missionId}): ${m.status}\n${lines.join("\n")}`;
 }
 
@@ -143,7 +143,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           ...(r.notes ? { notes: r.notes } : {}),
         };
         const text = r.outcome.error ? `${r.outcome.status}: ${r.outcome.error}` : (r.outcome.finalMessage ?? r.outcome.status);
-        return { structuredContent: out, content: [{ type: "text", text: r.notes ? `${text}\n[${r.notes.join("; ")}]` : text }], isError: r.outcome.status !== "succeeded" };
+        return { structuredContent: out, content: [{ type: "text", text: `${text}${notesSuffix(r.notes)}` }], isError: r.outcome.status !== "succeeded" };
       } catch (e) {
         return toolError(e);
       }

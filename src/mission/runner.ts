@@ -32,10 +32,10 @@ interface Running {
   done: Promise<MissionRecord>;
 }
 
-/** Observers of finished tasks and missions (metrics). */
 /** How long a record change that is not a task's end may wait to be written with others. */
 const SAVE_DELAY_MS = 100;
 
+/** Observers of finished tasks and missions (metrics). */
 export interface RunnerHooks {
   taskFinished?: (rec: TaskRecord) => void;
   missionFinished?: (rec: MissionRecord) => void;

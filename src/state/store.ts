@@ -33,6 +33,11 @@ export interface TaskRecord {
   notes?: string[];
 }
 
+/** A task's notes as a one-line suffix (` [note; note]`), or "" when it has none. */
+export function notesSuffix(notes: string[] | undefined): string {
+  return notes?.length ? ` [${notes.join("; ")}]` : "";
+}
+
 export interface MissionRecord {
   missionId: string;
   name: string;

@@ -59,20 +59,30 @@ function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
     finishedAt: m.finishedAt,
     progress,
     bundle: m.bundle ? `${base}/bundle.tar.gz` : null,
-    tasks: m.tasks.map((t) => ({ ...t, error: [t.error, ...(t.notes ?? [])].filter(Boolean).join("\n") || null })).map((t) => ({
-      id: t.id,
-      status: t.status,
-      container: t.container,
-      startedAt: t.startedAt,
-      finishedAt: t.finishedAt,
-      error: t.error && t.error.length > MAX_ERROR_CHARS ? `${t.error.slice(0, MAX_ERROR_CHARS)}…` : t.error,
-      artifacts: t.artifacts.map((a) => ({ path: a.path, size: a.size, href: `${base}/artifacts/${encodeURIComponent(t.id)}/${a.path.split("/").map(encodeURIComponent).join("/")}` })),
-    })),
+    tasks: m.tasks.map((t) => {
+      const error = [t.error, ...(t.notes ?? [])].filter(Boolean).join("\n"); // notes show with the error
+      return {
+        id: t.id,
+        status: t.status,
+        container: t.container,
+        startedAt: t.startedAt,
+        finishedAt: t.finishedAt,
+        error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error || null,
+        artifacts: t.artifacts.map((a) => ({ path: a.path, size: a.size, href: `${base}/artifacts/${encodeURIComponent(t.id)}/${a.path.split("/").map(encodeURIComponent).join("/")}` })),
+      };
+    }),
   };
 }
 
 /** Adds the status routes to the app, each behind `guard` (the same token as the MCP endpoints). */
 export function addStatusRoutes(app: Hono<{ Bindings: HttpBindings }>, broker: Broker, guard: MiddlewareHandler): void {
+  // Every open page polls each second: one snapshot (an engine ping, the recent records read)
+  // serves all of those that ask within half a second.
+  let shared: { at: number; snapshot: Promise<StatusSnapshot> } | undefined;
+  const latest = (): Promise<StatusSnapshot> => {
+    if (!shared || Date.now() - shared.at >= 500) shared = { at: Date.now(), snapshot: statusSnapshot(broker) };
+    return shared.snapshot;
+  };
   app.get("/", guard, (c) => c.html(PAGE));
   app.get("/status.json", guard, async (c) => c.json(await statusSnapshot(broker)));
   app.get("/status/events", guard, (c) =>
@@ -81,7 +91,7 @@ export function addStatusRoutes(app: Hono<{ Bindings: HttpBindings }>, broker: B
       let closed = false;
       stream.onAbort(() => void (closed = true));
       while (!closed) {
-        const { instance, ...rest } = await statusSnapshot(broker);
+        const { instance, ...rest } = await latest();
         // Uptime alone changing is not news; everything else is.
         const key = JSON.stringify(rest) + instance.docker;
         if (key !== last) {

@@ -18,10 +18,15 @@ export async function sha256File(file: string): Promise<string> {
 
 /** `<hex>  <name>` lines, sorted by name, for every regular file of the directory but the sums and signature. */
 export async function computeSums(dir: string): Promise<string> {
-  const names = readdirSync(dir).filter((n) => n !== SUMS_FILE && n !== SIG_FILE && statSync(path.join(dir, n)).isFile()).sort();
-  const lines: string[] = [];
-  for (const n of names) lines.push(`${await sha256File(path.join(dir, n))}  ${n}`);
-  return `${lines.join("\n")}\n`;
+  const names = readdirSync(dir).filter((n) => n !== SUMS_FILE && n !== SIG_FILE && statSync(path.join(dir, n)).isFile());
+  const files: { name: string; sha256: string }[] = [];
+  for (const name of names) files.push({ name, sha256: await sha256File(path.join(dir, name)) });
+  return formatSums(files);
+}
+
+/** SHA256SUMS text (the sha256sum format) for files whose sums are known, sorted by name. */
+export function formatSums(files: { name: string; sha256: string }[]): string {
+  return `${[...files].sort((a, b) => (a.name < b.name ? -1 : 1)).map((f) => `${f.sha256}  ${f.name}`).join("\n")}\n`;
 }
 
 /** Parses SHA256SUMS; throws on any line that is not `<64 hex>  <plain file name>`. */

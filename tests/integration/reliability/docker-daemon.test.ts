@@ -21,6 +21,7 @@ import type { Mission } from "../../../src/mission/schema.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
+import { until } from "../support/wait.js";
 
 const RUN = `daemon-${process.pid}`;
 const HUNG = `hung-${process.pid}`;
@@ -51,13 +52,6 @@ async function startBroker(run: string, config: Partial<WrapperConfig> = {}): Pr
 const engineUp = (): boolean => spawnSync("docker", ["info"], { stdio: "ignore", timeout: 10_000 }).status === 0;
 function ensureEngine(): void {
   if (!engineUp()) execFileSync("bash", ["scripts/ensure-docker.sh"], { stdio: "ignore", timeout: 120_000 });
-}
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 const mission = (tasks: Mission["tasks"]): Mission => ({ name: "daemon", tasks });
 

@@ -20,6 +20,7 @@ import type { MissionRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
+import { untilValue } from "../support/wait.js";
 
 const RUN = `faults-${process.pid}`;
 let broker: Broker | undefined;
@@ -27,10 +28,14 @@ let http: ServerType | undefined;
 const mounts: string[] = [];
 
 afterEach(async () => {
-  await broker?.stop();
-  broker = undefined;
-  await new Promise((r) => (http ? http.close(r) : r(null)));
-  http = undefined;
+  try {
+    await broker?.stop();
+  } finally {
+    broker = undefined;
+    if (http && "closeAllConnections" in http) http.closeAllConnections(); // a client a failed test left connected must not hold close() open
+    await new Promise((r) => (http ? http.close(r) : r(null)));
+    http = undefined;
+  }
 });
 afterAll(async () => {
   for (const m of mounts) spawnSync("umount", ["-l", m]);
@@ -44,15 +49,6 @@ async function start(workers: Record<string, unknown>[], stateDir?: string): Pro
   return broker;
 }
 
-async function until<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting until ${what}: ${JSON.stringify(v).slice(0, 600)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const mission = (tasks: Mission["tasks"], extra: Partial<Mission> = {}): Mission => ({ name: "faults", tasks, ...extra });
 const containers = async (b: Broker): Promise<string[]> => (await docker.listByLabels({ [LABELS.instance]: b.config.label })).map((c) => c.name);
@@ -75,7 +71,7 @@ describe("faults", () => {
       ] as Mission["tasks"]),
       { workspace: ws },
     );
-    const rec = await until(() => b.store.readMission(missionId), (r) => r.tasks[0]!.status === "succeeded" && r.tasks[1]!.status === "running", 90_000, "quick done, long running");
+    const rec = await untilValue(() => b.store.readMission(missionId), (r) => r.tasks[0]!.status === "succeeded" && r.tasks[1]!.status === "running", 90_000, "quick done, long running");
     const victim = rec.tasks[1]!.container!;
     execFileSync("docker", ["kill", victim], { stdio: "ignore" });
     const final = await done;
@@ -126,7 +122,7 @@ describe("faults", () => {
     const t = r.tasks[0]!;
     expect(t.status).toBe("failed");
     expect(t.error).toMatch(new RegExp(`container ${t.container} was killed for exceeding its memory limit \\(384 MiB\\)`));
-    await until(() => containers(b), (names) => !names.includes(t.container!), 15_000, "the dead container is gone");
+    await untilValue(() => containers(b), (names) => !names.includes(t.container!), 15_000, "the dead container is gone");
     const after = await stillServes(b, ws);
     expect(after.tasks[0]!.container).not.toBe(t.container);
   });
@@ -135,14 +131,14 @@ describe("faults", () => {
     const b = await start([{ name: "default", capacity: 2, max_containers: 1 }]);
     const ws = makeWorkspace();
     const { missionId, done } = b.runner.start(mission([{ id: "frozen", prompt: "#fake sleep 60000" }] as Mission["tasks"]), { workspace: ws });
-    const rec = await until(() => b.store.readMission(missionId), (r) => r.tasks[0]!.status === "running", 90_000, "the task runs");
+    const rec = await untilValue(() => b.store.readMission(missionId), (r) => r.tasks[0]!.status === "running", 90_000, "the task runs");
     const victim = rec.tasks[0]!.container!;
     execFileSync("docker", ["pause", victim], { stdio: "ignore" });
     const final = await done;
     expect(final.tasks[0]!.status).toBe("lost");
     expect(final.tasks[0]!.error).toMatch(new RegExp(`worker ${victim} stopped answering \\(its container is paused\\)`));
     expect(final.status).toBe("failed");
-    await until(() => containers(b), (names) => !names.includes(victim), 15_000, "the frozen container is gone");
+    await untilValue(() => containers(b), (names) => !names.includes(victim), 15_000, "the frozen container is gone");
     await stillServes(b, ws);
   });
 
@@ -167,12 +163,12 @@ describe("faults", () => {
     await gone.connect(transport);
     const call = gone.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "orphaned", tasks: [{ id: "a", prompt: "#fake sleep 3000" }, { id: "b", prompt: "#fake write b.txt written", sandbox: "workspace-write", artifacts: ["b.txt"] }] } } }, undefined, { timeout: 120_000 });
     call.catch(() => {});
-    const missionId = (await until(() => b.store.listMissions(1), (l) => l[0]?.tasks.some((t) => t.status === "running") ?? false, 90_000, "the mission runs"))[0]!.missionId;
+    const missionId = (await untilValue(() => b.store.listMissions(1), (l) => l[0]?.tasks.some((t) => t.status === "running") ?? false, 90_000, "the mission runs"))[0]!.missionId;
     await transport.close(); // the client goes away mid-call
     await gone.close().catch(() => {});
     const fresh = new Client({ name: "fresh", version: "0" });
     await fresh.connect(new StreamableHTTPClientTransport(url));
-    const s = await until(async () => (await fresh.callTool({ name: "status", arguments: { missionId } })).structuredContent as { status: string; tasks: { status: string; artifacts: unknown[] }[] }, (v) => v.status !== "running", 90_000, "the mission ends");
+    const s = await untilValue(async () => (await fresh.callTool({ name: "status", arguments: { missionId } })).structuredContent as { status: string; tasks: { status: string; artifacts: unknown[] }[] }, (v) => v.status !== "running", 90_000, "the mission ends");
     expect(s.status).toBe("succeeded");
     expect(s.tasks.map((t) => t.status)).toEqual(["succeeded", "succeeded"]);
     expect(s.tasks[1]!.artifacts).toHaveLength(1);

@@ -3,51 +3,28 @@
 // in a loop; then 50 concurrent MCP sessions over Streamable HTTP, each running small batches.
 // Reports the broker's peak RSS and the p99 of `status`; asserts every task finishes, capacity
 // is never exceeded and no container is leaked.
-import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
+import { startChildBroker, type ChildBroker } from "../support/child-broker.js";
+import { makeWorkspace, TEST_API_KEY } from "../support/env.js";
 import { docker } from "../support/pool.js";
 
-const label = `cmw-load-${process.pid}`;
-let child: ChildProcess;
+let broker: ChildBroker;
+let label: string;
 let base: string;
 
 interface Status { workers: { containers: { name: string; inFlight: number; capacity: number }[] } }
 
 beforeAll(async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-load-"));
-  const auth = path.join(dir, "auth.json");
-  writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: TEST_API_KEY }));
-  chmodSync(auth, 0o600);
-  const cfg = path.join(dir, "wrapper.toml");
-  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${auth}"\nallowed_workspace_roots = ["${os.tmpdir()}"]\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = 4\n`);
-  const bin = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
-  child = spawn(process.execPath, [bin, "serve", "--config", cfg], { stdio: ["ignore", "ignore", "pipe"] });
-  base = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("the broker did not start")), 60_000);
-    let err = "";
-    child.stderr!.on("data", (d: Buffer) => {
-      err = (err + d.toString()).slice(-20_000);
-      const m = /"url":"(http:\/\/[^"]+)\/mcp"/.exec(err);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
+  broker = await startChildBroker({ name: "load", auth: { OPENAI_API_KEY: TEST_API_KEY }, capacity: 4, maxContainers: 4, maxTasksPerMission: 200, logLevel: "info" });
+  ({ label, base } = broker);
 });
 
 afterAll(async () => {
-  child?.kill("SIGTERM");
-  await new Promise((r) => (child?.exitCode !== null ? r(null) : child.once("exit", r)));
-  for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
+  await broker?.stop();
 });
 
 async function client(name: string): Promise<Client> {
@@ -55,7 +32,7 @@ async function client(name: string): Promise<Client> {
   await c.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
   return c;
 }
-const peakRssMiB = (): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]) / 1024;
+const peakRssMiB = (): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${broker.child.pid}/status`, "utf8"))![1]) / 1024;
 
 describe("load", () => {
   it("200 tasks at once over 4 containers of capacity 4: all finish, capacity holds, status stays quick", async () => {
@@ -67,7 +44,9 @@ describe("load", () => {
     let maxInFlight = 0;
     let maxContainers = 0;
     const probe = await client("probe");
+    const deadline = Date.now() + 170_000;
     for (;;) {
+      if (Date.now() > deadline) throw new Error(`the 200-task mission ${missionId} did not finish within 170 s`);
       const t0 = performance.now();
       const s = (await probe.callTool({ name: "status", arguments: { missionId } })).structuredContent as { status: string; tasks: { status: string }[] };
       latencies.push(performance.now() - t0);

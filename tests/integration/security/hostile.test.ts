@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";
 import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, REHEARSAL_IMAGE } from "../support/env.js";
 import { docker } from "../support/pool.js";
-import { BIN, callTool, startChildBroker, type ChildBroker } from "./child-broker.js";
+import { BIN, callTool, startChildBroker, type ChildBroker } from "../support/child-broker.js";
 
 const API_KEY = `sk-secret-api-key-${process.pid}-DO-NOT-LEAK`;
 const TOKEN = `broker-token-${process.pid}-DO-NOT-LEAK`;
@@ -35,7 +35,7 @@ let chatgpt: Instance;
 const results: string[] = [];
 
 async function startBroker(name: string, auth: unknown): Promise<Instance> {
-  const inst = await startChildBroker({ name, auth, token: TOKEN });
+  const inst = await startChildBroker({ name: `sec-${name}`, auth, token: TOKEN });
   instances.push(inst);
   return inst;
 }
@@ -46,7 +46,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const i of instances) await i.stop();
+  const stopped = await Promise.allSettled(instances.map((i) => i.stop())); // each, even if one fails
+  for (const s of stopped) if (s.status === "rejected") throw s.reason;
 });
 
 async function call(i: Instance, name: string, args: Record<string, unknown>): Promise<{ isError: boolean; text: string; structured: unknown }> {
@@ -185,7 +186,7 @@ describe("secrets stay secret", () => {
       expect(tasks[0]!.finalMessage, inst.label).toBe(`auth: sha256:${createHash("sha256").update(inst === api ? API_KEY : ACCESS).digest("hex").slice(0, 12)}`);
       for (const p of ["/", "/status.json", "/metrics", "/healthz"]) results.push(await (await fetch(`${inst.base}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
     }
-    // Requests with the right and wrong tokens were made above: the log has seen them all.
+    // Requests with the right and wrong tokens were made above, and missions run: scan everything.
     const scanned: string[] = [];
     const leaks: string[] = [];
     const check = (where: string, text: string): void => {
@@ -219,6 +220,8 @@ describe("secrets stay secret", () => {
     expect(scanned.some((s) => s.includes("artifacts/env/out/env.txt"))).toBe(true);
     expect(scanned.some((s) => s.endsWith("bundle.tar.gz"))).toBe(true);
     expect(instances.every((i) => i.log().includes("Unauthorized") || i.log().length > 0)).toBe(true);
+    // (That one holds for any started broker.) The scanned logs cover the missions: workers started for them.
+    for (const i of instances) expect(i.log(), i.label).toContain('"msg":"worker container started"');
   });
 });
 

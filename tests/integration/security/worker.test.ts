@@ -11,12 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
 import { docker } from "../support/pool.js";
-import { callTool, startChildBroker, type ChildBroker } from "./child-broker.js";
+import { callTool, startChildBroker, type ChildBroker } from "../support/child-broker.js";
 
 const API_KEY = `sk-exfil-${process.pid}-DO-NOT-LEAK`;
 let b: ChildBroker;
 beforeAll(async () => {
-  b = await startChildBroker({ name: "worker", auth: { OPENAI_API_KEY: API_KEY }, token: `broker-token-w-${process.pid}`, maxContainers: 3 });
+  b = await startChildBroker({ name: "sec-worker", auth: { OPENAI_API_KEY: API_KEY }, token: `broker-token-w-${process.pid}`, maxContainers: 3 });
 });
 afterAll(async () => {
   await b?.stop();

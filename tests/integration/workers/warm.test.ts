@@ -7,17 +7,11 @@ import type { WorkerPool } from "../../../src/worker/pool.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
 import { docker, poolFixture } from "../support/pool.js";
+import { until } from "../support/wait.js";
 
 const RUN = `warm-${process.pid}`;
 const pools = poolFixture(RUN);
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const ready = (pool: WorkerPool): string[] => pool.stats().containers.filter((c) => c.state === "ready").map((c) => c.name).sort();
 const running = async (pool: WorkerPool): Promise<string[]> => (await docker.listByLabels({ [LABELS.instance]: pool.config.label })).map((c) => c.name).sort();

@@ -1,6 +1,6 @@
-// A broker run as its own process (`node dist/cli/bin.js serve`) with a bearer token, debug
-// logging and a temp config, for the security tests: its whole log is kept to be scanned for
-// secrets, and `stop()` ends it and removes its containers by label.
+// A broker run as its own process (`node dist/cli/bin.js serve`) with a temp config, for the
+// security and load tests: its whole log is kept (the security tests scan it for secrets), and
+// `stop()` ends it (SIGTERM, then SIGKILL) and removes its containers by label.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -9,8 +9,9 @@ import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { REHEARSAL_IMAGE } from "../support/env.js";
-import { docker } from "../support/pool.js";
+import { REHEARSAL_IMAGE } from "./env.js";
+import { docker } from "./pool.js";
+import { endChild } from "./wait.js";
 
 export const BIN = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
 
@@ -31,30 +32,33 @@ export interface ChildBrokerOptions {
   name: string;
   /** The content of the auth file the broker seeds workers from. */
   auth: unknown;
-  token: string;
-  /** The default worker profile's max_containers (default 1). */
+  /** The bearer token the broker requires (none when absent). */
+  token?: string;
+  /** The default worker profile's capacity (default 2) and max_containers (default 1). */
+  capacity?: number;
   maxContainers?: number;
+  /** broker.max_tasks_per_mission (default 50). */
+  maxTasksPerMission?: number;
+  /** The broker's log level (default debug: everything it could write is scanned). */
+  logLevel?: "debug" | "info";
 }
 
 export async function startChildBroker(o: ChildBrokerOptions): Promise<ChildBroker> {
-  const label = `cmw-sec-${o.name}-${process.pid}`;
-  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-sec-${o.name}-`));
+  const label = `cmw-${o.name}-${process.pid}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-${o.name}-`));
   const authFile = path.join(dir, "auth.json");
   writeFileSync(authFile, JSON.stringify(o.auth));
   chmodSync(authFile, 0o600);
   const cfg = path.join(dir, "wrapper.toml");
   writeFileSync(
     cfg,
-    `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\nauth_token_env = "CMW_SEC_TOKEN"\nchatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = 50\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 2\nmax_containers = ${o.maxContainers ?? 1}\n`,
+    `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\n${o.token ? 'auth_token_env = "CMW_SEC_TOKEN"\n' : ""}chatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = ${o.maxTasksPerMission ?? 50}\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = ${o.capacity ?? 2}\nmax_containers = ${o.maxContainers ?? 1}\n`,
   );
-  const child = spawn(process.execPath, [BIN, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CMW_SEC_TOKEN: o.token, CODEX_WRAPPER_LOG_LEVEL: "debug" } });
+  const child = spawn(process.execPath, [BIN, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...(o.token ? { CMW_SEC_TOKEN: o.token } : {}), CODEX_WRAPPER_LOG_LEVEL: o.logLevel ?? "debug" } });
   let log = "";
   child.stdout.on("data", (d: Buffer) => void (log += d.toString()));
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM");
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
-    }
+    await endChild(child);
     for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
   };
   try {
@@ -71,7 +75,7 @@ export async function startChildBroker(o: ChildBrokerOptions): Promise<ChildBrok
       });
     });
     const client = new Client({ name: `sec-${o.name}`, version: "0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${o.token}` } } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: o.token ? { Authorization: `Bearer ${o.token}` } : {} } }));
     return { label, dir, child, base, log: () => log, client, stop: async () => (await client.close().catch(() => {}), await stop()) };
   } catch (e) {
     await stop();

@@ -45,7 +45,7 @@ afterAll(async () => {
   await browser?.close();
   await client?.close();
   await broker?.stop();
-  await new Promise((r) => http?.close(r));
+  await new Promise((r) => (http ? http.close(r) : r(null)));
   for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
 });
 
@@ -167,6 +167,9 @@ describe("status page and metrics", () => {
     expect(sample(after, "codex_wrapper_container_start_seconds_count", { profile: "default" })).toBe(1);
     expect(sample(after, "codex_wrapper_queue_length")).toBe(0);
     expect(sample(after, "codex_wrapper_tasks", { status: "running" })).toBe(0);
+    // (sample reads an absent series as 0: these gauges must be there, at 0.)
+    expect(after).toMatch(/^codex_wrapper_queue_length 0$/m);
+    expect(after).toMatch(/^codex_wrapper_tasks\{status="running"\} 0$/m);
   });
 
   it("promtool is the real checker: it rejects a broken exposition", () => {

@@ -169,7 +169,7 @@ describe("the release builder", () => {
     expect(r.status).toBe(2);
     expect(r.err).toMatch(/image .*:98\.0\.\d+.* is present; a release tag is never overwritten/);
     // A dev build writes only :dev tags; a direct --release build of an existing version is refused too.
-    const b = spawnSync("bash", ["scripts/build-images.sh", "--release", "--only-current"], { cwd: clone, env: { ...process.env, IMAGE_PREFIX: PREFIX }, encoding: "utf8" });
+    const b = spawnSync("bash", ["scripts/build-images.sh", "--release", "--only-current"], { cwd: clone, env: { ...process.env, IMAGE_PREFIX: PREFIX }, encoding: "utf8", timeout: 120_000 });
     expect(b.status).toBe(1);
     expect(b.stderr).toMatch(/exists: release tags are never overwritten/);
   });

@@ -21,7 +21,7 @@ describe("artifacts while the workspace changes under the collector", () => {
     writeFileSync(path.join(host, "f.txt"), "HOST SECRET");
     // The swapper: d is a real directory, then gone, then a link to the host directory, then back.
     const swapper = spawn("bash", ["-c", `cd '${ws}' && while :; do mv d d.real; ln -s '${host}' d; rm d; mv d.real d; done`], { stdio: "ignore" });
-    const seen = { inside: 0, skipped: 0 };
+    const seen = { inside: 0, skipped: 0, collected: 0 };
     try {
       const dest = path.join(base, "dest");
       for (let i = 0; i < 4000; i++) {
@@ -30,15 +30,18 @@ describe("artifacts while the workspace changes under the collector", () => {
         rmSync(dest, { recursive: true, force: true });
         const entries = collectArtifacts(ws, ["d/**"], dest);
         for (const e of entries) expect(readFileSync(path.join(dest, e.path), "utf8")).toBe("inside");
+        seen.collected += entries.length;
         if (data === null) seen.skipped++;
         else seen.inside++;
       }
     } finally {
+      const exited = swapper.exitCode !== null || swapper.signalCode !== null ? null : new Promise((r) => swapper.once("exit", r));
       swapper.kill("SIGKILL");
-      await new Promise((r) => swapper.once("exit", r));
+      await exited;
     }
     // The swaps really happened during the run, and the real file was collected in between.
     expect(seen.skipped).toBeGreaterThan(0);
     expect(seen.inside).toBeGreaterThan(0);
+    expect(seen.collected).toBeGreaterThan(0);
   });
 });

@@ -72,7 +72,11 @@ describe("hostile mission files", () => {
     // The writer is its own process: the read below blocks until it opens the FIFO.
     const writer = spawn("bash", ["-c", `echo '{"name":"fifo","tasks":[{"id":"t","prompt":"p"}]}' > '${fifo}'`], { stdio: "ignore" });
     writer.unref();
-    expect(loadMission(fifo, config).name).toBe("fifo");
+    try {
+      expect(loadMission(fifo, config).name).toBe("fifo");
+    } finally {
+      writer.kill("SIGKILL"); // blocked in open() if the read never came
+    }
   });
 });
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// The relay forwarder, run inside a worker container by `docker exec` (no network needed):
+// listens on the container's loopback and carries every connection it accepts to the broker
+// over its own stdin/stdout (see frames.ts). Codex's model provider points at the `model`
+// listener; with network = "allowlist", HTTP(S)_PROXY points at the `egress` listener.
+//   node forwarder.js model=38080 [egress=38081]
+// It holds no secret: the broker checks each request and puts the real credential in.
+import net from "node:net";
+import { FRAME, FrameReader, dataFrames, encodeFrame, type Frame } from "./frames.js";
+
+const listeners = new Map<string, number>();
+for (const arg of process.argv.slice(2)) {
+  const m = /^([a-z]+)=(\d+)$/.exec(arg);
+  if (!m) {
+    process.stderr.write(`relay forwarder: bad argument "${arg}"; expected name=port\n`);
+    process.exit(2);
+  }
+  listeners.set(m[1]!, Number(m[2]));
+}
+
+const out = process.stdout;
+/** A connection; `pausedByBroker` while the broker's side of its stream is full. */
+type Conn = net.Socket & { pausedByBroker?: boolean };
+const sockets = new Map<number, Conn>();
+let nextId = 1;
+/** Sockets paused because the channel to the broker is full. */
+let channelFull = false;
+
+function send(frame: Buffer): void {
+  if (!out.write(frame) && !channelFull) {
+    channelFull = true;
+    for (const s of sockets.values()) s.pause();
+    out.once("drain", () => {
+      channelFull = false;
+      for (const s of sockets.values()) if (!s.destroyed && !s.pausedByBroker) s.resume();
+    });
+  }
+}
+
+function accept(name: string, socket: net.Socket): void {
+  const id = nextId;
+  nextId = (nextId % 0x7fffffff) + 1;
+  sockets.set(id, socket);
+  socket.setNoDelay(true);
+  send(encodeFrame(FRAME.OPEN, id, Buffer.from(name)));
+  if (channelFull) socket.pause();
+  let ended = false;
+  socket.on("data", (d: Buffer) => send(dataFrames(id, d)));
+  socket.on("end", () => {
+    ended = true;
+    send(encodeFrame(FRAME.END, id));
+  });
+  socket.on("drain", () => send(encodeFrame(FRAME.RESUME, id)));
+  socket.on("close", (hadError: boolean) => {
+    if (!sockets.has(id)) return;
+    sockets.delete(id);
+    if (hadError || !ended) send(encodeFrame(FRAME.RESET, id));
+  });
+  socket.on("error", () => {}); // close follows
+}
+
+function onFrame(f: Frame): void {
+  const s = sockets.get(f.stream);
+  if (!s) {
+    if (f.type === FRAME.DATA || f.type === FRAME.END) send(encodeFrame(FRAME.RESET, f.stream));
+    return;
+  }
+  switch (f.type) {
+    case FRAME.DATA:
+      if (!s.write(f.payload)) send(encodeFrame(FRAME.PAUSE, f.stream));
+      break;
+    case FRAME.END:
+      s.end();
+      break;
+    case FRAME.RESET:
+      sockets.delete(f.stream);
+      s.destroy();
+      break;
+    case FRAME.PAUSE:
+      s.pausedByBroker = true;
+      s.pause();
+      break;
+    case FRAME.RESUME:
+      s.pausedByBroker = false;
+      if (!channelFull) s.resume();
+      break;
+  }
+}
+
+const reader = new FrameReader();
+process.stdin.on("data", (chunk: Buffer) => {
+  try {
+    for (const f of reader.push(chunk)) onFrame(f);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    process.exit(1);
+  }
+});
+// The broker went away: nothing can reach the model any more.
+process.stdin.on("end", () => process.exit(0));
+out.on("error", () => process.exit(0));
+
+const bound: Record<string, number> = {};
+for (const [name, port] of listeners) {
+  const server = net.createServer((socket) => accept(name, socket));
+  server.on("error", (e) => {
+    process.stderr.write(`relay forwarder: cannot listen on 127.0.0.1:${port} for ${name}: ${e.message}\n`);
+    process.exit(1);
+  });
+  server.listen(port, "127.0.0.1", () => {
+    bound[name] = (server.address() as net.AddressInfo).port;
+    if (Object.keys(bound).length === listeners.size) send(encodeFrame(FRAME.READY, 0, Buffer.from(JSON.stringify({ listeners: bound }))));
+  });
+}

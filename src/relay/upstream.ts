@@ -1,0 +1,93 @@
+// The model relay's upstream: the one place the broker sends model requests (the OpenAI API,
+// ChatGPT's Codex backend, a gateway, or the rehearsal model on loopback). A request's body
+// streams up and its answer streams back as it arrives; failures become an OpenAI-shaped error
+// that names the upstream, so Codex shows them and retries as it would against the API.
+import http from "node:http";
+import https from "node:https";
+import type { Readable } from "node:stream";
+import type { ModelCredential } from "../auth/credential.js";
+import type { Logger } from "../log.js";
+import type { UsageMeter } from "./usage.js";
+
+export interface UpstreamTarget {
+  /** Where the provider's base path (…/v1) maps to, e.g. https://api.openai.com/v1. */
+  baseUrl: string;
+  credential: ModelCredential;
+  /** How long the upstream may send nothing, once asked, before the relay gives up (ms). */
+  idleTimeoutMs?: number | undefined;
+}
+
+const DROP_BACK = new Set(["connection", "keep-alive", "transfer-encoding", "content-length"]);
+
+export interface ForwardRequest {
+  target: UpstreamTarget;
+  method: string;
+  /** The path after the base path, with its query. */
+  path: string;
+  headers: Record<string, string>;
+  body: Readable;
+  res: http.ServerResponse;
+  meter: UsageMeter;
+  logger: Logger;
+}
+
+/** A keep-alive agent per scheme: each turn's requests reuse connections to the upstream. */
+const AGENTS = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+export class ModelUpstream {
+  /** Sends one request upstream and streams the answer into `res`. Never throws. */
+  forward(r: ForwardRequest): Promise<void> {
+    const base = new URL(r.target.baseUrl);
+    const url = new URL(base.pathname.replace(/\/$/, "") + r.path, base);
+    const secure = url.protocol === "https:";
+    const idleMs = r.target.idleTimeoutMs ?? 300_000;
+    return new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (!done) {
+          done = true;
+          resolve();
+        }
+      };
+      const fail = (status: number, message: string): void => {
+        r.logger.warn("model upstream failed", { upstream: base.origin, status, error: message });
+        if (!r.res.headersSent) {
+          r.res.writeHead(status, { "content-type": "application/json" });
+          r.res.end(JSON.stringify({ error: { message: `relay: ${message}`, type: "relay_error", code: null } }));
+        } else r.res.destroy(); // mid-stream: the client sees the stream break, as with the API
+        finish();
+      };
+      const up = (secure ? https : http).request(
+        url,
+        { method: r.method, headers: r.headers, agent: secure ? AGENTS.https : AGENTS.http },
+        (answer) => {
+          const headers: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROP_BACK.has(k)) headers[k] = v;
+          r.res.writeHead(answer.statusCode ?? 502, headers);
+          r.res.flushHeaders();
+          const sse = /text\/event-stream/.test(String(answer.headers["content-type"] ?? ""));
+          answer.on("data", (chunk: Buffer) => {
+            if (sse) r.meter.feed(chunk);
+            if (!r.res.write(chunk)) {
+              answer.pause();
+              r.res.once("drain", () => answer.resume());
+            }
+          });
+          answer.on("end", () => {
+            r.res.end();
+            finish();
+          });
+          answer.on("error", (e) => fail(502, `the model upstream ${base.origin} broke off its answer: ${e.message}`));
+        },
+      );
+      up.setTimeout(idleMs, () => up.destroy(new Error(`no answer within ${Math.round(idleMs / 1000)} s`)));
+      up.on("error", (e: NodeJS.ErrnoException) => fail(502, `the model upstream ${base.origin} is unreachable or failed: ${e.code ?? e.message}`));
+      // The container's side went away (Codex gave up, the container was removed): stop asking.
+      r.res.on("close", () => {
+        if (!r.res.writableFinished) up.destroy();
+        finish();
+      });
+      r.body.pipe(up);
+    });
+  }
+}

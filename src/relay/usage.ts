@@ -1,0 +1,107 @@
+// Metering at the relay: the usage of each answer, read from the `response.completed` event of
+// the Responses API's server-sent events as they pass (the stream itself is not held back).
+import { z } from "zod";
+
+/** Tokens one model answer used, as the upstream reported them. */
+export const UsageSchema = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  cachedInputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  reasoningOutputTokens: z.number().int().nonnegative(),
+  /** Model requests this covers. */
+  requests: z.number().int().nonnegative(),
+});
+export type TokenUsage = z.infer<typeof UsageSchema>;
+
+/** A task's usage: what its turn's model calls used, the model that answered, and the worker profile. */
+export interface TaskUsage extends TokenUsage {
+  model: string | null;
+  profile: string;
+}
+
+/** One answer's usage, with where it came from. */
+export interface Usage extends TokenUsage {
+  model: string | null;
+  container?: string;
+  /** The Codex thread the request named, if it did. */
+  threadId?: string | null;
+}
+
+export const ZERO_USAGE: TokenUsage = { inputTokens: 0, cachedInputTokens: 0, outputTokens: 0, reasoningOutputTokens: 0, requests: 0 };
+
+/** Adds usage `b` into a copy of `a`. */
+export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  return {
+    inputTokens: a.inputTokens + b.inputTokens,
+    cachedInputTokens: a.cachedInputTokens + b.cachedInputTokens,
+    outputTokens: a.outputTokens + b.outputTokens,
+    reasoningOutputTokens: a.reasoningOutputTokens + b.reasoningOutputTokens,
+    requests: a.requests + b.requests,
+  };
+}
+
+const Completed = z.object({
+  type: z.literal("response.completed"),
+  response: z.looseObject({
+    model: z.string().optional(),
+    usage: z
+      .looseObject({
+        input_tokens: z.number().optional(),
+        input_tokens_details: z.looseObject({ cached_tokens: z.number().optional() }).nullish(),
+        output_tokens: z.number().optional(),
+        output_tokens_details: z.looseObject({ reasoning_tokens: z.number().optional() }).nullish(),
+      })
+      .nullish(),
+  }),
+});
+
+/** Largest event the meter keeps while it waits for the event's end (a completed event repeats the output). */
+const MAX_EVENT = 4 * 1024 * 1024;
+
+/** Reads server-sent events as they stream past and reports each completed answer's usage. */
+export class UsageMeter {
+  private pending = "";
+  private skipping = false;
+
+  constructor(private readonly report: (u: Usage) => void) {}
+
+  feed(chunk: Buffer): void {
+    this.pending += chunk.toString("utf8");
+    for (let end = this.pending.search(/\r?\n\r?\n/); end >= 0; end = this.pending.search(/\r?\n\r?\n/)) {
+      const event = this.pending.slice(0, end);
+      this.pending = this.pending.slice(end).replace(/^\r?\n\r?\n/, "");
+      if (this.skipping) this.skipping = false;
+      else this.onEvent(event);
+    }
+    if (this.pending.length > MAX_EVENT) {
+      this.pending = ""; // an event too large to be a usage report: skip to its end
+      this.skipping = true;
+    }
+  }
+
+  private onEvent(event: string): void {
+    const data = event
+      .split(/\r?\n/)
+      .filter((l) => l.startsWith("data:"))
+      .map((l) => l.slice(5).trimStart())
+      .join("\n");
+    if (!data.includes('"response.completed"')) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const r = Completed.safeParse(parsed);
+    if (!r.success) return;
+    const u = r.data.response.usage;
+    this.report({
+      inputTokens: u?.input_tokens ?? 0,
+      cachedInputTokens: u?.input_tokens_details?.cached_tokens ?? 0,
+      outputTokens: u?.output_tokens ?? 0,
+      reasoningOutputTokens: u?.output_tokens_details?.reasoning_tokens ?? 0,
+      requests: 1,
+      model: r.data.response.model ?? null,
+    });
+  }
+}

@@ -1,0 +1,178 @@
+// The model relay end to end on this machine, without Docker: the real forwarder (dist/relay,
+// as the worker images carry it) runs as a child process whose stdio is the channel, the relay
+// serves it, and the upstream is a server on 127.0.0.1. A client talks to the forwarder's port
+// as Codex does inside a container.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeyCredential } from "../../../src/auth/credential.js";
+import { RelayChannel } from "../../../src/relay/channel.js";
+import { ModelRelay, type RelayGrant } from "../../../src/relay/model-relay.js";
+import type { Usage } from "../../../src/relay/usage.js";
+
+const FORWARDER = path.resolve("dist/relay/forwarder.js");
+const KEY = "sk-relay-unit-REAL-KEY-0123456789";
+
+let upstream: http.Server;
+let upstreamUrl: string;
+/** What the upstream does with the next request. */
+let behave: (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) => void;
+const seen: { url: string; headers: http.IncomingHttpHeaders }[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(FORWARDER)) throw new Error(`${FORWARDER} is missing: run npm run build (npm test does)`);
+  upstream = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      seen.push({ url: req.url ?? "", headers: req.headers });
+      behave(req, Buffer.concat(chunks), res);
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+});
+afterAll(async () => {
+  upstream.closeAllConnections();
+  await new Promise((r) => upstream.close(r));
+});
+
+interface Worker {
+  child: ChildProcess;
+  channel: RelayChannel;
+  grant: RelayGrant;
+  port: number;
+  usage: Usage[];
+}
+const relay = new ModelRelay();
+const workers: Worker[] = [];
+afterEach(() => {
+  for (const w of workers.splice(0)) {
+    relay.revoke(w.grant);
+    w.child.kill();
+  }
+  seen.length = 0;
+});
+
+async function worker(name: string): Promise<Worker> {
+  const child = spawn(process.execPath, [FORWARDER, "model=0"], { stdio: ["pipe", "pipe", "inherit"] });
+  const channel = new RelayChannel(name, { stdin: child.stdin, stdout: child.stdout });
+  const usage: Usage[] = [];
+  const grant = relay.grant({ container: name, upstream: { baseUrl: upstreamUrl, credential: new ApiKeyCredential(() => KEY), idleTimeoutMs: 2000 }, onUsage: (u) => usage.push(u) });
+  const listeners = await new Promise<Record<string, number>>((resolve, reject) => {
+    channel.once("ready", resolve);
+    child.once("exit", (code) => reject(new Error(`forwarder exited ${code}`)));
+  });
+  relay.attach(grant, channel);
+  const w = { child, channel, grant, port: listeners.model!, usage };
+  workers.push(w);
+  return w;
+}
+
+/** A request to a worker's forwarder, as Codex makes it; resolves with the status and the whole body. */
+function request(port: number, opts: { path?: string; token?: string; body?: string; method?: string; onFirstChunk?: (chunk: string) => void }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, path: opts.path ?? "/v1/responses", method: opts.method ?? "POST", headers: { "content-type": "application/json", "thread-id": "thread-1", ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) } },
+      (res) => {
+        let body = "";
+        let first = true;
+        res.on("data", (c: Buffer) => {
+          if (first) opts.onFirstChunk?.(c.toString());
+          first = false;
+          body += c.toString();
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(opts.method === "GET" ? undefined : (opts.body ?? "{}"));
+  });
+}
+
+const completed = (usage: Record<string, unknown>): string => `event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { model: "gpt-test", usage } })}\n\n`;
+
+describe("the model relay", () => {
+  it("puts the real key in place of the container's token, and meters the answer's usage by thread", async () => {
+    const w = await worker("w-key");
+    behave = (_req, _body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(completed({ input_tokens: 120, input_tokens_details: { cached_tokens: 20 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 3 } }));
+    };
+    const r = await request(w.port, { token: w.grant.token });
+    expect(r.status).toBe(200);
+    expect(seen[0]!.headers.authorization).toBe(`Bearer ${KEY}`);
+    expect(seen[0]!.url).toBe("/v1/responses");
+    expect(w.usage).toEqual([{ inputTokens: 120, cachedInputTokens: 20, outputTokens: 7, reasoningOutputTokens: 3, requests: 1, model: "gpt-test", container: "w-key", threadId: "thread-1" }]);
+  });
+
+  it("forwards the first event while the upstream's answer is still open (no buffering)", async () => {
+    const w = await worker("w-stream");
+    let finish: (() => void) | undefined;
+    behave = (_req, _body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write('event: response.created\ndata: {"type":"response.created"}\n\n');
+      finish = () => res.end(completed({ input_tokens: 1, output_tokens: 1 }));
+    };
+    let firstSeenWhileOpen = false;
+    const r = await request(w.port, {
+      token: w.grant.token,
+      onFirstChunk: (c) => {
+        firstSeenWhileOpen = c.includes("response.created") && finish !== undefined;
+        finish!(); // the upstream ends only once the client has the first event
+      },
+    });
+    expect(firstSeenWhileOpen).toBe(true);
+    expect(r.body).toContain("response.completed");
+  });
+
+  it("refuses a path outside the model API, a missing token, another container's token and a revoked one", async () => {
+    const a = await worker("w-a");
+    const b = await worker("w-b");
+    behave = (_req, _body, res) => res.end("{}");
+    const files = await request(a.port, { token: a.grant.token, path: "/v1/files" });
+    expect(files.status).toBe(403);
+    expect(files.body).toContain("POST /v1/files is not a model API call");
+    const admin = await request(a.port, { token: a.grant.token, path: "/v1/responses/../../admin", method: "GET" });
+    expect(admin.status).toBe(403);
+    expect((await request(a.port, {})).status).toBe(401);
+    const other = await request(a.port, { token: b.grant.token });
+    expect(other.status).toBe(401);
+    expect(other.body).toContain("belongs to another container");
+    const tokenB = b.grant.token;
+    relay.revoke(b.grant);
+    const revoked = await request(a.port, { token: tokenB });
+    expect(revoked.status).toBe(401);
+    expect(revoked.body).toContain("unknown or was revoked");
+    expect(seen).toHaveLength(0); // nothing refused reached the upstream
+  });
+
+  it("passes an upstream 5xx through, and ends a stalled upstream with an error naming it", async () => {
+    const w = await worker("w-fail");
+    behave = (_req, _body, res) => res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"message":"overloaded"}}');
+    const five = await request(w.port, { token: w.grant.token });
+    expect(five.status).toBe(503);
+    expect(five.body).toContain("overloaded");
+    behave = () => {}; // never answers
+    const stalled = await request(w.port, { token: w.grant.token });
+    expect(stalled.status).toBe(502);
+    expect(stalled.body).toMatch(/relay: the model upstream http:\/\/127\.0\.0\.1:\d+ is unreachable or failed: no answer within 2 s/);
+  });
+
+  it("carries a 6 MB request and a 6 MB answer intact both ways (flow control)", async () => {
+    const w = await worker("w-big");
+    const big = "x".repeat(6 * 1024 * 1024);
+    behave = (_req, body, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.end(Buffer.concat([Buffer.from(`${body.length}:`), body]));
+    };
+    const r = await request(w.port, { token: w.grant.token, body: big });
+    expect(r.status).toBe(200);
+    expect(r.body.length).toBe(big.length + `${big.length}:`.length);
+    expect(r.body.startsWith(`${big.length}:`)).toBe(true);
+  });
+});

@@ -69,6 +69,11 @@ trap 'rm -rf "$ctx" "$wctx" "$bctx"' EXIT
 # The worker's context: its files plus the build machine's extra CA certificates (a
 # TLS-intercepting proxy's CA, say), so npm inside the build trusts what the host trusts.
 cp images/worker/* "$wctx/"
+# The relay forwarder (dist/relay): how the container reaches the model with no network.
+[ -f dist/relay/forwarder.js ] || { say "dist/relay is missing: run npm run build first"; exit 1; }
+mkdir -p "$wctx/relay"
+cp dist/relay/frames.js dist/relay/forwarder.js "$wctx/relay/"
+printf '{"type":"module"}\n' > "$wctx/relay/package.json"
 mkdir -p "$wctx/ca"
 ca_dir="${EXTRA_CA_CERTS_DIR-/usr/local/share/ca-certificates}"
 if [ -n "$ca_dir" ] && compgen -G "$ca_dir/*.crt" >/dev/null; then

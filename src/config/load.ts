@@ -6,7 +6,7 @@ import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { ConfigError, formatZodIssues } from "../errors.js";
 import { VERSION } from "../version.js";
-import { WrapperConfigFileSchema, type WrapperConfig } from "./schema.js";
+import { NETWORKS, WrapperConfigFileSchema, type NetworkMode, type WrapperConfig } from "./schema.js";
 
 /** Environment variables that override the file, and the key each sets. */
 export const ENV_OVERRIDES = {
@@ -94,6 +94,16 @@ export function resolveConfig(
     names.add(p.name);
   });
   if (problems.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${problems.join("\n  ")}`, { problems });
+  const warnings: string[] = [];
+  const workers = profiles.map((p, i) => {
+    const image = p.image ?? envImage ?? `${b.image_prefix}/worker:${defaultImageTag}`;
+    if ((NETWORKS as readonly string[]).includes(p.network)) return { ...p, image, network: p.network as NetworkMode };
+    warnings.push(
+      `workers[${i}].network = "${p.network}" names a Docker network: read as network = "open" with docker_network = "${p.network}", which lets a task's commands send anything anywhere; ` +
+        `write network = "none" (the default), "allowlist" with allow = [hosts], or "open" with docker_network`,
+    );
+    return { ...p, image, network: "open" as const, docker_network: p.network };
+  });
 
   return {
     label,
@@ -110,7 +120,11 @@ export function resolveConfig(
     maxPromptBytes: b.max_prompt_bytes,
     maxTasksPerMission: b.max_tasks_per_mission,
     dockerTimeoutMs: b.docker_timeout,
-    workers: profiles.map((p) => ({ ...p, image: p.image ?? envImage ?? `${b.image_prefix}/worker:${defaultImageTag}` })),
+    modelUpstream: b.model_upstream ?? null,
+    modelTimeoutMs: b.model_timeout,
+    egressHosts: b.egress_hosts,
+    workers,
+    warnings,
     source,
   };
 }

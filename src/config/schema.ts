@@ -8,6 +8,14 @@ export const SANDBOXES = ["read-only", "workspace-write", "danger-full-access"] 
 // As the real app-server accepts them (0.169.0: untrusted, on-request, granular, never; granular is not offered).
 export const APPROVAL_POLICIES = ["never", "on-request", "untrusted"] as const;
 export const TRANSPORTS = ["http", "stdio"] as const;
+/** What a task's commands may reach: nothing, named hosts through the broker's proxy, or anything. */
+export const NETWORKS = ["none", "allowlist", "open"] as const;
+
+/** An allowlist entry: a host name, `*.` wildcard or IP address, with an optional `:port`. */
+export const AllowEntry = z
+  .string()
+  .regex(/^(\*\.)?[A-Za-z0-9_.-]+(:\d{1,5})?$|^\[?[0-9A-Fa-f:.]+\]?(:\d{1,5})?$/, { error: 'expected a host name such as "registry.npmjs.org", a wildcard such as "*.pythonhosted.org" or an IP address, optionally with ":port"' });
+export const AllowList = z.array(AllowEntry, { error: "expected a list of host names" });
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
 const UNIT: Record<string, number> = { b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
@@ -65,7 +73,11 @@ export const WorkerProfileSchema = z
     warm_workspaces: z.array(z.string().min(1, { error: "expected a workspace path" }), { error: "expected a list of workspace paths" }).default([]),
     sandbox: oneOf(SANDBOXES).default("read-only"),
     approval_policy: oneOf(APPROVAL_POLICIES).default("never"),
-    network: z.string().min(1).default("bridge"),
+    // "none" | "allowlist" | "open"; any other value is a Docker network name (before 0.2:
+    // network = "bridge"), read as "open" on that network, with a warning at start.
+    network: z.string().min(1).default("none"),
+    allow: AllowList.default([]),
+    docker_network: z.string().min(1).default("bridge"),
     memory: size.default(2 * 1024 ** 3),
     cpus: z.number({ error: "expected a number of CPUs such as 1.5" }).positive({ error: "expected a number of CPUs greater than 0" }).default(2),
     pids_limit: positiveInt().default(512),
@@ -99,6 +111,12 @@ export const BrokerSchema = z.strictObject({
   max_prompt_bytes: positiveInt().default(256 * 1024),
   max_tasks_per_mission: positiveInt().default(1000),
   docker_timeout: duration.default(60_000),
+  /** Where the model relay sends Codex's requests (default: the OpenAI API, or ChatGPT's Codex backend for a ChatGPT login). */
+  model_upstream: z.url({ error: "expected an http(s) URL such as https://api.openai.com/v1" }).optional(),
+  /** How long the model upstream may send nothing, once asked, before the relay ends the request. */
+  model_timeout: duration.default(300_000),
+  /** Host names the egress proxy resolves to these addresses instead of asking DNS (like /etc/hosts). */
+  egress_hosts: z.record(z.string().min(1), z.union([z.ipv4(), z.ipv6()], { error: "expected an IP address" })).default({}),
 });
 
 export const WrapperConfigFileSchema = z.strictObject({
@@ -111,8 +129,10 @@ export type Protocol = (typeof PROTOCOLS)[number];
 export type SandboxMode = (typeof SANDBOXES)[number];
 export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
-/** A worker profile with every default filled in (image resolved for the channel). */
-export type WorkerProfile = z.output<typeof WorkerProfileSchema> & { image: string };
+export type NetworkMode = (typeof NETWORKS)[number];
+
+/** A worker profile with every default filled in (image resolved for the channel, network read). */
+export type WorkerProfile = Omit<z.output<typeof WorkerProfileSchema>, "network"> & { image: string; network: NetworkMode };
 
 /** The broker's resolved configuration. */
 export interface WrapperConfig {
@@ -131,7 +151,14 @@ export interface WrapperConfig {
   maxTasksPerMission: number;
   /** How long one Docker engine call may take before the engine counts as unreachable (ms). */
   dockerTimeoutMs: number;
+  /** The model relay's upstream; null: the OpenAI API or ChatGPT's backend, by login kind. */
+  modelUpstream: string | null;
+  /** How long the model upstream may stay silent (ms). */
+  modelTimeoutMs: number;
+  egressHosts: Record<string, string>;
   workers: WorkerProfile[];
+  /** Things that work but should change (e.g. a Docker network named where a mode is expected). */
+  warnings: string[];
   /** Where the config came from: a file path, or "built-in defaults". */
   source: string;
 }

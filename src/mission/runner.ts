@@ -159,6 +159,8 @@ export class MissionRunner {
         profile,
         workspace,
         sandbox: task.sandbox ?? d.sandbox,
+        network: task.network ?? d.network,
+        allow: task.allow || d.allow ? [...(d.allow ?? []), ...(task.allow ?? [])] : undefined,
         prompt: task.prompt,
         model: task.model ?? d.model,
         baseInstructions: task["base-instructions"] ?? d["base-instructions"],
@@ -183,6 +185,7 @@ export class MissionRunner {
       rec.finalMessage = result.outcome.finalMessage;
       rec.error = result.outcome.error;
       rec.container = result.container ?? rec.container;
+      if (result.usage) rec.usage = result.usage;
       if (result.notes) {
         rec.notes = result.notes;
         for (const note of result.notes) log({ type: "note", note });

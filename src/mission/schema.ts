@@ -2,7 +2,7 @@
 // tasks. A task's settings fall back to the defaults, then to its worker profile.
 import path from "node:path";
 import { z } from "zod";
-import { APPROVAL_POLICIES, parseDuration, parsedBy, SANDBOXES } from "../config/schema.js";
+import { AllowList, APPROVAL_POLICIES, NETWORKS, parseDuration, parsedBy, SANDBOXES } from "../config/schema.js";
 
 /** Ids become file names under the state directory: no path characters. */
 export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -37,6 +37,10 @@ const settings = {
   config: z.record(z.string(), z.unknown()).optional(),
   artifacts: z.array(artifactGlob).optional(),
   timeout: timeout.optional(),
+  /** What the task's commands may reach (default: the profile's network, "none" unless it says). */
+  network: oneOf(NETWORKS).optional(),
+  /** Hosts for network = "allowlist" (added to the profile's). */
+  allow: AllowList.optional(),
 };
 
 export const MissionDefaultsSchema = z.strictObject(settings);

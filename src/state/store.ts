@@ -5,7 +5,9 @@ import { accessSync, appendFileSync, closeSync, constants, existsSync, fsyncSync
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { WrapperError } from "../errors.js";
+import { scrubValue } from "../log.js";
 import type { ConversationRoute } from "../worker/pool.js";
+import type { TaskUsage } from "../relay/usage.js";
 import { TASK_ID } from "../mission/schema.js";
 
 export type TaskStatus = "queued" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "interrupted";
@@ -31,6 +33,8 @@ export interface TaskRecord {
   artifacts: ArtifactEntry[];
   /** What the broker saw besides Codex's own account (e.g. an out-of-memory kill); absent when nothing. */
   notes?: string[];
+  /** Tokens its model calls used, metered by the relay (absent when none was made). */
+  usage?: TaskUsage;
 }
 
 /** A task's notes as a one-line suffix (` [note; note]`), or "" when it has none. */
@@ -105,7 +109,8 @@ export class StateStore {
     const dir = this.missionDir(record.missionId);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(given, null, 2)}\n`);
+      // As given, but for a known secret (a key handed to a task in its env, say): never on disk.
+      writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(scrubValue(given), null, 2)}\n`);
       this.saveMission(record);
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // mode, holding one slot (a CODEX_HOME directory on the host, so a replacement container can
 // resume the threads of a dead one). It owns the container's lifecycle and its attached stdio.
 import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from "node:fs";
-import type { SandboxMode, WorkerProfile } from "../config/schema.js";
+import type { NetworkMode, SandboxMode, WorkerProfile } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { AttachedStreams, ContainerSpec, DockerRuntime } from "../runtime/docker.js";
 
@@ -49,6 +49,20 @@ export interface WorkerContainerOptions {
   extraLabels?: Record<string, string>;
   /** uid:gid the container runs as. */
   user: { uid: number; gid: number };
+  /** What its commands may reach: "none" and "allowlist" have no container network at all. */
+  network: NetworkMode;
+  /** The Docker network of an "open" container. */
+  dockerNetwork: string;
+}
+
+/**
+ * The variables that send a task's commands through the egress proxy (network = "allowlist"):
+ * every common client (curl, npm, pip, git, Node's fetch) reads them. They are set for the
+ * commands only, not for Codex itself, whose own background calls would only be refused.
+ */
+export function egressEnv(port: number): Record<string, string> {
+  const proxy = `http://127.0.0.1:${port}`;
+  return { HTTP_PROXY: proxy, HTTPS_PROXY: proxy, http_proxy: proxy, https_proxy: proxy, NO_PROXY: "127.0.0.1,localhost", no_proxy: "127.0.0.1,localhost", NODE_USE_ENV_PROXY: "1" };
 }
 
 const STDERR_TAIL_BYTES = 16 * 1024;
@@ -131,7 +145,9 @@ export class WorkerContainer {
       name: this.name,
       image: profile.image,
       cmd: this.opts.cmd,
-      env: { ...profile.env, CODEX_HOME: CONTAINER_PATHS.codexHome },
+      // CODEX_RELAY tells the image its model is reached through the broker's relay (the
+      // rehearsal image then starts no model server of its own).
+      env: { ...profile.env, CODEX_RELAY: "1", CODEX_HOME: CONTAINER_PATHS.codexHome },
       labels: {
         [LABELS.instance]: this.opts.instanceLabel,
         [LABELS.channel]: this.opts.channel,
@@ -150,7 +166,7 @@ export class WorkerContainer {
       ],
       tmpfs: readOnlyRoot ? { "/tmp": "rw,nosuid,nodev,mode=1777,size=512m" } : undefined,
       readOnlyRootfs: readOnlyRoot,
-      network: profile.network,
+      network: this.opts.network === "open" ? this.opts.dockerNetwork : "none",
       memoryBytes: profile.memory,
       cpus: profile.cpus,
       pidsLimit: profile.pids_limit,

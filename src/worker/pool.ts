@@ -9,18 +9,30 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { AuthFileError } from "../auth/auth-file.js";
 import { ChatgptTokens } from "../auth/chatgpt-tokens.js";
-import { AuthSeeder } from "../auth/seeder.js";
-import type { ApprovalPolicy, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
+import { ApiKeyCredential, ChatgptCredential, type ModelCredential } from "../auth/credential.js";
+import { AuthSeeder, chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth } from "../auth/seeder.js";
+import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
 import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
 import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
 import { ExecDriver } from "../codex/exec-driver.js";
 import { McpServerDriver } from "../codex/mcp-server-driver.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
+import type { EgressRefusal } from "../relay/egress.js";
+import { ModelRelay, type RelayGrant } from "../relay/model-relay.js";
+import type { UpstreamTarget } from "../relay/upstream.js";
+import { addUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
+import { startRehearsalServer, type RehearsalServer } from "../rehearsal/server.js";
 import type { DockerRuntime } from "../runtime/docker.js";
-import { LABELS, privateDir, WorkerContainer, workerUser, CONTAINER_PATHS } from "./container.js";
+import { CONTAINER_PATHS, egressEnv, LABELS, privateDir, WorkerContainer, workerUser } from "./container.js";
 import { checkImageForChannel } from "./image-policy.js";
-import { resolveWorkspace } from "./workspace.js";
+import { RELAY_PORTS, RelayLink } from "./relay-link.js";
+import { checkWorkspaceWritable, resolveWorkspace } from "./workspace.js";
+
+/** The image label that marks a rehearsal image: the broker serves its model itself (the rehearsal model, on loopback). */
+export const REHEARSAL_LABEL = "io.codex-mcp-wrapper.rehearsal";
+/** Where a relay sends model calls when wrapper.toml names no model_upstream. */
+export const DEFAULT_UPSTREAMS = { "api-key": "https://api.openai.com/v1", chatgpt: "https://chatgpt.com/backend-api/codex" } as const;
 
 export type ConversationId = string;
 
@@ -30,6 +42,9 @@ export interface ConversationRoute {
   profile: string;
   workspace: string;
   sandbox: SandboxMode;
+  /** The network its container had (absent in routes stored before 0.2: the profile's). */
+  network?: NetworkMode | undefined;
+  allow?: string[] | undefined;
   slotId: string;
   lane: number | null;
   threadId: string;
@@ -43,6 +58,10 @@ export interface PoolTurnRequest {
   profile?: string | undefined;
   workspace?: string | undefined;
   sandbox?: SandboxMode | undefined;
+  /** What the turn's commands may reach (default: the profile's network). */
+  network?: NetworkMode | undefined;
+  /** Hosts added to the profile's allowlist; given alone, they make the network "allowlist". */
+  allow?: string[] | undefined;
   prompt: string;
   model?: string | undefined;
   baseInstructions?: string | undefined;
@@ -63,6 +82,8 @@ export interface PoolTurnResult {
   container: string | null;
   /** What the broker saw besides Codex's own account, e.g. a command the kernel killed for memory. */
   notes?: string[];
+  /** Tokens the turn's model calls used, as the relay metered them from the upstream's answers. */
+  usage?: TaskUsage;
 }
 
 export interface PoolOptions {
@@ -95,6 +116,15 @@ interface Worker {
   profile: WorkerProfile;
   workspace: string;
   sandbox: SandboxMode;
+  network: NetworkMode;
+  allow: string[];
+  relay: RelayLink | null;
+  grant: RelayGrant | null;
+  /** Usage the relay metered, by Codex thread, with the model that last answered it. */
+  usageByThread: Map<string, { usage: TokenUsage; model: string | null }>;
+  /** Egress refused so far, and the turns in flight to tell. */
+  refusals: EgressRefusal[];
+  listeners: Set<(e: DriverEvent) => void>;
   slot: Slot;
   container: WorkerContainer;
   driver: CodexDriver | null;
@@ -118,6 +148,8 @@ interface Want {
   profile: WorkerProfile;
   workspace: string;
   sandbox: SandboxMode;
+  network: NetworkMode;
+  allow: string[];
   key: string;
   slotId?: string | undefined;
   lane?: number | null | undefined;
@@ -137,7 +169,14 @@ export interface PoolStats {
   starts: { ahead: number; onDemand: number };
 }
 
-const keyOf = (profile: string, workspace: string, sandbox: string): string => `${profile}\u0000${workspace}\u0000${sandbox}`;
+const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = []): string =>
+  [profile, workspace, sandbox, network, allow.join(",")].join("\u0000");
+
+/** The network a turn gets: what it asks, else "allowlist" if it names hosts, else the profile's. */
+function networkOf(profile: WorkerProfile, network: NetworkMode | undefined, allow: string[] | undefined): { network: NetworkMode; allow: string[] } {
+  const mode = network ?? (allow?.length ? "allowlist" : profile.network);
+  return { network: mode, allow: mode === "allowlist" ? [...new Set([...profile.allow, ...(allow ?? [])])].sort() : [] };
+}
 
 export class WorkerPool {
   readonly session = randomUUID().slice(0, 12);
@@ -158,8 +197,14 @@ export class WorkerPool {
   private readonly starts = { ahead: 0, onDemand: 0 };
   /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
   private checking = false;
-  /** The ChatGPT login this pool holds for its app-server containers, when no source was given. */
+  /** The ChatGPT login this pool holds, when no source was given. */
   private ownTokens: ChatgptTokens | undefined;
+  /** Every worker reaches the model through it; none holds a real credential. */
+  private relay: ModelRelay | undefined;
+  private readonly upstreams = new Map<string, UpstreamTarget>();
+  /** The rehearsal model, for profiles on a rehearsal image (the relay's upstream, on loopback). */
+  private rehearsal: RehearsalServer | undefined;
+  private planType: string | null = null;
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
@@ -185,26 +230,20 @@ export class WorkerPool {
   async start(): Promise<{ reaped: string[] }> {
     const problems = this.opts.config.workers.map((p) => checkImageForChannel(p.image, this.opts.config.channel)).filter((p): p is string => p !== null);
     if (problems.length) throw new WrapperError("IMAGE_REFUSED", `instance ${this.opts.config.label} (${this.opts.config.channel}) refuses to start: ${problems.join("; ")}`);
+    const rehearsalImages = new Set<string>();
     for (const p of this.opts.config.workers) {
-      if (!(await this.opts.docker.imageInspect(p.image))) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
+      const image = await this.opts.docker.imageInspect(p.image);
+      if (!image) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
+      if (image.labels[REHEARSAL_LABEL]) rehearsalImages.add(p.name);
     }
+    for (const w of this.opts.config.warnings) this.logger.warn(w);
     try {
       this.seeder = new AuthSeeder(this.opts.config.authFile, this.logger);
     } catch (e) {
       if (e instanceof AuthFileError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}; ${e.fix}`);
       throw e;
     }
-    if (this.seeder.kind === "chatgpt" && !this.opts.tokens && this.opts.config.workers.some((w) => w.protocol === "app-server")) {
-      // app-server containers get no refresh token: the broker holds the login and pushes the
-      // access token to each one (account/login/start), refreshing it ahead of its expiry.
-      this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
-      this.ownTokens.start();
-    }
-    if (this.seeder.kind === "chatgpt") {
-      for (const p of this.opts.config.workers.filter((w) => w.protocol !== "app-server" && w.max_containers > 1)) {
-        this.logger.warn("a ChatGPT login shared by several exec/mcp-server containers: their refresh tokens race; use an API key or the app-server protocol", { profile: p.name });
-      }
-    }
+    await this.startRelay(rehearsalImages);
     this.opts.config.workers.forEach((p, i) => {
       if (p.warm === 0) return;
       p.warm_workspaces.forEach((ws, j) => {
@@ -214,8 +253,9 @@ export class WorkerPool {
         } catch (e) {
           throw new WrapperError("CONFIG_INVALID", `workers[${i}].warm_workspaces[${j}]: ${describeError(e)}`);
         }
-        const key = keyOf(p.name, workspace, p.sandbox);
-        this.warmKeys.set(key, { profile: p, workspace, sandbox: p.sandbox, key });
+        const net = networkOf(p, undefined, undefined);
+        const key = keyOf(p.name, workspace, p.sandbox, net.network, net.allow);
+        this.warmKeys.set(key, { profile: p, workspace, sandbox: p.sandbox, ...net, key });
       });
     });
     const reaped = await this.reapOrphans();
@@ -224,6 +264,34 @@ export class WorkerPool {
     this.started = true;
     this.topUpWarm();
     return { reaped };
+  }
+
+  /**
+   * The model relay and each profile's upstream. The broker holds the login: an API key, or a
+   * ChatGPT login it refreshes ahead of expiry (one refresh for every container); no container
+   * gets either. A profile on a rehearsal image is answered by the rehearsal model on loopback.
+   */
+  private async startRelay(rehearsalImages: Set<string>): Promise<void> {
+    const seeder = this.seeder!;
+    let credential: ModelCredential;
+    if (seeder.kind === "chatgpt") {
+      if (!this.opts.tokens) {
+        this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
+        this.ownTokens.start();
+      }
+      const tokens = this.opts.tokens ?? this.ownTokens!;
+      credential = new ChatgptCredential(tokens);
+      this.planType = (await tokens.current()).planType;
+    } else credential = new ApiKeyCredential(() => seeder.info.json.OPENAI_API_KEY ?? "");
+    const hosts = this.opts.config.egressHosts;
+    this.relay = new ModelRelay({ logger: this.logger, resolveHost: (h) => hosts[h.toLowerCase()] });
+    if (rehearsalImages.size) {
+      this.rehearsal = await startRehearsalServer({ host: "127.0.0.1", port: 0, log: (line) => this.logger.debug("rehearsal model", { line }) });
+    }
+    for (const p of this.opts.config.workers) {
+      const baseUrl = rehearsalImages.has(p.name) ? this.rehearsal!.url : (this.opts.config.modelUpstream ?? DEFAULT_UPSTREAMS[seeder.kind]);
+      this.upstreams.set(p.name, { baseUrl, credential, idleTimeoutMs: this.opts.config.modelTimeoutMs });
+    }
   }
 
   /** Removes containers of this instance's label that this pool did not start (an earlier broker's). */
@@ -262,10 +330,15 @@ export class WorkerPool {
     const profile = this.profile(route?.profile ?? req.profile);
     const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
     const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
-    const want: Want = { profile, workspace, sandbox, key: keyOf(profile.name, workspace, sandbox), slotId: route?.slotId, lane: route?.lane };
+    const net = route?.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, req.network, req.allow);
+    if (sandbox !== "read-only") {
+      const problem = checkWorkspaceWritable(workspace, workerUser(workspace), sandbox);
+      if (problem) return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: problem } };
+    }
+    const want: Want = { profile, workspace, sandbox, ...net, key: keyOf(profile.name, workspace, sandbox, net.network, net.allow), slotId: route?.slotId, lane: route?.lane };
     // warm without warm_workspaces: every workspace a turn has used keeps its floor from then on.
     // (Its floor is topped up once this turn has its own container: see release.)
-    if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { profile, workspace, sandbox, key: want.key });
+    if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { ...want, slotId: undefined, lane: undefined });
 
     let grant: { worker: Worker; lane: number };
     try {
@@ -289,14 +362,19 @@ export class WorkerPool {
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
       }
       let killed = 0;
-      let outcome = await driver.runTurn({
+      const usageBefore = route ? (worker.usageByThread.get(route.threadId)?.usage ?? ZERO_USAGE) : ZERO_USAGE;
+      const refusalsBefore = worker.refusals.length;
+      const tell = (e: DriverEvent): void => req.onEvent?.(e);
+      worker.listeners.add(tell);
+      let outcome = await driver
+        .runTurn({
         threadId: route?.threadId,
         prompt: req.prompt,
         model: req.model,
         baseInstructions: req.baseInstructions,
         developerInstructions: req.developerInstructions,
         config: req.config,
-        env: req.env,
+        env: worker.network === "allowlist" ? { ...egressEnv(RELAY_PORTS.egress), ...req.env } : req.env,
         approvalPolicy: req.approvalPolicy ?? profile.approval_policy,
         timeoutMs: req.timeoutMs ?? profile.turn_timeout,
         signal: req.signal,
@@ -307,19 +385,22 @@ export class WorkerPool {
           if (e.kind === "command_finished" && e.exitCode === 137) killed++;
           req.onEvent?.(scrubValue(e));
         },
-      });
+      })
+        .finally(() => worker.listeners.delete(tell));
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
-      const notes = killed > 0 ? await this.oomNotes(worker, killed) : [];
+      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(worker.refusals.slice(refusalsBefore))];
+      const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
+      const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }
       if (!route && outcome.threadId) {
-        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
+        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
         this.routes.set(route.id, route);
         this.opts.onRoute?.(route);
       }
-      return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}) };
+      return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}), ...(usage ? { usage } : {}) };
     } finally {
       this.release(worker, lane);
     }
@@ -438,7 +519,7 @@ export class WorkerPool {
   }
 
   private startWorker(want: Want, slot: Slot, ahead = false): Worker {
-    const { profile, workspace, sandbox } = want;
+    const { profile, workspace, sandbox, network, allow } = want;
     if (ahead) this.starts.ahead++;
     else this.starts.onDemand++;
     const user = workerUser(workspace);
@@ -457,12 +538,21 @@ export class WorkerPool {
       cmd,
       extraLabels: this.opts.extraLabels,
       user,
+      network,
+      dockerNetwork: profile.docker_network,
     });
     const worker: Worker = {
       key: want.key,
       profile,
       workspace,
       sandbox,
+      network,
+      allow,
+      relay: null,
+      grant: null,
+      usageByThread: new Map(),
+      refusals: [],
+      listeners: new Set(),
       slot,
       container,
       driver: null,
@@ -496,7 +586,19 @@ export class WorkerPool {
     const { profile, slot, container } = worker;
     const began = performance.now();
     const seeder = this.seeder!;
-    const mirror = !(seeder.kind === "chatgpt" && profile.protocol === "app-server");
+    // The container's own relay token is all it gets: the sentinel in its auth.json (or, for a
+    // ChatGPT login over app-server, the placeholder access token pushed to it).
+    const grant = this.relay!.grant({
+      container: container.name,
+      upstream: this.upstreams.get(profile.name)!,
+      ...(seeder.kind === "chatgpt" ? { token: chatgptRelayToken(randomUUID(), this.planType) } : {}),
+      egress: worker.network === "allowlist" ? { allow: worker.allow } : undefined,
+      onUsage: (u) => this.onUsage(worker, u),
+      onRefused: (r) => this.onRefused(worker, r),
+    });
+    worker.grant = grant;
+    const pushed = seeder.kind === "chatgpt" && profile.protocol === "app-server";
+    const auth = pushed ? null : sentinelAuth(seeder.kind, grant.token, this.planType);
     privateDir(slot.dir, user);
     if (profile.protocol === "exec") {
       // One CODEX_HOME per concurrent exec process: lanes/<n> (mounted under /codex-home).
@@ -504,14 +606,32 @@ export class WorkerPool {
       for (let lane = 0; lane < profile.capacity; lane++) {
         const dir = path.join(slot.dir, "lanes", String(lane));
         privateDir(dir, user);
-        seeder.seed({ dir, user, mirror });
+        seeder.seed({ dir, user, auth });
       }
-    } else seeder.seed({ dir: slot.dir, user, mirror });
+    } else seeder.seed({ dir: slot.dir, user, auth });
     await container.start();
+    worker.relay = new RelayLink({
+      docker: this.opts.docker,
+      relay: this.relay!,
+      grant,
+      containerId: container.id,
+      container: container.name,
+      logger: this.logger,
+      egress: worker.network === "allowlist",
+      alive: () => !worker.dead && !worker.removing,
+    });
+    await worker.relay.open();
     const streams = container.streams!;
+    const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: this.planType };
     const driver: CodexDriver =
       profile.protocol === "app-server"
-        ? new AppServerDriver({ name: container.name, streams, exited: container.exited, cwd: CONTAINER_PATHS.workspace, tokens: seeder.kind === "chatgpt" ? (this.opts.tokens ?? this.ownTokens) : undefined })
+        ? new AppServerDriver({
+            name: container.name,
+            streams,
+            exited: container.exited,
+            cwd: CONTAINER_PATHS.workspace,
+            tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
+          })
         : profile.protocol === "mcp-server"
           ? new McpServerDriver({ name: container.name, streams, exited: container.exited })
           : new ExecDriver({ name: container.name, docker: this.opts.docker, containerId: () => container.id, exited: container.exited });
@@ -533,7 +653,8 @@ export class WorkerPool {
     if (worker.slot.worker === worker) worker.slot.worker = null;
     this.workers.delete(worker);
     this.maxInFlightSeen.delete(worker.container.name);
-    this.seeder?.forget(worker.slot.dir);
+    worker.relay?.close();
+    if (worker.grant) this.relay?.revoke(worker.grant);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
     void worker.container.remove().catch(() => {}); // if the engine is away, a health round removes it later
     this.drain(worker.profile.name);
@@ -594,6 +715,20 @@ export class WorkerPool {
     await worker.driver?.close().catch(() => {});
     await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container; a health round will", { container: worker.container.name, error: describeError(e) }));
     this.onWorkerExit(worker, why);
+  }
+
+  /** The relay metered an answer on this worker's container: counted to the thread it named. */
+  private onUsage(worker: Worker, u: Usage): void {
+    const key = u.threadId ?? "";
+    const seen = worker.usageByThread.get(key);
+    worker.usageByThread.set(key, { usage: addUsage(seen?.usage ?? ZERO_USAGE, u), model: u.model ?? seen?.model ?? null });
+  }
+
+  /** The egress proxy refused a connection from this worker's container: its turns in flight hear of it now. */
+  private onRefused(worker: Worker, r: EgressRefusal): void {
+    worker.refusals.push(r);
+    if (worker.refusals.length > 1000) worker.refusals.splice(0, 500);
+    for (const tell of worker.listeners) tell({ kind: "warning", message: `egress refused: ${r.target}: ${r.reason}` });
   }
 
   /** Notes for a turn in which `killed` commands died of SIGKILL, if the kernel's OOM killer did it. */
@@ -684,5 +819,29 @@ export class WorkerPool {
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
     this.seeder?.close();
     this.ownTokens?.stop();
+    this.relay?.close();
+    await this.rehearsal?.close();
   }
+}
+
+/** One note per refused target: what was refused, why, and how often. */
+function refusalNotes(refusals: EgressRefusal[]): string[] {
+  const byTarget = new Map<string, { reason: string; count: number }>();
+  for (const r of refusals) {
+    const seen = byTarget.get(r.target);
+    if (seen) seen.count++;
+    else byTarget.set(r.target, { reason: r.reason, count: 1 });
+  }
+  return [...byTarget].map(([target, { reason, count }]) => `egress refused: ${target}${count > 1 ? ` (${count} times)` : ""}: ${reason}`);
+}
+
+/** `a` minus `b` (usage since a snapshot). */
+function subUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  return {
+    inputTokens: a.inputTokens - b.inputTokens,
+    cachedInputTokens: a.cachedInputTokens - b.cachedInputTokens,
+    outputTokens: a.outputTokens - b.outputTokens,
+    reasoningOutputTokens: a.reasoningOutputTokens - b.reasoningOutputTokens,
+    requests: a.requests - b.requests,
+  };
 }

@@ -32,3 +32,20 @@ export function resolveInsideRoots(requested: string, allowedRoots: string[], fi
   }
   return real;
 }
+
+/**
+ * Why a task that may write (`workspace-write`, `danger-full-access`) could not write the
+ * workspace as the container's user, or null when it can: without this, every write fails inside
+ * Codex and the task still reads `succeeded`. (A root-owned CI checkout is the usual case.)
+ */
+export function checkWorkspaceWritable(workspace: string, user: { uid: number; gid: number }, sandbox: string): string | null {
+  const st = statSync(workspace);
+  const mode = st.mode & 0o777;
+  const can = st.uid === user.uid ? (mode & 0o200) !== 0 : st.gid === user.gid ? (mode & 0o020) !== 0 : (mode & 0o002) !== 0;
+  if (can) return null;
+  const octal = mode.toString(8).padStart(4, "0");
+  return (
+    `workspace: ${workspace} is owned by uid ${st.uid} (gid ${st.gid}, mode ${octal}) and the worker container runs as uid ${user.uid}, which cannot write it, so a ${sandbox} task's changes would all fail; ` +
+    `give the workspace to that user (chown -R ${user.uid}:${user.gid} ${workspace}), run the broker as the workspace's owner, or use sandbox "read-only"`
+  );
+}

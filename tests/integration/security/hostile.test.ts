@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, lstatSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -182,7 +182,7 @@ describe("secrets stay secret", () => {
       const tasks = (r.structured as { tasks: { id: string; status: string; finalMessage: string | null }[] }).tasks;
       expect(tasks.map((t) => t.status)).toEqual(["succeeded", "succeeded", "failed"]);
       // The model receives the credential (the rehearsal answers its hash): the API key, or the
-      // ChatGPT access token the broker pushes to app-server (account/login/start).
+      // ChatGPT access token, put in place of the worker's sentinel by the broker's relay.
       expect(tasks[0]!.finalMessage, inst.label).toBe(`auth: sha256:${createHash("sha256").update(inst === api ? API_KEY : ACCESS).digest("hex").slice(0, 12)}`);
       for (const p of ["/", "/status.json", "/metrics", "/healthz"]) results.push(await (await fetch(`${inst.base}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
     }
@@ -198,9 +198,8 @@ describe("secrets stay secret", () => {
       const walk = (dir: string): void => {
         for (const name of readdirSync(dir)) {
           const p = path.join(dir, name);
-          // workers/ holds each worker's CODEX_HOME: Codex's own home, where its credential must be.
-          if (p === path.join(inst.dir, "state", "workers")) continue;
-          const st = statSync(p);
+          // workers/ holds each worker's CODEX_HOME: since the relay, not even there (a sentinel).
+          const st = lstatSync(p); // Codex leaves dangling links in its home: not files to scan
           if (st.isDirectory()) walk(p);
           else if (st.isFile()) {
             let text = readFileSync(p).toString("latin1");
@@ -213,9 +212,10 @@ describe("secrets stay secret", () => {
     }
     results.forEach((r, i) => check(`tool result/page ${i}`, r));
     expect(leaks).toEqual([]);
-    // The search does find a secret where one must be: the worker's own CODEX_HOME.
-    const homes = spawnSync("grep", ["-rl", API_KEY, path.join(api.dir, "state", "workers")], { encoding: "utf8" }).stdout;
-    expect(homes).toMatch(/auth\.json/);
+    // The search does find a secret where one must be: the broker's own auth file, outside state/.
+    const found = spawnSync("grep", ["-rl", API_KEY, api.dir], { encoding: "utf8" }).stdout;
+    expect(found.trim()).toBe(path.join(api.dir, "auth.json"));
+    expect(scanned.some((s) => s.includes(`${path.sep}workers${path.sep}`) && s.endsWith("auth.json"))).toBe(true);
     expect(scanned.some((s) => s.endsWith("events.jsonl"))).toBe(true);
     expect(scanned.some((s) => s.includes("artifacts/env/out/env.txt"))).toBe(true);
     expect(scanned.some((s) => s.endsWith("bundle.tar.gz"))).toBe(true);

@@ -104,24 +104,23 @@ describe("a task cannot widen its container", () => {
 });
 
 describe("a prompt that reads its own credential", () => {
-  // The model's commands run as the same user as Codex, which must read CODEX_HOME/auth.json:
-  // no sandbox mode stops a prompt from printing it (read-only restricts writes, not reads).
-  // What the broker does is not carry it further: the secrets it knows are replaced by
-  // [redacted] in what leaves the worker (events, final messages, errors, artifacts).
-  it("the key printed by `cat $CODEX_HOME/auth.json`, or copied to an artifact, is in no tool result, record, event log or artifact", async () => {
+  // The container holds no credential: its auth.json is a sentinel (its own relay token) that the
+  // broker's model relay swaps for the real key. The scrub of known secrets on the way out stays
+  // as a second layer: a key that reaches a worker anyway (here a task given it in its env) is
+  // replaced by [redacted] in what leaves the worker (events, final messages, errors, artifacts).
+  it("`cat $CODEX_HOME/auth.json` shows the sentinel; a key handed to a task is in no tool result, record, event log or artifact", async () => {
     const ws = makeWorkspace();
     const r = await callTool(b, "batch", {
       workspace: ws,
       mission: { name: "exfil", tasks: [
         { id: "ro", prompt: "#fake run cat $CODEX_HOME/auth.json", sandbox: "read-only" },
-        { id: "rw", prompt: "#fake run cp $CODEX_HOME/auth.json stolen.json && cat stolen.json", sandbox: "workspace-write", artifacts: ["stolen.json"] },
+        { id: "rw", prompt: '#fake run printf \'{"OPENAI_API_KEY": "%s"}\' "$LEAKED" > stolen.json && cat stolen.json', sandbox: "workspace-write", artifacts: ["stolen.json"], env: { LEAKED: API_KEY } },
       ] },
     });
     const ts = tasksOf(r) as (TaskOut & { artifacts: { path: string; redacted?: number }[] })[];
-    for (const t of ts) {
-      expect(t.status, r.text).toBe("succeeded");
-      expect(t.finalMessage).toMatch(/"OPENAI_API_KEY":\s*"\[redacted\]"/); // the file was read, the key replaced
-    }
+    for (const t of ts) expect(t.status, r.text).toBe("succeeded");
+    expect(ts[0]!.finalMessage).toMatch(/"OPENAI_API_KEY":\s*"cmw-relay-[\w-]+"/); // the sentinel, not the key
+    expect(ts[1]!.finalMessage).toMatch(/"OPENAI_API_KEY":\s*"\[redacted\]"/); // the file was read, the key replaced
     expect(readFileSync(path.join(ws, "stolen.json"), "utf8")).toContain(API_KEY); // the copy in the workspace is real
     expect(ts[1]!.artifacts).toEqual([expect.objectContaining({ path: "stolen.json", redacted: 1 })]);
     const dir = path.join(b.dir, "state/missions", (r.structured as { missionId: string }).missionId);

@@ -18,6 +18,8 @@ export interface TestPoolOptions {
   workers?: Record<string, unknown>[];
   auth?: unknown;
   stateDir?: string;
+  /** More [broker] keys. */
+  broker?: Record<string, unknown>;
   run: string;
   pool?: Partial<PoolOptions>;
 }
@@ -30,7 +32,7 @@ export function testConfig(o: Omit<TestPoolOptions, "pool">): WrapperConfig {
   const workers = (o.workers ?? [{ name: "default" }]).map((w) => ({ image: REHEARSAL_IMAGE, network: "none", memory: "1g", idle_timeout: 600, sandbox: "workspace-write", ...w }));
   return resolveConfig(
     {
-      broker: { label: o.label ?? `cmw-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX },
+      broker: { label: o.label ?? `cmw-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX, ...o.broker },
       workers,
     },
     "test",

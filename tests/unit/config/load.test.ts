@@ -101,3 +101,19 @@ describe("sizes and durations", () => {
     expect(parseDuration("soon")).toBeNull();
   });
 });
+
+describe("worker networks", () => {
+  it("default to none; allowlist takes hosts; a Docker network's name is read as open on it, with a warning", () => {
+    const c = resolveConfig({ workers: [{ name: "a" }, { name: "b", network: "allowlist", allow: ["registry.npmjs.org", "*.pythonhosted.org", "10.0.0.7:8080"] }, { name: "c", network: "bridge" }] }, "t", {});
+    expect(c.workers.map((w) => w.network)).toEqual(["none", "allowlist", "open"]);
+    expect(c.workers[1]!.allow).toEqual(["registry.npmjs.org", "*.pythonhosted.org", "10.0.0.7:8080"]);
+    expect(c.workers[2]!.docker_network).toBe("bridge");
+    expect(c.warnings).toEqual([expect.stringMatching(/^workers\[2\]\.network = "bridge" names a Docker network: read as network = "open" with docker_network = "bridge"/)]);
+    expect(resolveConfig({}, "t", {}).warnings).toEqual([]);
+  });
+
+  it("refuses an allowlist entry that is not a host, naming the field", () => {
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", network: "allowlist", allow: ["http://x.org/path"] }] }, "t", {}))[0]).toMatch(/^workers\[0\]\.allow\[0\]: expected a host name/);
+    expect(problemsOf(() => resolveConfig({ broker: { egress_hosts: { "x.test": "not-an-ip" } } }, "t", {}))[0]).toMatch(/^broker\.egress_hosts\.x\.test: expected an IP address/);
+  });
+});

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { resolveWorkspace } from "../../../src/worker/workspace.js";
+import { checkWorkspaceWritable, resolveWorkspace } from "../../../src/worker/workspace.js";
 
 describe("resolveWorkspace", () => {
   const root = mkdtempSync(path.join(os.tmpdir(), "cmw-roots-"));
@@ -29,5 +29,22 @@ describe("resolveWorkspace", () => {
   it("refuses what is missing or not a directory", () => {
     expect(() => resolveWorkspace(path.join(allowed, "nope"), [allowed])).toThrow(/does not exist/);
     expect(() => resolveWorkspace(path.join(allowed, "file.txt"), [allowed])).toThrow(/is not a directory/);
+  });
+});
+
+describe("a workspace the worker cannot write", () => {
+  it("is refused for a task that may write, naming the owner, the container's user and the fix", () => {
+    const ws = mkdtempSync(path.join(os.tmpdir(), "cmw-wsw-"));
+    chmodSync(ws, 0o755);
+    const { uid, gid } = statSync(ws);
+    const other = { uid: uid + 4242, gid: gid + 4242 };
+    const why = checkWorkspaceWritable(ws, other, "workspace-write");
+    expect(why).toContain(`${ws} is owned by uid ${uid}`);
+    expect(why).toContain("mode 0755");
+    expect(why).toContain(`runs as uid ${other.uid}`);
+    expect(why).toContain(`chown -R ${other.uid}:${other.gid} ${ws}`);
+    expect(checkWorkspaceWritable(ws, { uid, gid }, "workspace-write")).toBeNull();
+    chmodSync(ws, 0o777);
+    expect(checkWorkspaceWritable(ws, other, "workspace-write")).toBeNull();
   });
 });

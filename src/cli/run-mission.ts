@@ -34,7 +34,14 @@ export function junitReport(m: MissionRecord): string {
     t.startedAt && t.finishedAt ? ((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000).toFixed(3) : "0";
   const failures = m.tasks.filter((t) => t.status !== "succeeded").length;
   const cases = m.tasks.map((t) => {
-    const body = t.status === "succeeded" ? "" : `\n      <failure message="${xml(`${t.status}: ${t.error ?? ""}`.slice(0, 500))}" type="${t.status}">${xml(t.error ?? "")}</failure>\n    `;
+    const u = t.usage;
+    const props = u
+      ? `\n      <properties>\n${[["model", u.model ?? "unknown"], ["input_tokens", u.inputTokens], ["cached_input_tokens", u.cachedInputTokens], ["output_tokens", u.outputTokens], ["reasoning_output_tokens", u.reasoningOutputTokens], ["model_requests", u.requests]]
+          .map(([k, v]) => `        <property name="${k}" value="${xml(String(v))}"/>`)
+          .join("\n")}\n      </properties>`
+      : "";
+    const failure = t.status === "succeeded" ? "" : `\n      <failure message="${xml(`${t.status}: ${t.error ?? ""}`.slice(0, 500))}" type="${t.status}">${xml(t.error ?? "")}</failure>`;
+    const body = props || failure ? `${props}${failure}\n    ` : "";
     return `    <testcase classname="${xml(m.name)}" name="${xml(t.id)}" time="${secs(t)}">${body}</testcase>`;
   });
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n  <testsuite name="${xml(m.name)}" tests="${m.tasks.length}" failures="${failures}" errors="0" timestamp="${m.createdAt}">\n${cases.join("\n")}\n  </testsuite>\n</testsuites>\n`;

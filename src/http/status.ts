@@ -22,7 +22,7 @@ export interface StatusSnapshot {
     finishedAt: string | null;
     progress: Record<string, number>;
     bundle: string | null;
-    tasks: { id: string; status: string; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; artifacts: { path: string; size: number; href: string }[] }[];
+    tasks: { id: string; status: string; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; tokens: { input: number; cached: number; output: number } | null; artifacts: { path: string; size: number; href: string }[] }[];
   }[];
 }
 
@@ -68,6 +68,7 @@ function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
         startedAt: t.startedAt,
         finishedAt: t.finishedAt,
         error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error || null,
+        tokens: t.usage ? { input: t.usage.inputTokens, cached: t.usage.cachedInputTokens, output: t.usage.outputTokens } : null,
         artifacts: t.artifacts.map((a) => ({ path: a.path, size: a.size, href: `${base}/artifacts/${encodeURIComponent(t.id)}/${a.path.split("/").map(encodeURIComponent).join("/")}` })),
       };
     }),
@@ -211,11 +212,11 @@ function render(s) {
     const done = total - (m.progress.queued || 0) - (m.progress.running || 0);
     const bar = el("div", { class: "bar", title: JSON.stringify(m.progress) });
     for (const [st, n] of Object.entries(m.progress)) { const b = el("span"); b.style.width = (100 * n / total) + "%"; b.style.background = COLORS[st] || "#999"; bar.append(b); }
-    const tasks = el("table", { class: "tasks" }, el("tr", {}, ...["task", "status", "container", "artifacts", "error"].map((h) => el("th", { text: h }))));
+    const tasks = el("table", { class: "tasks" }, el("tr", {}, ...["task", "status", "container", "tokens (in / cached / out)", "artifacts", "error"].map((h) => el("th", { text: h }))));
     for (const t of m.tasks) {
       const arts = el("td");
       for (const a of t.artifacts) arts.append(el("a", { href: a.href, text: a.path }), " ");
-      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("code", { text: t.id })), el("td", {}, el("span", { class: "status " + t.status, text: t.status })), el("td", {}, t.container ? el("code", { text: t.container }) : null), arts, el("td", { class: "error", text: t.error || "" })));
+      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("code", { text: t.id })), el("td", {}, el("span", { class: "status " + t.status, text: t.status })), el("td", {}, t.container ? el("code", { text: t.container }) : null), el("td", { class: "tokens", text: t.tokens ? t.tokens.input + " / " + t.tokens.cached + " / " + t.tokens.output : "" }), arts, el("td", { class: "error", text: t.error || "" })));
     }
     const header = el("header", {}, el("strong", { text: m.name }), el("code", { text: m.missionId }), el("span", { class: "status " + m.status, text: m.status }), el("span", { class: "meta", text: done + " of " + total + " task(s) done · started " + new Date(m.createdAt).toLocaleString() }));
     if (m.bundle) header.append(el("a", { href: m.bundle, text: "artifacts (tar.gz)" }));

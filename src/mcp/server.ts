@@ -30,6 +30,10 @@ const TaskResult = {
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   notes: z.array(z.string()).optional().describe("what the broker saw besides Codex's own account, e.g. a command killed for exceeding the memory limit"),
+  usage: z
+    .object({ inputTokens: z.number(), cachedInputTokens: z.number(), outputTokens: z.number(), reasoningOutputTokens: z.number(), requests: z.number(), model: z.string().nullable(), profile: z.string() })
+    .optional()
+    .describe("tokens the task's model calls used, metered by the broker's relay from the model's own answers"),
 };
 const MissionResult = { missionId: z.string(), status: z.string(), tasks: z.array(z.object(TaskResult)) };
 
@@ -43,6 +47,7 @@ const taskOut = (t: TaskRecord): z.infer<z.ZodObject<typeof TaskResult>> => ({
   startedAt: t.startedAt,
   finishedAt: t.finishedAt,
   ...(t.notes?.length ? { notes: t.notes } : {}),
+  ...(t.usage ? { usage: t.usage } : {}),
 });
 const missionOut = (m: MissionRecord) => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
 
@@ -141,6 +146,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           startedAt,
           finishedAt: new Date().toISOString(),
           ...(r.notes ? { notes: r.notes } : {}),
+          ...(r.usage ? { usage: r.usage } : {}),
         };
         const text = r.outcome.error ? `${r.outcome.status}: ${r.outcome.error}` : (r.outcome.finalMessage ?? r.outcome.status);
         return { structuredContent: out, content: [{ type: "text", text: `${text}${notesSuffix(r.notes)}` }], isError: r.outcome.status !== "succeeded" };

@@ -22,6 +22,7 @@ export class BrokerMetrics {
   readonly registry = new Registry();
   private readonly tasks: Counter<"status">;
   private readonly missions: Counter<"status">;
+  private readonly tokens: Counter<"profile" | "model" | "kind">;
   private readonly taskDuration: Histogram<"status">;
   private readonly containerStart: Histogram<"profile">;
 
@@ -31,6 +32,12 @@ export class BrokerMetrics {
     new Gauge({ name: "codex_wrapper_info", help: "The instance: label, channel and version (always 1)", labelNames: ["label", "channel", "version"], registers }).set({ label: src.label, channel: src.channel, version: src.version }, 1);
     this.tasks = new Counter({ name: "codex_wrapper_tasks_finished_total", help: "Tasks finished, by final status", labelNames: ["status"], registers });
     this.missions = new Counter({ name: "codex_wrapper_missions_finished_total", help: "Missions finished, by final status", labelNames: ["status"], registers });
+    this.tokens = new Counter({
+      name: "codex_wrapper_tokens_total",
+      help: "Model tokens used by finished tasks, metered at the relay: kind input (cached included), cached (input served from the cache), output (reasoning included)",
+      labelNames: ["profile", "model", "kind"],
+      registers,
+    });
     this.taskDuration = new Histogram({
       name: "codex_wrapper_task_duration_seconds",
       help: "Task duration from start on a worker to its end, by final status",
@@ -93,6 +100,13 @@ export class BrokerMetrics {
 
   taskFinished(rec: TaskRecord): void {
     this.tasks.inc({ status: rec.status });
+    const u = rec.usage;
+    if (u) {
+      const labels = { profile: u.profile, model: u.model ?? "unknown" };
+      this.tokens.inc({ ...labels, kind: "input" }, u.inputTokens);
+      this.tokens.inc({ ...labels, kind: "cached" }, u.cachedInputTokens);
+      this.tokens.inc({ ...labels, kind: "output" }, u.outputTokens);
+    }
     if (rec.startedAt && rec.finishedAt) this.taskDuration.observe({ status: rec.status }, Math.max(0, Date.parse(rec.finishedAt) - Date.parse(rec.startedAt)) / 1000);
   }
 

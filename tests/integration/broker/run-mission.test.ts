@@ -64,8 +64,11 @@ describe("run-mission", () => {
     expect(r.stdout).toMatch(/task t1: started on /);
     expect(r.stdout).toMatch(/task\s+status\s+time\s+artifacts\s+error/);
     expect(r.stdout).toMatch(/mission succeeded/);
-    const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { status: string; missionId: string; bundle: string; bundleZip: string; tasks: { id: string; status: string; conversationId: string; artifacts: { path: string; sha256: string }[] }[] };
+    const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { status: string; missionId: string; bundle: string; bundleZip: string; tasks: { id: string; status: string; conversationId: string; artifacts: { path: string; sha256: string }[]; usage?: Record<string, unknown> }[] };
     expect(report.status).toBe("succeeded");
+    // Usage metered at the relay: a #fake write turn is two model requests (the call, the answer),
+    // each of which the rehearsal model reports as 100 input tokens.
+    for (const t of report.tasks) expect(t.usage).toEqual({ inputTokens: 200, cachedInputTokens: 0, outputTokens: expect.any(Number), reasoningOutputTokens: 0, requests: 2, model: "rehearsal", profile: "default" });
     for (const t of report.tasks) {
       expect(t.status).toBe("succeeded");
       expect(t.conversationId).toMatch(/^conv_/);
@@ -78,6 +81,8 @@ describe("run-mission", () => {
     expect(existsSync(report.bundleZip)).toBe(true);
     const junit = readFileSync(path.join(dir, "r.xml"), "utf8");
     expect(junit).toContain('<testsuite name="ci-pass" tests="3" failures="0"');
+    expect(junit.match(/<property name="input_tokens" value="200"\/>/g)).toHaveLength(3);
+    expect(junit).toMatch(/<testcase classname="ci-pass" name="t1"[^>]*>\s*<properties>\s*<property name="model" value="rehearsal"\/>/);
     expect((await docker.listByLabels({ [LABELS.instance]: label })).length).toBe(0);
   });
 

@@ -100,6 +100,8 @@ describe("status page and metrics", () => {
     promtoolCheck(before);
     expect(sample(before, "codex_wrapper_info", { label: `cmw-test-${RUN}`, channel: "dev" })).toBe(1);
     const succeededBefore = sample(before, "codex_wrapper_tasks_finished_total", { status: "succeeded" });
+    const tokens = { profile: "default", model: "rehearsal" };
+    const inputBefore = sample(before, "codex_wrapper_tokens_total", { ...tokens, kind: "input" });
 
     const ws = makeWorkspace();
     const r = await client.callTool({
@@ -141,6 +143,8 @@ describe("status page and metrics", () => {
     // The same page, never reloaded, follows the mission to its end.
     await mission.locator("header .status.succeeded").waitFor({ timeout: 120_000 });
     for (const id of ["writer", "slow-1", "slow-2"]) await expect.poll(() => mission.locator(`tr[data-task="${id}"] .status`).textContent()).toBe("succeeded");
+    // Each task made two model requests (a call, the answer) of 100 input tokens each, metered at the relay.
+    await expect.poll(() => mission.locator('tr[data-task="writer"] .tokens').textContent()).toMatch(/^200 \/ 0 \/ \d+$/);
     const link = mission.locator('tr[data-task="writer"] a');
     expect(await link.textContent()).toBe("out/report.txt");
     const href = await link.getAttribute("href");
@@ -164,6 +168,8 @@ describe("status page and metrics", () => {
     expect(sample(after, "codex_wrapper_task_duration_seconds_count", { status: "succeeded" })).toBe(succeededBefore + 3);
     expect(sample(after, "codex_wrapper_task_duration_seconds_sum", { status: "succeeded" })).toBeGreaterThan(16); // two 8 s sleeps
     expect(sample(after, "codex_wrapper_missions_finished_total", { status: "succeeded" })).toBe(1);
+    expect(sample(after, "codex_wrapper_tokens_total", { ...tokens, kind: "input" })).toBe(inputBefore + 600);
+    expect(sample(after, "codex_wrapper_tokens_total", { ...tokens, kind: "output" })).toBeGreaterThan(0);
     expect(sample(after, "codex_wrapper_container_start_seconds_count", { profile: "default" })).toBe(1);
     expect(sample(after, "codex_wrapper_queue_length")).toBe(0);
     expect(sample(after, "codex_wrapper_tasks", { status: "running" })).toBe(0);

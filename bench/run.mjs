@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale] [--cells 200x4,50x1] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -16,6 +16,10 @@ import { Broker } from "../dist/broker.js";
 import { resolveConfig } from "../dist/config/load.js";
 import { createApp } from "../dist/http/app.js";
 import { LineSplitter } from "../dist/worker/stream-transport.js";
+import { ApiKeyCredential } from "../dist/auth/credential.js";
+import { RelayChannel } from "../dist/relay/channel.js";
+import { ModelRelay } from "../dist/relay/model-relay.js";
+import { startRehearsalServer } from "../dist/rehearsal/server.js";
 
 const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" } } });
 const QUICK = !!opts.quick;
@@ -78,13 +82,14 @@ process.on("SIGINT", () => {
 
 // ---------- the floor: Codex driven directly over `docker run -i` stdio ----------
 class DirectAppServer {
-  constructor(image = IMAGE) {
+  /** `home`: a CODEX_HOME (default: one with the API key); `env`: extra container variables. */
+  constructor(image = IMAGE, { home = codexHome(), env = [] } = {}) {
     this.name = `cmw-${RUN}-direct-${++seq}`;
     this.pending = new Map();
     this.waiters = [];
     this.nextId = 1;
     this.spawnedAt = performance.now();
-    this.proc = spawn("docker", ["run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", "-v", `${codexHome()}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
+    this.proc = spawn("docker", ["run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", ...env.flatMap((e) => ["-e", e]), "-v", `${home}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
     const lines = new LineSplitter(64 << 20);
     this.proc.stdout.on("data", (d) => lines.push(d).forEach((l) => this.onLine(l)));
   }
@@ -104,6 +109,7 @@ class DirectAppServer {
       this.send({ jsonrpc: "2.0", id: m.id, result: { decision: "decline" } });
     } else if (m.method) {
       const at = performance.now();
+      if (m.method === "item/agentMessage/delta") this.deltas?.push(at);
       this.waiters = this.waiters.filter((w) => !(w.method === m.method && w.pred(m.params) && (w.resolve(at), true)));
     }
   }
@@ -273,6 +279,78 @@ async function warm() {
   say(`warm: broker p50 ${results.warm.broker.median} ms, floor p50 ${results.warm.floor.median} ms`);
 }
 
+/**
+ * The relay against today's direct path, with the broker's pool out of the picture: the same
+ * app-server, driven the same way, with its model on the container's own loopback (the rehearsal
+ * image run by hand) or reached through the relay (the forwarder exec'd in the container, the
+ * relay and the rehearsal model in this process). A one-request turn, start to completed; and a
+ * long streamed answer (#fake deltas 200), deltas per second from the first to the last.
+ */
+async function relay() {
+  const runs = QUICK ? 6 : 30;
+  const model = await startRehearsalServer({ port: 0 });
+  const relay = new ModelRelay();
+  const grant = relay.grant({ container: "bench-relayed", upstream: { baseUrl: model.url, credential: new ApiKeyCredential(() => API_KEY) } });
+  const home = ownedDir("home", 0o700);
+  writeFileSync(path.join(home, "auth.json"), JSON.stringify({ OPENAI_API_KEY: grant.token }), { mode: 0o600 });
+  chownSync(path.join(home, "auth.json"), UID, UID);
+  const direct = new DirectAppServer();
+  const relayed = new DirectAppServer(IMAGE, { home, env: ["CODEX_RELAY=1"] });
+  let forwarder;
+  for (const end = Date.now() + 30_000; ; ) {
+    forwarder = spawn("docker", ["exec", "-i", relayed.name, "node", "/opt/codex-relay/forwarder.js", "model=38080"], { stdio: ["pipe", "pipe", "ignore"] });
+    const channel = new RelayChannel(relayed.name, { stdin: forwarder.stdin, stdout: forwarder.stdout });
+    const ok = await Promise.race([new Promise((r) => channel.once("ready", () => r(true))), new Promise((r) => forwarder.once("exit", () => r(false)))]);
+    if (ok) {
+      relay.attach(grant, channel);
+      break;
+    }
+    if (Date.now() > end) throw new Error("the forwarder did not start in the relayed container");
+    await sleep(100);
+  }
+  await Promise.all([direct.init(), relayed.init()]);
+  const turnMs = async (d, prompt) => {
+    const t0 = performance.now();
+    const { completed } = await d.turn(prompt);
+    return (await completed) - t0;
+  };
+  const rate = async (d) => {
+    d.deltas = [];
+    await turnMs(d, "#fake deltas 200");
+    const xs = d.deltas;
+    d.deltas = undefined;
+    if (xs.length < 2) throw new Error(`expected 200 deltas, saw ${xs.length}`);
+    return ((xs.length - 1) / (xs.at(-1) - xs[0])) * 1000;
+  };
+  for (const d of [direct, relayed]) {
+    await turnMs(d, "hello"); // first turns pay Codex's lazy start-up
+    await rate(d);
+  }
+  const turn = { direct: [], relayed: [] };
+  const stream = { direct: [], relayed: [] };
+  for (let i = 0; i < runs; i++) {
+    // Interleaved, in alternating order, so drift on a noisy machine falls on both sides.
+    const order = i % 2 ? [["relayed", relayed], ["direct", direct]] : [["direct", direct], ["relayed", relayed]];
+    for (const [k, d] of order) turn[k].push(await turnMs(d, "hello"));
+    for (const [k, d] of order) stream[k].push(await rate(d));
+  }
+  direct.close();
+  relayed.close();
+  forwarder.kill();
+  relay.close();
+  await model.close();
+  results.relay = {
+    turnDirect: summary(turn.direct),
+    turnRelayed: summary(turn.relayed),
+    addedMsP50: round(median(turn.relayed) - median(turn.direct)),
+    deltasPerSecondDirect: round(median(stream.direct)),
+    deltasPerSecondRelayed: round(median(stream.relayed)),
+    streamRatio: Math.round((median(stream.relayed) / median(stream.direct)) * 100) / 100,
+    runs,
+  };
+  say(`relay: turn p50 ${results.relay.turnRelayed.median} ms relayed vs ${results.relay.turnDirect.median} ms direct; stream ${results.relay.deltasPerSecondRelayed} vs ${results.relay.deltasPerSecondDirect} deltas/s`);
+}
+
 async function throughput() {
   const tasks = QUICK ? 48 : 200;
   const rounds = QUICK ? 1 : 3;
@@ -411,6 +489,11 @@ function table() {
     const t = results.throughput;
     lines.push(`throughput, ${t.tasks} tasks on ${t.containers}×${t.capacity}, ${t.rounds} round(s): broker ${t.brokerTasksPerSecond}/s, direct ${t.directTasksPerSecond}/s (medians), ratio ${t.ratio} (rounds: ${t.ratios.join(", ")}; target ≥ 0.8)${t.brokerFailed ? `, ${t.brokerFailed} failed` : ""}`);
   }
+  if (results.relay) {
+    const r = results.relay;
+    lines.push(row("warm turn, direct model", r.turnDirect), row("warm turn, through the relay", r.turnRelayed), `  relay adds ${r.addedMsP50} ms at p50 (target ≤ 2)`);
+    lines.push(`long answer (200 deltas): ${r.deltasPerSecondRelayed} deltas/s through the relay, ${r.deltasPerSecondDirect} direct, ratio ${r.streamRatio} (target ≥ 0.9)`);
+  }
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
@@ -419,7 +502,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, warm, throughput, drivers, scale })) {
+  for (const [name, fn] of Object.entries({ cold, warm, relay, throughput, drivers, scale })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

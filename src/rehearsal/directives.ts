@@ -11,7 +11,9 @@ export type Directive =
   | { kind: "crash" }
   | { kind: "stall" }
   | { kind: "recall" }
-  | { kind: "auth" };
+  | { kind: "auth" }
+  /** The final message streamed as this many deltas (a long answer, for benchmarks). */
+  | { kind: "deltas"; count: number };
 
 /** Directives that become a shell tool call run by Codex. */
 export type ToolDirective = Extract<Directive, { kind: "write" | "run" | "env" | "sleep" | "crash" }>;
@@ -66,8 +68,12 @@ function parseOne(verb: string, arg: string, line: string): Directive {
       return { kind: "recall" };
     case "auth":
       return { kind: "auth" };
+    case "deltas": {
+      const n = Number(arg);
+      return Number.isInteger(n) && n >= 1 && n <= 100_000 ? { kind: "deltas", count: n } : bad("expected `#fake deltas <count>` (1 to 100000)");
+    }
     default:
-      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth");
+      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth, deltas");
   }
 }
 

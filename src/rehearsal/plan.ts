@@ -6,7 +6,7 @@ import { commandFor, isToolDirective, parseDirectives, type Directive } from "./
 
 export type Plan =
   | { kind: "call"; name: string; arguments: string; callId: string }
-  | { kind: "message"; text: string }
+  | { kind: "message"; text: string; deltas?: number }
   | { kind: "fail"; status: number; message: string }
   | { kind: "stall" };
 
@@ -174,7 +174,8 @@ export function planResponse(body: RequestView, ctx: PlanContext): Plan {
     return call(i, 0, shell.exec.name, args);
   }
 
-  return { kind: "message", text: finalAnswer(directives, results, users, ctx.token) };
+  const deltas = directives.find((d) => d.kind === "deltas")?.count;
+  return { kind: "message", text: finalAnswer(directives, results, users, ctx.token), ...(deltas ? { deltas } : {}) };
 }
 
 function finalAnswer(
@@ -210,6 +211,9 @@ function finalAnswer(
         break;
       case "auth":
         lines.push(`auth: ${token ? tokenFingerprint(token) : "none"}`);
+        break;
+      case "deltas":
+        lines.push(Array.from({ length: d.count }, (_, k) => `w${k + 1}`).join(" "));
         break;
       case "fail":
       case "stall":

@@ -58,7 +58,10 @@ function streamPlan(res: http.ServerResponse, plan: Extract<Plan, { kind: "call"
       : { type: "message", id: itemId, role: "assistant", status: "completed", content: [{ type: "output_text", text: plan.text, annotations: [] }] };
   event("response.output_item.added", { output_index: 0, item: { ...item, status: "in_progress" } });
   if (plan.kind === "message") {
-    event("response.output_text.delta", { item_id: itemId, output_index: 0, content_index: 0, delta: plan.text });
+    // One delta, or `deltas` of them (word by word, the last taking the rest), as a long answer streams.
+    const words = plan.deltas ? plan.text.split(/(?<= )/) : [plan.text];
+    const n = Math.min(plan.deltas ?? 1, words.length);
+    for (let k = 0; k < n; k++) event("response.output_text.delta", { item_id: itemId, output_index: 0, content_index: 0, delta: k < n - 1 ? words[k]! : words.slice(k).join("") });
   }
   event("response.output_item.done", { output_index: 0, item });
   const outputTokens = Math.max(1, Math.ceil((plan.kind === "call" ? plan.arguments : plan.text).length / 4));

@@ -173,8 +173,24 @@ export class RelayChannel extends EventEmitter<RelayChannelEvents> {
       this.waiting.push({ frame, cb });
       return;
     }
+    this.batch();
     if (this.io.stdin.write(frame)) cb?.();
     else this.waiting.push({ frame: Buffer.alloc(0), cb });
+  }
+
+  private corked = false;
+  /**
+   * Frames written in one turn of the event loop leave in one write: a streamed answer's many
+   * small events would otherwise cross the engine one by one (measured: 0.65× the direct rate).
+   */
+  private batch(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.io.stdin.cork();
+    setImmediate(() => {
+      this.corked = false;
+      this.io.stdin.uncork();
+    });
   }
 
   private flush(): void {

@@ -26,7 +26,17 @@ let nextId = 1;
 /** Sockets paused because the channel to the broker is full. */
 let channelFull = false;
 
+/** Frames written in one turn of the event loop leave in one write (see channel.ts). */
+let corked = false;
 function send(frame: Buffer): void {
+  if (!corked) {
+    corked = true;
+    out.cork();
+    setImmediate(() => {
+      corked = false;
+      out.uncork();
+    });
+  }
   if (!out.write(frame) && !channelFull) {
     channelFull = true;
     for (const s of sockets.values()) s.pause();
@@ -90,7 +100,17 @@ function onFrame(f: Frame): void {
 const reader = new FrameReader();
 process.stdin.on("data", (chunk: Buffer) => {
   try {
-    for (const f of reader.push(chunk)) onFrame(f);
+    // The frames of one chunk reach each socket in one write.
+    const touched = new Set<Conn>();
+    for (const f of reader.push(chunk)) {
+      const s = f.type === FRAME.DATA ? sockets.get(f.stream) : undefined;
+      if (s && !touched.has(s)) {
+        touched.add(s);
+        s.cork();
+      }
+      onFrame(f);
+    }
+    for (const s of touched) s.uncork();
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     process.exit(1);

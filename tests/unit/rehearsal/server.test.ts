@@ -38,6 +38,14 @@ describe("rehearsal server", () => {
     ]);
   });
 
+  it("streams #fake deltas N as N text deltas that add up to the final message", async () => {
+    server = await startRehearsalServer();
+    const body = await (await post(prompt("#fake deltas 200"), "sk-x")).text();
+    const deltas = body.split("\n\n").filter((e) => e.startsWith("event: response.output_text.delta")).map((e) => (JSON.parse(e.split("\ndata: ")[1]!) as { delta: string }).delta);
+    expect(deltas).toHaveLength(200);
+    expect(deltas.join("")).toBe(Array.from({ length: 200 }, (_, k) => `w${k + 1}`).join(" "));
+  });
+
   it("answers 400 with the message for #fake fail", async () => {
     server = await startRehearsalServer();
     const res = await post(prompt("#fake fail nope"));

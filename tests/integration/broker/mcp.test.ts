@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { createApp } from "../../../src/http/app.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
 import { docker, recalled, testConfig } from "../support/pool.js";
 import { within } from "../support/wait.js";
 
@@ -44,7 +44,7 @@ afterAll(async () => {
   await client?.close();
   await broker?.stop();
   await new Promise((r) => http?.close(r));
-  for (const label of [`cmw-test-${RUN}`, `cmw-stdio-${process.pid}`]) for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
+  for (const label of [`${INSTANCE_PREFIX}-test-${RUN}`, `${INSTANCE_PREFIX}-stdio-${process.pid}`]) for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
 });
 
 async function call(name: string, args: Record<string, unknown>, onprogress?: (p: { message?: string }) => void) {
@@ -98,7 +98,7 @@ describe("the broker over Streamable HTTP", () => {
     // (Docker's default, from the container id), and its Codex still has the task's prompt.
     const ranOn = broker.runner.status(first.missionId).tasks[1]!.container!;
     const hostname = execFileSync("docker", ["inspect", "-f", "{{.Config.Hostname}}", ranOn], { encoding: "utf8" }).trim();
-    const others = (await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })).filter((c) => c.name !== ranOn);
+    const others = (await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })).filter((c) => c.name !== ranOn);
     expect(others.length, "another container could have taken the reply (two containers for three tasks)").toBeGreaterThan(0);
     const prompt = "#fake run hostname\n#fake recall";
     const r = await call("reply", { conversationId: conv, prompt });
@@ -186,7 +186,7 @@ describe("the broker over Streamable HTTP", () => {
       await new Promise((r) => locked.close(r));
     }
     const health = (await (await fetch(new URL("/healthz", url))).json()) as Record<string, unknown>;
-    expect(health).toMatchObject({ label: `cmw-test-${RUN}`, channel: "dev", docker: expect.stringMatching(/^ok/) });
+    expect(health).toMatchObject({ label: `${INSTANCE_PREFIX}-test-${RUN}`, channel: "dev", docker: expect.stringMatching(/^ok/) });
   });
 
   // Last of this block: if timeout_seconds is not applied, the stalled turn holds its lane to the end.
@@ -203,7 +203,7 @@ describe("the broker over Streamable HTTP", () => {
 describe("the broker over stdio (serve --transport stdio)", () => {
   it("runs a batch for a client that spawns it", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-stdio-"));
-    const label = `cmw-stdio-${process.pid}`;
+    const label = `${INSTANCE_PREFIX}-stdio-${process.pid}`;
     const auth = path.join(dir, "auth.json");
     writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: TEST_API_KEY }));
     chmodSync(auth, 0o600);

@@ -14,11 +14,11 @@ import { Broker } from "../../../src/broker.js";
 import { loadConfig } from "../../../src/config/load.js";
 import { LABELS } from "../../../src/worker/container.js";
 import type { MissionRecord } from "../../../src/state/store.js";
-import { makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
 import { docker } from "../support/pool.js";
 import { endChild } from "../support/wait.js";
 
-const label = `cmw-restart-${process.pid}`;
+const label = `${INSTANCE_PREFIX}-restart-${process.pid}`;
 let successor: Broker | undefined;
 let child: ReturnType<typeof spawn> | undefined;
 afterAll(async () => {

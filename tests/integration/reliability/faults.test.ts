@@ -18,7 +18,7 @@ import { createApp } from "../../../src/http/app.js";
 import type { Mission } from "../../../src/mission/schema.js";
 import type { MissionRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
 import { untilValue } from "../support/wait.js";
 
@@ -39,7 +39,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   for (const m of mounts) spawnSync("umount", ["-l", m]);
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })) await docker.remove(c.id);
 });
 
 async function start(workers: Record<string, unknown>[], stateDir?: string): Promise<Broker> {

@@ -26,6 +26,6 @@ export function teardown(): void {
   try {
     rmSync(root, { recursive: true, force: true, maxRetries: 3 });
   } catch (e) {
-    throw new Error(`cannot remove this run's temp root ${root}: ${(e as Error).message}`);
+    throw new Error(`cannot remove this run's temp root ${root}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -44,7 +44,7 @@ describe("a broker killed mid-mission", () => {
     const url = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("the broker did not start")), 60_000);
       let err = "";
-      broker.stderr!.on("data", (d: Buffer) => {
+      broker.stderr.on("data", (d: Buffer) => {
         err += d.toString();
         const m = /"url":"([^"]+)"/.exec(err);
         if (m) {

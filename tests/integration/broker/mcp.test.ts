@@ -1,6 +1,7 @@
 // End to end through a real MCP client (the SDK's own Client), the broker, the pool and the real
 // Codex in the rehearsal image: batch (with progress), reply, status, cancel, over Streamable
 // HTTP and stdio; and the HTTP endpoint's Host, Origin and token checks.
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -16,8 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { createApp } from "../../../src/http/app.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
 import { docker, recalled, testConfig } from "../support/pool.js";
+import { within } from "../support/wait.js";
 
 const RUN = `mcp-${process.pid}`;
 let broker: Broker;
@@ -42,7 +44,7 @@ afterAll(async () => {
   await client?.close();
   await broker?.stop();
   await new Promise((r) => http?.close(r));
-  for (const label of [`cmw-test-${RUN}`, `cmw-stdio-${process.pid}`]) for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
+  for (const label of [`${INSTANCE_PREFIX}-test-${RUN}`, `${INSTANCE_PREFIX}-stdio-${process.pid}`]) for (const c of await docker.listByLabels({ [LABELS.instance]: label })) await docker.remove(c.id);
 });
 
 async function call(name: string, args: Record<string, unknown>, onprogress?: (p: { message?: string }) => void) {
@@ -92,12 +94,18 @@ describe("the broker over Streamable HTTP", () => {
 
   it("reply continues a conversation on the container that holds it", async () => {
     const conv = first.tasks[1]!.conversationId!;
-    const before = broker.pool.containerOf(conv);
-    const r = await call("reply", { conversationId: conv, prompt: "#fake recall" });
+    // Where the turn really runs: the container that ran the task answers with its own hostname
+    // (Docker's default, from the container id), and its Codex still has the task's prompt.
+    const ranOn = broker.runner.status(first.missionId).tasks[1]!.container!;
+    const hostname = execFileSync("docker", ["inspect", "-f", "{{.Config.Hostname}}", ranOn], { encoding: "utf8" }).trim();
+    const others = (await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })).filter((c) => c.name !== ranOn);
+    expect(others.length, "another container could have taken the reply (two containers for three tasks)").toBeGreaterThan(0);
+    const prompt = "#fake run hostname\n#fake recall";
+    const r = await call("reply", { conversationId: conv, prompt });
     const out = r.structuredContent as TaskOut;
+    expect(out.finalMessage ?? "", `the reply runs on the container that holds the conversation (${ranOn}, hostname ${hostname}): ${out.status} ${out.error}`).toMatch(new RegExp(`^ran hostname:\n${hostname}\n`));
     expect(out.status).toBe("succeeded");
-    expect(recalled(out.finalMessage)).toEqual(["#fake write out/w2.txt data 2", "#fake recall"]);
-    expect(broker.pool.containerOf(conv)).toBe(before);
+    expect(recalled(out.finalMessage), "the container that answered has the conversation's earlier prompt").toEqual(["#fake write out/w2.txt data 2", prompt]);
     const unknown = await call("reply", { conversationId: "conv_nope", prompt: "hi" });
     expect(unknown.isError).toBe(true);
     expect((unknown.content as { text: string }[])[0]!.text).toMatch(/no conversation conv_nope/);
@@ -178,14 +186,24 @@ describe("the broker over Streamable HTTP", () => {
       await new Promise((r) => locked.close(r));
     }
     const health = (await (await fetch(new URL("/healthz", url))).json()) as Record<string, unknown>;
-    expect(health).toMatchObject({ label: `cmw-test-${RUN}`, channel: "dev", docker: expect.stringMatching(/^ok/) });
+    expect(health).toMatchObject({ label: `${INSTANCE_PREFIX}-test-${RUN}`, channel: "dev", docker: expect.stringMatching(/^ok/) });
+  });
+
+  // Last of this block: if timeout_seconds is not applied, the stalled turn holds its lane to the end.
+  it("reply's timeout_seconds ends a turn whose model never answers", async () => {
+    const conv = first.tasks[2]!.conversationId!;
+    const r = await within(call("reply", { conversationId: conv, prompt: "#fake stall", timeout_seconds: 2 }), 60_000, "reply with timeout_seconds 2 to a model that never answers did not end: timeout_seconds is not applied");
+    const out = r.structuredContent as TaskOut;
+    expect(out.status, "reply's timeout_seconds ends the turn timed_out").toBe("timed_out");
+    expect(out.error, "the error names reply's timeout (timeout_seconds 2 = 2000 ms)").toMatch(/no answer within 2000 ms/);
+    expect(r.isError).toBe(true);
   });
 });
 
 describe("the broker over stdio (serve --transport stdio)", () => {
   it("runs a batch for a client that spawns it", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-stdio-"));
-    const label = `cmw-stdio-${process.pid}`;
+    const label = `${INSTANCE_PREFIX}-stdio-${process.pid}`;
     const auth = path.join(dir, "auth.json");
     writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: TEST_API_KEY }));
     chmodSync(auth, 0o600);

@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
 import { docker } from "../support/pool.js";
 
 const BIN = fileURLToPath(new URL("../../../dist/cli/bin.js", import.meta.url));
@@ -20,7 +20,7 @@ afterAll(async () => {
 
 function setup(name: string): { config: string; dir: string; label: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-cli-"));
-  const label = `cmw-cli-${name}-${process.pid}`;
+  const label = `${INSTANCE_PREFIX}-cli-${name}-${process.pid}`;
   labels.push(label);
   const auth = path.join(dir, "auth.json");
   writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: TEST_API_KEY }));

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { createApp } from "../../../src/http/app.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
 
 const RUN = `sse-${process.pid}`;
@@ -32,7 +32,7 @@ afterAll(async () => {
   await broker?.stop();
   (http as import("node:http").Server | undefined)?.closeAllConnections(); // open SSE streams
   await new Promise((r) => http?.close(r));
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })) await docker.remove(c.id);
 });
 
 /** A minimal legacy-SSE client, as Stelae's Go proxy behaves. */

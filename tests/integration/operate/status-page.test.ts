@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { createApp } from "../../../src/http/app.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
 
 const RUN = `status-${process.pid}`;
@@ -46,7 +46,7 @@ afterAll(async () => {
   await client?.close();
   await broker?.stop();
   await new Promise((r) => (http ? http.close(r) : r(null)));
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })) await docker.remove(c.id);
 });
 
 async function metrics(): Promise<string> {
@@ -98,7 +98,7 @@ describe("status page and metrics", () => {
   it("shows the running mission live, then its end, with artifact links; /metrics moves with it", async () => {
     const before = await metrics();
     promtoolCheck(before);
-    expect(sample(before, "codex_wrapper_info", { label: `cmw-test-${RUN}`, channel: "dev" })).toBe(1);
+    expect(sample(before, "codex_wrapper_info", { label: `${INSTANCE_PREFIX}-test-${RUN}`, channel: "dev" })).toBe(1);
     const succeededBefore = sample(before, "codex_wrapper_tasks_finished_total", { status: "succeeded" });
     const tokens = { profile: "default", model: "rehearsal" };
     const inputBefore = sample(before, "codex_wrapper_tokens_total", { ...tokens, kind: "input" });
@@ -128,7 +128,7 @@ describe("status page and metrics", () => {
     expect(res?.status()).toBe(200);
     const mission = page.locator(`section[data-mission="${missionId}"]`);
     await mission.waitFor({ timeout: 60_000 });
-    await expect.poll(() => page.locator("#label").textContent()).toContain(`cmw-test-${RUN}`);
+    await expect.poll(() => page.locator("#label").textContent()).toContain(`${INSTANCE_PREFIX}-test-${RUN}`);
     // While it runs: a task shown running on a container, and the workers table lists the container.
     await mission.locator("tr[data-task] .status.running").first().waitFor({ timeout: 90_000 });
     await page.locator("#workers-table").waitFor();

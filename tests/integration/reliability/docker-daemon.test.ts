@@ -19,7 +19,7 @@ import { createApp } from "../../../src/http/app.js";
 import type { WrapperConfig } from "../../../src/config/schema.js";
 import type { Mission } from "../../../src/mission/schema.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
 import { until } from "../support/wait.js";
 
@@ -35,7 +35,7 @@ afterAll(async () => {
   ensureEngine();
   for (const b of [broker, hung]) await b?.stop();
   for (const h of [http, hungHttp]) await new Promise((r) => (h ? h.close(r) : r(null)));
-  for (const run of [RUN, HUNG]) for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${run}` })) await docker.remove(c.id);
+  for (const run of [RUN, HUNG]) for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${run}` })) await docker.remove(c.id);
 });
 
 /** A broker on the real engine, checking its containers every 500 ms, with /healthz over HTTP. */

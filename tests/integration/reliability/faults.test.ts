@@ -1,6 +1,7 @@
 // Faults a broker must survive, each on the real Codex in the rehearsal image: a worker killed
 // from outside (`docker kill`), a process OOM-killed under the container's memory limit, a worker
-// that stops answering (`docker pause`), a model that never answers (`#fake stall`), a client
+// that stops answering (`docker pause`), a model that never answers (`#fake stall`, with every
+// driver: each has its own turn timer), a client
 // that disconnects during a waiting `batch`, and a state directory that is full or read-only.
 // After each: the broker keeps serving, the record says what happened, no orphan container, and
 // what was collected before the fault is still there.
@@ -18,9 +19,9 @@ import { createApp } from "../../../src/http/app.js";
 import type { Mission } from "../../../src/mission/schema.js";
 import type { MissionRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { makeWorkspace } from "../support/env.js";
+import { ALL_DRIVERS, INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
-import { untilValue } from "../support/wait.js";
+import { untilValue, within } from "../support/wait.js";
 
 const RUN = `faults-${process.pid}`;
 let broker: Broker | undefined;
@@ -39,7 +40,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   for (const m of mounts) spawnSync("umount", ["-l", m]);
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `cmw-test-${RUN}` })) await docker.remove(c.id);
+  for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })) await docker.remove(c.id);
 });
 
 async function start(workers: Record<string, unknown>[], stateDir?: string): Promise<Broker> {
@@ -142,16 +143,6 @@ describe("faults", () => {
     await stillServes(b, ws);
   });
 
-  it("a model that never answers (#fake stall): the task's timeout ends it timed_out, and the same container serves the next", async () => {
-    const b = await start([{ name: "default", capacity: 1, max_containers: 1 }]);
-    const ws = makeWorkspace();
-    const r = await b.runner.start(mission([{ id: "stalled", prompt: "#fake stall", timeout: 4000 }] as Mission["tasks"]), { workspace: ws }).done;
-    expect(r.tasks[0]).toMatchObject({ status: "timed_out" });
-    expect(r.tasks[0]!.error).toMatch(/no answer within 4000 ms/);
-    const after = await stillServes(b, ws);
-    expect(after.tasks[0]!.container).toBe(r.tasks[0]!.container);
-  });
-
   it("a client that disconnects during a waiting batch: the mission goes on, and status from a new session has its result", async () => {
     const b = await start([{ name: "default", capacity: 2, max_containers: 1 }]);
     http = serve({ fetch: createApp({ broker: b }).fetch, hostname: "127.0.0.1", port: 0 });
@@ -211,5 +202,18 @@ describe("faults", () => {
       spawnSync("umount", ["-l", stateDir]);
       rmSync(stateDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe.each(ALL_DRIVERS)("a model that never answers, with %s", (protocol, image) => {
+  it("#fake stall: the task's timeout ends it timed_out, and the same container serves the next", async () => {
+    const b = await start([{ name: "default", protocol, image, capacity: 1, max_containers: 1 }]);
+    const ws = makeWorkspace();
+    // Nothing but the task's timeout can end this turn: a bound of the test's own names it.
+    const r = await within(b.runner.start(mission([{ id: "stalled", prompt: "#fake stall", timeout: 4000 }] as Mission["tasks"]), { workspace: ws }).done, 60_000, `the task's timeout (4000 ms) did not end a turn whose model never answers (${protocol} driver)`);
+    expect(r.tasks[0]!.status, `the task's timeout ends a stalled turn timed_out (${protocol} driver): ${r.tasks[0]!.error}`).toBe("timed_out");
+    expect(r.tasks[0]!.error).toMatch(/no answer within 4000 ms/);
+    const after = await stillServes(b, ws);
+    expect(after.tasks[0]!.container).toBe(r.tasks[0]!.container);
   });
 });

@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, lstatSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,15 +59,20 @@ async function call(i: Instance, name: string, args: Record<string, unknown>): P
 const missionCount = (i: Instance): number => (existsSync(path.join(i.dir, "state/missions")) ? readdirSync(path.join(i.dir, "state/missions")).length : 0);
 
 describe("hostile input through the MCP endpoint: refused, naming the field, nothing started", () => {
+  // outside the allowed roots (the temp dir) on purpose; removed after the table.
   const outside = mkdtempSync(path.join("/var/tmp", "cmw-outside-"));
   const linkToOutside = path.join(mkdtempSync(path.join(os.tmpdir(), "cmw-link-")), "ws");
   symlinkSync(outside, linkToOutside);
+  afterAll(() => {
+    rmSync(outside, { recursive: true, force: true });
+    rmSync(path.dirname(linkToOutside), { recursive: true, force: true });
+  });
   const ws = makeWorkspace();
   const task = { id: "t", prompt: "hello" };
   const rows: [string, string, Record<string, unknown>, RegExp][] = [
     ["workspace outside the roots", "batch", { workspace: "/etc", mission: { name: "x", tasks: [task] } }, /workspace: \/etc is outside the allowed workspace roots .*add a root to broker\.allowed_workspace_roots/],
     ["workspace through a symlink", "batch", { workspace: linkToOutside, mission: { name: "x", tasks: [task] } }, /workspace: .*\/ws \(it resolves to \/var\/tmp\/cmw-outside-\w+\) is outside the allowed workspace roots/],
-    ["workspace through ..", "batch", { workspace: `${ws}/../../etc`, mission: { name: "x", tasks: [task] } }, /workspace: .* is outside the allowed workspace roots/],
+    ["workspace through ..", "batch", { workspace: `${ws}/${"../".repeat(ws.split("/").length - 1)}etc`, mission: { name: "x", tasks: [task] } }, /workspace: .* is outside the allowed workspace roots/],
     ["artifact glob climbing out", "batch", { workspace: ws, mission: { name: "x", tasks: [{ ...task, artifacts: ["../*"] }] } }, /tasks\[0\] \("t"\)\.artifacts\[0\]: "\.\.\/\*" climbs out of the workspace/],
     ["absolute artifact glob", "batch", { workspace: ws, mission: { name: "x", tasks: [{ ...task, artifacts: ["/etc/passwd"] }] } }, /tasks\[0\] \("t"\)\.artifacts\[0\]: "\/etc\/passwd" is absolute/],
     ["task id with path characters", "batch", { workspace: ws, mission: { name: "x", tasks: [{ id: "../../etc", prompt: "p" }] } }, /tasks\[0\].*\.id/],
@@ -80,13 +85,21 @@ describe("hostile input through the MCP endpoint: refused, naming the field, not
     ["cancel of an unknown mission", "cancel", { missionId: "m-20260101000000-abcdef" }, /missionId: no mission m-20260101000000-abcdef/],
   ];
 
-  it.each(rows)("%s", async (_name, tool, args, expected) => {
+  // Each row on its own: what a row started is compared with what was there before it, and
+  // removed after it, so one row that leaks a container fails alone and the next starts clean.
+  it.each(rows)("%s", async (name, tool, args, expected) => {
+    const containers = async (): Promise<string[]> => (await docker.listByLabels({ [LABELS.instance]: api.label })).map((c) => c.id);
     const before = missionCount(api);
-    const r = await call(api, tool, args);
-    expect(r.isError, r.text).toBe(true);
-    expect(r.text).toMatch(expected);
-    expect(missionCount(api)).toBe(before);
-    expect(await docker.listByLabels({ [LABELS.instance]: api.label })).toEqual([]);
+    const had = new Set(await containers());
+    try {
+      const r = await call(api, tool, args);
+      expect(r.isError, r.text).toBe(true);
+      expect(r.text).toMatch(expected);
+      expect(missionCount(api), `${name}: no mission record`).toBe(before);
+      expect((await containers()).filter((id) => !had.has(id)), `${name}: no container started`).toEqual([]);
+    } finally {
+      for (const id of await containers()) if (!had.has(id)) await docker.remove(id);
+    }
   });
 
   it("malformed JSON-RPC and oversized bodies get JSON-RPC errors, not a crash", async () => {
@@ -178,9 +191,17 @@ describe("secrets stay secret", () => {
       const ws = makeWorkspace();
       mkdirSync(path.join(ws, "out"));
       chownSync(path.join(ws, "out"), CONTAINER_UID, CONTAINER_GID);
-      const r = await call(inst, "batch", { workspace: ws, mission: { name: "secrets", tasks: [{ id: "auth", prompt: "#fake auth" }, { id: "env", prompt: "#fake run env > out/env.txt; ls -la /codex-home >> out/env.txt", sandbox: "workspace-write", artifacts: ["out/*"] }, { id: "fail", prompt: "#fake fail boom" }] } });
-      const tasks = (r.structured as { tasks: { id: string; status: string; finalMessage: string | null }[] }).tasks;
-      expect(tasks.map((t) => t.status)).toEqual(["succeeded", "succeeded", "failed"]);
+      const r = await call(inst, "batch", { workspace: ws, mission: { name: "secrets", tasks: [{ id: "auth", prompt: "#fake auth" }, { id: "env", prompt: "#fake run env > out/env.txt; ls -la /codex-home >> out/env.txt", sandbox: "workspace-write", artifacts: ["out/*"] }, { id: "fail", prompt: "#fake fail boom" }, ...(inst === api ? [{ id: "cat", prompt: "#fake run cat $CODEX_HOME/auth.json\n#fake run printf 'leaked=%s' \"$LEAKED\"", env: { LEAKED: API_KEY } }] : [])] } });
+      const tasks = (r.structured as { tasks: { id: string; status: string; finalMessage: string | null; error: string | null }[] }).tasks;
+      expect(tasks.map((t) => t.status), `${inst.label}: ${r.text}`).toEqual(["succeeded", "succeeded", "failed", ...(inst === api ? ["succeeded"] : [])]);
+      if (inst === api) {
+        // The worker's auth.json holds only its relay token (the sentinel). A raw secret reaches the
+        // worker only when a task is handed one (here in its env, as a careless mission might):
+        // Codex prints it, so its events and final message carry it, and the scan below has a raw
+        // secret to miss if a scrub is missing.
+        expect(tasks[3]!.finalMessage, "Codex printed its auth.json: the sentinel").toMatch(/ran cat \$CODEX_HOME\/auth\.json:\n\{\s*"OPENAI_API_KEY": "cmw-relay-/);
+        expect(tasks[3]!.finalMessage, "the printed credential is scrubbed").toContain("leaked=[redacted]");
+      }
       // The model receives the credential (the rehearsal answers its hash): the API key, or the
       // ChatGPT access token, put in place of the worker's sentinel by the broker's relay.
       expect(tasks[0]!.finalMessage, inst.label).toBe(`auth: sha256:${createHash("sha256").update(inst === api ? API_KEY : ACCESS).digest("hex").slice(0, 12)}`);
@@ -198,7 +219,9 @@ describe("secrets stay secret", () => {
       const walk = (dir: string): void => {
         for (const name of readdirSync(dir)) {
           const p = path.join(dir, name);
-          // workers/ holds each worker's CODEX_HOME: since the relay, not even there (a sentinel).
+          // workers/ holds each worker's CODEX_HOME: Codex's own records of what its tasks did,
+          // here a key a task was handed and printed. Its auth.json files are checked below.
+          if (p === path.join(inst.dir, "state", "workers")) continue;
           const st = lstatSync(p); // Codex leaves dangling links in its home: not files to scan
           if (st.isDirectory()) walk(p);
           else if (st.isFile()) {
@@ -211,11 +234,15 @@ describe("secrets stay secret", () => {
       walk(path.join(inst.dir, "state"));
     }
     results.forEach((r, i) => check(`tool result/page ${i}`, r));
-    expect(leaks).toEqual([]);
+    expect(leaks, "no secret in the logs, the state directory, tool results or pages: a secret here is one that was not scrubbed").toEqual([]);
     // The search does find a secret where one must be: the broker's own auth file, outside state/.
     const found = spawnSync("grep", ["-rl", API_KEY, api.dir], { encoding: "utf8" }).stdout;
-    expect(found.trim()).toBe(path.join(api.dir, "auth.json"));
-    expect(scanned.some((s) => s.includes(`${path.sep}workers${path.sep}`) && s.endsWith("auth.json"))).toBe(true);
+    expect(found.split("\n")).toContain(path.join(api.dir, "auth.json"));
+    // Each worker's auth.json holds its sentinel, no secret (security/zero-secret.test.ts counts every file).
+    const workerAuth = spawnSync("find", [path.join(api.dir, "state", "workers"), path.join(chatgpt.dir, "state", "workers"), "-name", "auth.json"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+    expect(workerAuth.length).toBeGreaterThan(0);
+    for (const f of workerAuth) check(f, readFileSync(f, "utf8"));
+    expect(leaks).toEqual([]);
     expect(scanned.some((s) => s.endsWith("events.jsonl"))).toBe(true);
     expect(scanned.some((s) => s.includes("artifacts/env/out/env.txt"))).toBe(true);
     expect(scanned.some((s) => s.endsWith("bundle.tar.gz"))).toBe(true);

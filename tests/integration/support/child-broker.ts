@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { REHEARSAL_IMAGE } from "./env.js";
+import { INSTANCE_PREFIX, REHEARSAL_IMAGE } from "./env.js";
 import { docker } from "./pool.js";
 import { endChild } from "./wait.js";
 
@@ -44,7 +44,7 @@ export interface ChildBrokerOptions {
 }
 
 export async function startChildBroker(o: ChildBrokerOptions): Promise<ChildBroker> {
-  const label = `cmw-${o.name}-${process.pid}`;
+  const label = `${INSTANCE_PREFIX}-${o.name}-${process.pid}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-${o.name}-`));
   const authFile = path.join(dir, "auth.json");
   writeFileSync(authFile, JSON.stringify(o.auth));

@@ -12,6 +12,12 @@ export const REHEARSAL_IMAGE = `${PREFIX}/rehearsal:dev`;
 export const LEGACY_CODEX = process.env.CODEX_LEGACY_VERSION ?? "0.153.0";
 export const REHEARSAL_IMAGE_LEGACY = `${PREFIX}/rehearsal:dev-codex-${LEGACY_CODEX}`;
 export const TEST_API_KEY = "sk-test-rehearsal-0123456789abcdef";
+/**
+ * The first word of every broker instance a test starts (`cmw-test-…`, `cmw-sec-api-…`). A run
+ * sharing the engine with another run that sweeps (see global-setup.ts) sets its own,
+ * CMW_INSTANCE_PREFIX=cmw24 say, so that the other run's sweep of `cmw-…` leaves its containers be.
+ */
+export const INSTANCE_PREFIX = process.env.CMW_INSTANCE_PREFIX ?? "cmw";
 
 /** Every driver with the rehearsal image it runs on (mcp-server needs Codex ≤ 0.153.0). */
 export const ALL_DRIVERS = [
@@ -83,14 +89,14 @@ export const HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privile
 
 /**
  * The net under every test: containers started by a broker in a child process carry only their
- * instance label; tests name their instances `cmw-…`, so any such container is a test's leftover.
+ * instance label; tests name their instances `cmw-…` (INSTANCE_PREFIX), so any such container is a test's leftover.
  */
 export function removeTestInstances(): void {
   const rows = execFileSync("docker", ["ps", "-a", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.ID}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" })
     .split("\n")
     .filter(Boolean)
     .map((r) => r.split(" ") as [string, string]);
-  const ids = rows.filter(([, label]) => label.startsWith("cmw-")).map(([id]) => id);
+  const ids = rows.filter(([, label]) => label.startsWith(`${INSTANCE_PREFIX}-`)).map(([id]) => id);
   // Broker containers a compose test brought up (projects named cmw-compose-…).
   const projects = execFileSync("docker", ["ps", "-a", "--filter", "label=com.docker.compose.project", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'], { encoding: "utf8" })
     .split("\n")

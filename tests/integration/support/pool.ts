@@ -8,7 +8,7 @@ import { resolveConfig } from "../../../src/config/load.js";
 import type { WrapperConfig } from "../../../src/config/schema.js";
 import { DockerRuntime } from "../../../src/runtime/docker.js";
 import { WorkerPool, type PoolOptions } from "../../../src/worker/pool.js";
-import { PREFIX, REHEARSAL_IMAGE, removeTestContainers, TEST_API_KEY, TEST_LABEL } from "./env.js";
+import { INSTANCE_PREFIX, PREFIX, REHEARSAL_IMAGE, removeTestContainers, TEST_API_KEY, TEST_LABEL } from "./env.js";
 
 export const docker = new DockerRuntime();
 
@@ -32,7 +32,7 @@ export function testConfig(o: Omit<TestPoolOptions, "pool">): WrapperConfig {
   const workers = (o.workers ?? [{ name: "default" }]).map((w) => ({ image: REHEARSAL_IMAGE, network: "none", memory: "1g", idle_timeout: 600, sandbox: "workspace-write", ...w }));
   return resolveConfig(
     {
-      broker: { label: o.label ?? `cmw-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX, ...o.broker },
+      broker: { label: o.label ?? `${INSTANCE_PREFIX}-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX, ...o.broker },
       workers,
     },
     "test",

@@ -29,3 +29,17 @@ export async function endChild(child: ChildProcess, graceMs = 20_000): Promise<v
   await exited;
   clearTimeout(timer);
 }
+
+/**
+ * The promise's value, or a rejection naming `what` after `ms`: a bound of the test's own, so a
+ * wait that never ends fails with the behaviour it was waiting for, not vitest's test timeout.
+ */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)));
+  try {
+    return await Promise.race([p, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { WrapperError } from "../../../src/errors.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace, REHEARSAL_IMAGE, removeTestContainers, TEST_LABEL } from "../support/env.js";
+import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, removeTestContainers, TEST_LABEL } from "../support/env.js";
 import { docker, startPool, testConfig } from "../support/pool.js";
 
 const RUN = `iso-${process.pid}`;
@@ -25,8 +25,8 @@ const names = async (label: string): Promise<string[]> => (await docker.listByLa
 describe("dev/release isolation", () => {
   it("runs a dev and a release pool side by side, each touching only its own containers", async () => {
     execFileSync("docker", ["tag", REHEARSAL_IMAGE, RELEASE_IMAGE]);
-    const dev = await startPool({ run: RUN, label: `cmw-dev-${RUN}`, channel: "dev" });
-    const rel = await startPool({ run: RUN, label: `cmw-rel-${RUN}`, channel: "release", workers: [{ name: "default", image: RELEASE_IMAGE }] });
+    const dev = await startPool({ run: RUN, label: `${INSTANCE_PREFIX}-dev-${RUN}`, channel: "dev" });
+    const rel = await startPool({ run: RUN, label: `${INSTANCE_PREFIX}-rel-${RUN}`, channel: "release", workers: [{ name: "default", image: RELEASE_IMAGE }] });
     pools.push(dev, rel);
     const ws = makeWorkspace();
     const [d, r] = await Promise.all([dev.runTurn({ workspace: ws, prompt: "dev task" }), rel.runTurn({ workspace: ws, prompt: "release task" })]);
@@ -57,12 +57,12 @@ describe("dev/release isolation", () => {
   });
 
   it("after a SIGKILLed broker, the next one with its label removes the orphans; another label does not", async () => {
-    const bystander = await startPool({ run: RUN, label: `cmw-other-${RUN}` });
+    const bystander = await startPool({ run: RUN, label: `${INSTANCE_PREFIX}-other-${RUN}` });
     pools.push(bystander);
     const ws = makeWorkspace();
     const byTurn = bystander.runTurn({ workspace: ws, prompt: "#fake sleep 4000" });
 
-    const config = testConfig({ run: RUN, label: `cmw-killed-${RUN}` });
+    const config = testConfig({ run: RUN, label: `${INSTANCE_PREFIX}-killed-${RUN}` });
     const child = spawn(process.execPath, [fileURLToPath(new URL("../support/pool-child.mjs", import.meta.url)), JSON.stringify({ config, labels: { [TEST_LABEL]: RUN }, workspace: ws })], { stdio: ["ignore", "pipe", "inherit"] });
     const assigned = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("the child broker never got a container")), 60_000);
@@ -79,7 +79,7 @@ describe("dev/release isolation", () => {
     expect(await names(config.label)).toEqual([assigned]); // the orphan outlived its broker
 
     // Another instance starting up leaves it alone; the same label removes it.
-    const other = await startPool({ run: RUN, label: `cmw-third-${RUN}` });
+    const other = await startPool({ run: RUN, label: `${INSTANCE_PREFIX}-third-${RUN}` });
     pools.push(other);
     expect(await names(config.label)).toEqual([assigned]);
     const successor = new WorkerPool({ config, docker });

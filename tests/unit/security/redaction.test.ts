@@ -1,5 +1,6 @@
 // The logger never writes a registered secret, whatever characters it holds: a JSON log line
 // escapes quotes, backslashes and control characters, and the escaped form is scrubbed too.
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -64,5 +65,13 @@ describe("secrets in logs", () => {
       ["out/clean.txt", undefined],
     ]);
     expect(readFileSync(path.join(dest, "out/auth-copy.json"), "utf8")).toBe('{"OPENAI_API_KEY":"[redacted]"}');
+    // The manifest describes the copy that leaves, not the file that was read: a hash of the
+    // secret-bearing original would let anyone holding the manifest confirm a guessed secret.
+    const sha = (s: string): string => createHash("sha256").update(s).digest("hex");
+    const copy = readFileSync(path.join(dest, "out/auth-copy.json"));
+    const entry = entries[0]!;
+    expect(entry.sha256, "a redacted artifact's sha256 is the hash of the redacted copy").toBe(createHash("sha256").update(copy).digest("hex"));
+    expect(entry.sha256, "a redacted artifact's sha256 is not the hash of the secret-bearing original").not.toBe(sha(JSON.stringify({ OPENAI_API_KEY: secret })));
+    expect(entry.size, "a redacted artifact's size is the size of the redacted copy").toBe(copy.length);
   });
 });

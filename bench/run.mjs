@@ -17,8 +17,10 @@ import { resolveConfig } from "../dist/config/load.js";
 import { createApp } from "../dist/http/app.js";
 import { LineSplitter } from "../dist/worker/stream-transport.js";
 import { ApiKeyCredential } from "../dist/auth/credential.js";
-import { RelayChannel } from "../dist/relay/channel.js";
 import { ModelRelay } from "../dist/relay/model-relay.js";
+import { RelayLink } from "../dist/worker/relay-link.js";
+import { DockerRuntime } from "../dist/runtime/docker.js";
+import { silentLogger } from "../dist/log.js";
 import { startRehearsalServer } from "../dist/rehearsal/server.js";
 
 const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" } } });
@@ -290,25 +292,27 @@ async function relay() {
   const runs = QUICK ? 6 : 30;
   const model = await startRehearsalServer({ port: 0 });
   const relay = new ModelRelay();
-  const grant = relay.grant({ container: "bench-relayed", upstream: { baseUrl: model.url, credential: new ApiKeyCredential(() => API_KEY) } });
-  const home = ownedDir("home", 0o700);
-  writeFileSync(path.join(home, "auth.json"), JSON.stringify({ OPENAI_API_KEY: grant.token }), { mode: 0o600 });
-  chownSync(path.join(home, "auth.json"), UID, UID);
-  const direct = new DirectAppServer();
-  const relayed = new DirectAppServer(IMAGE, { home, env: ["CODEX_RELAY=1"] });
-  let forwarder;
-  for (const end = Date.now() + 30_000; ; ) {
-    forwarder = spawn("docker", ["exec", "-i", relayed.name, "node", "/opt/codex-relay/forwarder.js", "model=38080"], { stdio: ["pipe", "pipe", "ignore"] });
-    const channel = new RelayChannel(relayed.name, { stdin: forwarder.stdin, stdout: forwarder.stdout });
-    const ok = await Promise.race([new Promise((r) => channel.once("ready", () => r(true))), new Promise((r) => forwarder.once("exit", () => r(false)))]);
-    if (ok) {
-      relay.attach(grant, channel);
-      break;
+  const docker = new DockerRuntime();
+  // Today's direct path, and the relay's two channels: a unix socket in CODEX_HOME (the default
+  // on a local engine) and the forwarder's stdio through the engine (a remote engine's only way).
+  const sides = { direct: new DirectAppServer() };
+  const links = [];
+  for (const channel of ["socket", "stdio"]) {
+    const grant = relay.grant({ container: `bench-${channel}`, upstream: { baseUrl: model.url, credential: new ApiKeyCredential(() => API_KEY) } });
+    const home = ownedDir("home", 0o700);
+    writeFileSync(path.join(home, "auth.json"), JSON.stringify({ OPENAI_API_KEY: grant.token }), { mode: 0o600 });
+    chownSync(path.join(home, "auth.json"), UID, UID);
+    const d = new DirectAppServer(IMAGE, { home, env: ["CODEX_RELAY=1"] });
+    for (const end = Date.now() + 30_000; ; await sleep(100)) {
+      if ((await docker.inspect(d.name).catch(() => null))?.running) break;
+      if (Date.now() > end) throw new Error(`${d.name} did not start`);
     }
-    if (Date.now() > end) throw new Error("the forwarder did not start in the relayed container");
-    await sleep(100);
+    const link = new RelayLink({ docker, relay, grant, containerId: d.name, container: d.name, logger: silentLogger, egress: false, alive: () => true, socket: channel === "socket" ? { dir: home, mountedAt: "/codex-home", user: { uid: UID, gid: UID } } : undefined });
+    await link.open();
+    links.push(link);
+    sides[channel] = d;
   }
-  await Promise.all([direct.init(), relayed.init()]);
+  await Promise.all(Object.values(sides).map((d) => d.init()));
   const turnMs = async (d, prompt) => {
     const t0 = performance.now();
     const { completed } = await d.turn(prompt);
@@ -322,33 +326,36 @@ async function relay() {
     if (xs.length < 2) throw new Error(`expected 200 deltas, saw ${xs.length}`);
     return ((xs.length - 1) / (xs.at(-1) - xs[0])) * 1000;
   };
-  for (const d of [direct, relayed]) {
-    await turnMs(d, "hello"); // first turns pay Codex's lazy start-up
-    await rate(d);
+  const names = Object.keys(sides);
+  for (const k of names) {
+    await turnMs(sides[k], "hello"); // first turns pay Codex's lazy start-up
+    await rate(sides[k]);
   }
-  const turn = { direct: [], relayed: [] };
-  const stream = { direct: [], relayed: [] };
+  const r0 = relay.stats.requests;
+  await turnMs(sides.socket, "hello");
+  const requestsPerTurn = relay.stats.requests - r0;
+  const turn = Object.fromEntries(names.map((k) => [k, []]));
+  const stream = Object.fromEntries(names.map((k) => [k, []]));
   for (let i = 0; i < runs; i++) {
-    // Interleaved, in alternating order, so drift on a noisy machine falls on both sides.
-    const order = i % 2 ? [["relayed", relayed], ["direct", direct]] : [["direct", direct], ["relayed", relayed]];
-    for (const [k, d] of order) turn[k].push(await turnMs(d, "hello"));
-    for (const [k, d] of order) stream[k].push(await rate(d));
+    // Interleaved, in a rotating order, so drift on a noisy machine falls on every side.
+    const order = names.map((_, j) => names[(i + j) % names.length]);
+    for (const k of order) turn[k].push(await turnMs(sides[k], "hello"));
+    for (const k of order) stream[k].push(await rate(sides[k]));
   }
-  direct.close();
-  relayed.close();
-  forwarder.kill();
+  for (const l of links) l.close();
+  for (const d of Object.values(sides)) d.close();
   relay.close();
   await model.close();
+  const ratio = (k) => Math.round((median(stream[k]) / median(stream.direct)) * 100) / 100;
   results.relay = {
-    turnDirect: summary(turn.direct),
-    turnRelayed: summary(turn.relayed),
-    addedMsP50: round(median(turn.relayed) - median(turn.direct)),
-    deltasPerSecondDirect: round(median(stream.direct)),
-    deltasPerSecondRelayed: round(median(stream.relayed)),
-    streamRatio: Math.round((median(stream.relayed) / median(stream.direct)) * 100) / 100,
     runs,
+    requestsPerTurn,
+    turn: Object.fromEntries(names.map((k) => [k, summary(turn[k])])),
+    addedMsP50: { socket: round(median(turn.socket) - median(turn.direct)), stdio: round(median(turn.stdio) - median(turn.direct)) },
+    deltasPerSecond: Object.fromEntries(names.map((k) => [k, round(median(stream[k]))])),
+    streamRatio: { socket: ratio("socket"), stdio: ratio("stdio") },
   };
-  say(`relay: turn p50 ${results.relay.turnRelayed.median} ms relayed vs ${results.relay.turnDirect.median} ms direct; stream ${results.relay.deltasPerSecondRelayed} vs ${results.relay.deltasPerSecondDirect} deltas/s`);
+  say(`relay: turn p50 ${names.map((k) => `${k} ${results.relay.turn[k].median} ms`).join(", ")}`);
 }
 
 async function throughput() {
@@ -491,8 +498,9 @@ function table() {
   }
   if (results.relay) {
     const r = results.relay;
-    lines.push(row("warm turn, direct model", r.turnDirect), row("warm turn, through the relay", r.turnRelayed), `  relay adds ${r.addedMsP50} ms at p50 (target ≤ 2)`);
-    lines.push(`long answer (200 deltas): ${r.deltasPerSecondRelayed} deltas/s through the relay, ${r.deltasPerSecondDirect} direct, ratio ${r.streamRatio} (target ≥ 0.9)`);
+    lines.push(row("warm turn, direct model", r.turn.direct), row("warm turn, relay over a unix socket", r.turn.socket), row("warm turn, relay over the engine", r.turn.stdio));
+    lines.push(`  relay adds ${r.addedMsP50.socket} ms at p50 over a unix socket (local engine), ${r.addedMsP50.stdio} ms through the engine (target ≤ 2); ${r.requestsPerTurn} model request(s) per turn`);
+    lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
   }
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // The relay forwarder, run inside a worker container by `docker exec` (no network needed):
 // listens on the container's loopback and carries every connection it accepts to the broker
-// over its own stdin/stdout (see frames.ts). Codex's model provider points at the `model`
-// listener; with network = "allowlist", HTTP(S)_PROXY points at the `egress` listener.
-//   node forwarder.js model=38080 [egress=38081]
+// over one channel (see frames.ts): its own stdin/stdout (through the engine: works on any
+// engine), or, with --connect, a unix socket the broker listens on in the container's CODEX_HOME
+// (a local engine: the engine is then out of the data path). Codex's model provider points at the
+// `model` listener; with network = "allowlist", HTTP(S)_PROXY points at the `egress` listener.
+//   node forwarder.js [--connect=/codex-home/.relay.sock] model=38080 [egress=38081]
 // It holds no secret: the broker checks each request and puts the real credential in.
 import net from "node:net";
 import { FRAME, FrameReader, dataFrames, encodeFrame, type Frame } from "./frames.js";
 
 const listeners = new Map<string, number>();
+let connectTo: string | null = null;
 for (const arg of process.argv.slice(2)) {
+  if (arg.startsWith("--connect=")) {
+    connectTo = arg.slice("--connect=".length);
+    continue;
+  }
   const m = /^([a-z]+)=(\d+)$/.exec(arg);
   if (!m) {
     process.stderr.write(`relay forwarder: bad argument "${arg}"; expected name=port\n`);
@@ -18,7 +25,9 @@ for (const arg of process.argv.slice(2)) {
   listeners.set(m[1]!, Number(m[2]));
 }
 
-const out = process.stdout;
+/** The channel to the broker: written to by `send`, read by `onChunk`. */
+const channel = connectTo ? net.connect(connectTo) : null;
+const out: NodeJS.WritableStream & { cork(): void; uncork(): void } = channel ?? process.stdout;
 /** A connection; `pausedByBroker` while the broker's side of its stream is full. */
 type Conn = net.Socket & { pausedByBroker?: boolean };
 const sockets = new Map<number, Conn>();
@@ -98,7 +107,8 @@ function onFrame(f: Frame): void {
 }
 
 const reader = new FrameReader();
-process.stdin.on("data", (chunk: Buffer) => {
+const input: NodeJS.ReadableStream = channel ?? process.stdin;
+input.on("data", (chunk: Buffer) => {
   try {
     // The frames of one chunk reach each socket in one write.
     const touched = new Set<Conn>();
@@ -116,9 +126,14 @@ process.stdin.on("data", (chunk: Buffer) => {
     process.exit(1);
   }
 });
-// The broker went away: nothing can reach the model any more.
+// The broker went away (or ended this exec): nothing can reach the model any more.
 process.stdin.on("end", () => process.exit(0));
-out.on("error", () => process.exit(0));
+input.on("end", () => process.exit(0));
+out.on("error", (e: Error) => {
+  if (channel) process.stderr.write(`relay forwarder: the broker's socket ${connectTo}: ${e.message}\n`);
+  process.exit(channel ? 1 : 0);
+});
+process.stdin.resume(); // read (nothing comes with --connect) so that its end is seen
 
 const bound: Record<string, number> = {};
 for (const [name, port] of listeners) {

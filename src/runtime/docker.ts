@@ -105,6 +105,8 @@ function statusOf(e: unknown): number | undefined {
 export class DockerRuntime {
   private readonly docker: Docker;
   private readonly where: string;
+  /** The engine runs on this machine (a unix socket): a bind mount's source is a path here. */
+  readonly local: boolean;
 
   /** How long one call may take (ms); a hung engine must fail a call, not hang it. */
   private readonly callTimeoutMs: number;
@@ -113,6 +115,7 @@ export class DockerRuntime {
     const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
     this.docker = socketPath ? new Docker({ socketPath }) : new Docker();
     this.where = socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock";
+    this.local = socketPath !== undefined || !process.env.DOCKER_HOST;
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
   }
 

@@ -100,6 +100,11 @@ export interface PoolOptions {
   /** Routes known from an earlier run (state store), so replies survive a broker restart. */
   routes?: ConversationRoute[];
   onRoute?: (route: ConversationRoute) => void;
+  /**
+   * How workers' forwarders reach the relay: a unix socket in CODEX_HOME (the default on a local
+   * engine) or their stdio through the engine (the only way on a remote one; tests force it).
+   */
+  relayChannel?: "socket" | "stdio";
   /** Called when a container's Codex first answers, with the time since its creation began (metrics). */
   onContainerReady?: (info: { name: string; profile: string; ms: number }) => void;
 }
@@ -619,6 +624,7 @@ export class WorkerPool {
       logger: this.logger,
       egress: worker.network === "allowlist",
       alive: () => !worker.dead && !worker.removing,
+      socket: (this.opts.relayChannel ?? (this.opts.docker.local ? "socket" : "stdio")) === "socket" ? { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user } : undefined,
     });
     await worker.relay.open();
     const streams = container.streams!;

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { tokenFingerprint } from "../../../src/rehearsal/plan.js";
-import { ALL_DRIVERS, makeWorkspace } from "../support/env.js";
+import { ALL_DRIVERS, makeWorkspace, TEST_API_KEY as API_KEY_DEFAULT } from "../support/env.js";
 import { poolFixture } from "../support/pool.js";
 
 const RUN = `zero-${process.pid}`;
@@ -136,4 +136,19 @@ describe("a workspace the worker cannot write", () => {
       rmSync(ws, { recursive: true, force: true });
     }
   });
+});
+
+describe("the relay channel", () => {
+  for (const channel of ["socket", "stdio"] as const) {
+    it(`${channel === "socket" ? "on a local engine, a unix socket in CODEX_HOME" : "through the engine (the forwarder's stdio, as on a remote engine)"}: turns and a streamed answer go through, with the real credential upstream`, async () => {
+      const pool = await fixture.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }], pool: { relayChannel: channel } });
+      const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "#fake run ls -la /codex-home/.relay.sock 2>&1 | cut -c1 ; echo listed\n#fake auth\n#fake deltas 300" });
+      expect(r.outcome.status, r.outcome.error ?? "").toBe("succeeded");
+      const out = r.outcome.finalMessage ?? "";
+      expect(out).toMatch(channel === "socket" ? /:\ns\nlisted/ : /:\nl\nlisted/); // "s": a socket; "l" of "ls: cannot access"
+      expect(out).toContain(`auth: ${tokenFingerprint(API_KEY_DEFAULT)}`);
+      expect(out).toContain(Array.from({ length: 300 }, (_, k) => `w${k + 1}`).join(" "));
+      expect(r.usage).toMatchObject({ requests: 2, inputTokens: 200, model: "rehearsal" });
+    });
+  }
 });

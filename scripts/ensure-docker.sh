@@ -32,8 +32,10 @@ start_dockerd() {
     exit 1
   fi
   say "starting dockerd in the background (log: $LOG)"
-  # setsid: the engine must outlive this script and the shell that ran it.
-  setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
+  # setsid: the engine must outlive this script and the shell that ran it. Without the caller's
+  # TMPDIR: the engine keeps its runc files there, and a test run's TMPDIR is removed when the run
+  # ends (tests/support/temp-root.ts), after which every `docker exec` fails with exit code 126.
+  setsid nohup env -u TMPDIR dockerd >"$LOG" 2>&1 </dev/null &
 }
 pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
 

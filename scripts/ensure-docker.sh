@@ -36,12 +36,20 @@ start_dockerd() {
   # TMPDIR: the engine keeps its runc files there, and a test run's TMPDIR is removed when the run
   # ends (tests/support/temp-root.ts), after which every `docker exec` fails with exit code 126.
   setsid nohup env -u TMPDIR dockerd >"$LOG" 2>&1 </dev/null &
+  STARTED=$!
 }
-pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
+# The default engine, known by its own pidfile: other engines on this machine (a test's, in its
+# own network namespace) have theirs, and a match by name would take one of them for it.
+PIDFILE=/var/run/docker.pid
+STARTED=
+engine_running() {
+  { [ -n "$STARTED" ] && kill -0 "$STARTED" 2>/dev/null; } || { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null; }
+}
+engine_running || start_dockerd
 
 for _ in $(seq 1 "$WAIT_SECONDS"); do
   # A dockerd that was shutting down when we looked has gone since: start a new one.
-  pgrep -x dockerd >/dev/null 2>&1 || start_dockerd
+  engine_running || start_dockerd
   if docker info >/dev/null 2>&1; then
     say "Docker engine up ($(docker version --format '{{.Server.Version}}'))"
     exit 0

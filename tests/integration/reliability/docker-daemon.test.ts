@@ -11,6 +11,7 @@
 // This stops the engine every test uses: integration test files run one at a time (vitest
 // fileParallelism: false), and the engine is started again in `finally` whatever happens.
 import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { afterAll, describe, expect, it } from "vitest";
@@ -30,8 +31,33 @@ let http: ServerType | undefined;
 let hung: Broker | undefined;
 let hungHttp: ServerType | undefined;
 
+/**
+ * Signals this machine's default engine by its own pidfile, never by name: `pkill dockerd` would
+ * hit every engine on the machine (the multi-engine tests start their own, in their own netns).
+ */
+const ENGINE_PIDFILE = "/var/run/docker.pid";
+function signalEngine(signal: NodeJS.Signals, pid = enginePid()): void {
+  if (pid !== null) process.kill(pid, signal);
+}
+function enginePid(): number | null {
+  try {
+    return Number(readFileSync(ENGINE_PIDFILE, "utf8").trim()) || null;
+  } catch {
+    return null;
+  }
+}
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+let stoppedPid: number | null = null;
+
 afterAll(async () => {
-  spawnSync("pkill", ["-CONT", "-x", "dockerd"]);
+  if (stoppedPid !== null && alive(stoppedPid)) process.kill(stoppedPid, "SIGCONT");
   ensureEngine();
   for (const b of [broker, hung]) await b?.stop();
   for (const h of [http, hungHttp]) await new Promise((r) => (h ? h.close(r) : r(null)));
@@ -69,9 +95,11 @@ describe("the Docker daemon stopped and started again under a running broker", (
     const container = broker.store.readMission(running.missionId).tasks[0]!.container!;
 
     try {
-      execFileSync("pkill", ["-TERM", "-x", "dockerd"]);
+      const pid = enginePid();
+      expect(pid, `the engine's pidfile ${ENGINE_PIDFILE}`).not.toBeNull();
+      signalEngine("SIGTERM", pid);
       // Gone, not just shutting down: a stopping dockerd still answers /_ping for a while.
-      await until(() => !engineUp() && spawnSync("pgrep", ["-x", "dockerd"]).status !== 0, 60_000, "dockerd has exited");
+      await until(() => !engineUp() && !alive(pid!), 60_000, "dockerd has exited");
 
       // The running task ends, failed, naming its container; the mission record says so.
       const interrupted = await running.done;
@@ -115,7 +143,9 @@ describe("the Docker daemon hung (SIGSTOP) under a running broker", () => {
     await until(() => b.store.readMission(running.missionId).tasks[0]!.status === "running", 60_000, "the task runs");
 
     try {
-      execFileSync("pkill", ["-STOP", "-x", "dockerd"]);
+      stoppedPid = enginePid();
+      expect(stoppedPid, `the engine's pidfile ${ENGINE_PIDFILE}`).not.toBeNull();
+      signalEngine("SIGSTOP", stoppedPid);
       // /healthz: the engine's ping waits at most 5 s (here 3 s, the call limit), then says why.
       const h = await healthz();
       expect(h.docker).toMatch(/^unreachable: Docker engine at \/var\/run\/docker\.sock did not answer within 3 s while trying to reach the engine; it may be hung/);
@@ -130,7 +160,8 @@ describe("the Docker daemon hung (SIGSTOP) under a running broker", () => {
       expect(ended.tasks[0]!.status).toBe("timed_out");
       expect(ended.tasks[0]!.error).toMatch(/no answer within 6000 ms/);
     } finally {
-      spawnSync("pkill", ["-CONT", "-x", "dockerd"]);
+      signalEngine("SIGCONT", stoppedPid);
+      stoppedPid = null;
     }
 
     await until(async () => /^ok/.test((await healthz()).docker), 30_000, "/healthz says ok");

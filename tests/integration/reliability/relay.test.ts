@@ -4,7 +4,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { makeWorkspace, PREFIX } from "../support/env.js";
+import { tokenFingerprint } from "../../../src/rehearsal/plan.js";
+import { makeWorkspace, PREFIX, TEST_API_KEY } from "../support/env.js";
 import { poolFixture } from "../support/pool.js";
 
 const RUN = `relayfail-${process.pid}`;
@@ -54,4 +55,28 @@ describe("the model upstream fails", () => {
     expect(r.outcome.error ?? "").toMatch(/no answer within 1 s/);
     expect(up.requests()).toBeGreaterThan(1);
   });
+});
+
+describe("the relay forwarder is killed from inside", () => {
+  for (const channel of ["socket", "stdio"] as const) {
+    it(`(${channel} channel) the broker starts it again and the conversation goes on`, async () => {
+      const pool = await fixture.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }], pool: { relayChannel: channel } });
+      const ws = makeWorkspace();
+      // The task's command kills the forwarder; Codex's next model request, for the answer, meets
+      // the restarted one (or retries until it does).
+      // A bound of the test's own: without a restart the turn would wait on a dead forwarder.
+      const timeoutMs = 60_000;
+      const first = await pool.runTurn({ workspace: ws, timeoutMs, prompt: "#fake run p=$(pgrep -f '^node /opt/codex-relay/forwarder.js'); kill $p; echo killed=$p" });
+      expect(first.outcome.status, `the turn whose command killed the forwarder: ${first.outcome.error ?? ""}`).toBe("succeeded");
+      const killed = /killed=(\d+)/.exec(first.outcome.finalMessage ?? "")?.[1];
+      expect(killed, "the forwarder's pid").toBeDefined();
+      const again = await pool.runTurn({ conversationId: first.conversationId!, timeoutMs, prompt: "#fake run echo now=$(pgrep -f '^node /opt/codex-relay/forwarder.js')\n#fake auth" });
+      expect(again.outcome.status, again.outcome.error ?? "").toBe("succeeded");
+      expect(again.container).toBe(first.container); // the same container, not a replacement
+      const now = /now=(\d+)/.exec(again.outcome.finalMessage ?? "")?.[1];
+      expect(now, "a forwarder runs again").toBeDefined();
+      expect(now).not.toBe(killed);
+      expect(again.outcome.finalMessage).toContain(`auth: ${tokenFingerprint(TEST_API_KEY)}`);
+    });
+  }
 });

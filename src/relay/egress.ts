@@ -132,14 +132,16 @@ export class EgressProxy {
       return;
     }
     const out = net.connect({ host: r.address, port });
+    let established = false;
     out.once("connect", () => {
+      established = true;
       socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
       if (head.length) out.write(head);
       out.pipe(socket);
       socket.pipe(out);
     });
     out.on("error", (e: NodeJS.ErrnoException) => {
-      if (!out.readyState || out.connecting) socket.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\ncannot reach ${host}:${port}: ${e.code ?? e.message}\n`);
+      if (!established) socket.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\ncannot reach ${host}:${port}: ${e.code ?? e.message}\n`);
       else socket.destroy();
     });
     socket.on("error", () => out.destroy());

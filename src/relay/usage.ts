@@ -29,16 +29,18 @@ export interface Usage extends TokenUsage {
 
 export const ZERO_USAGE: TokenUsage = { inputTokens: 0, cachedInputTokens: 0, outputTokens: 0, reasoningOutputTokens: 0, requests: 0 };
 
-/** Adds usage `b` into a copy of `a`. */
-export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
-  return {
-    inputTokens: a.inputTokens + b.inputTokens,
-    cachedInputTokens: a.cachedInputTokens + b.cachedInputTokens,
-    outputTokens: a.outputTokens + b.outputTokens,
-    reasoningOutputTokens: a.reasoningOutputTokens + b.reasoningOutputTokens,
-    requests: a.requests + b.requests,
-  };
-}
+const combine = (a: TokenUsage, b: TokenUsage, sign: 1 | -1): TokenUsage => ({
+  inputTokens: a.inputTokens + sign * b.inputTokens,
+  cachedInputTokens: a.cachedInputTokens + sign * b.cachedInputTokens,
+  outputTokens: a.outputTokens + sign * b.outputTokens,
+  reasoningOutputTokens: a.reasoningOutputTokens + sign * b.reasoningOutputTokens,
+  requests: a.requests + sign * b.requests,
+});
+
+/** `a` plus `b`. */
+export const addUsage = (a: TokenUsage, b: TokenUsage): TokenUsage => combine(a, b, 1);
+/** `a` minus `b`: the usage since snapshot `b` was taken. */
+export const subUsage = (a: TokenUsage, b: TokenUsage): TokenUsage => combine(a, b, -1);
 
 const Completed = z.object({
   type: z.literal("response.completed"),

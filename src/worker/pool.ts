@@ -21,7 +21,7 @@ import { scrubValue, silentLogger, type Logger } from "../log.js";
 import type { EgressRefusal } from "../relay/egress.js";
 import { ModelRelay, type RelayGrant } from "../relay/model-relay.js";
 import type { UpstreamTarget } from "../relay/upstream.js";
-import { addUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
+import { addUsage, subUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
 import { startRehearsalServer, type RehearsalServer } from "../rehearsal/server.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, egressEnv, LABELS, privateDir, WorkerContainer, workerUser } from "./container.js";
@@ -127,9 +127,8 @@ interface Worker {
   grant: RelayGrant | null;
   /** Usage the relay metered, by Codex thread, with the model that last answered it. */
   usageByThread: Map<string, { usage: TokenUsage; model: string | null }>;
-  /** Egress refused so far, and the turns in flight to tell. */
-  refusals: EgressRefusal[];
-  listeners: Set<(e: DriverEvent) => void>;
+  /** The turns in flight, told of each connection the egress proxy refuses. */
+  listeners: Set<(r: EgressRefusal) => void>;
   slot: Slot;
   container: WorkerContainer;
   driver: CodexDriver | null;
@@ -368,8 +367,12 @@ export class WorkerPool {
       }
       let killed = 0;
       const usageBefore = route ? (worker.usageByThread.get(route.threadId)?.usage ?? ZERO_USAGE) : ZERO_USAGE;
-      const refusalsBefore = worker.refusals.length;
-      const tell = (e: DriverEvent): void => req.onEvent?.(e);
+      // A refused connection is the container's, not a lane's: every turn in flight on it hears of it.
+      const refused: EgressRefusal[] = [];
+      const tell = (r: EgressRefusal): void => {
+        refused.push(r);
+        req.onEvent?.({ kind: "warning", message: `egress refused: ${r.target}: ${r.reason}` });
+      };
       worker.listeners.add(tell);
       let outcome = await driver
         .runTurn({
@@ -394,7 +397,7 @@ export class WorkerPool {
         .finally(() => worker.listeners.delete(tell));
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
-      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(worker.refusals.slice(refusalsBefore))];
+      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(refused)];
       const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
       const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {
@@ -556,7 +559,6 @@ export class WorkerPool {
       relay: null,
       grant: null,
       usageByThread: new Map(),
-      refusals: [],
       listeners: new Set(),
       slot,
       container,
@@ -599,7 +601,7 @@ export class WorkerPool {
       ...(seeder.kind === "chatgpt" ? { token: chatgptRelayToken(randomUUID(), this.planType) } : {}),
       egress: worker.network === "allowlist" ? { allow: worker.allow } : undefined,
       onUsage: (u) => this.onUsage(worker, u),
-      onRefused: (r) => this.onRefused(worker, r),
+      onRefused: (r) => worker.listeners.forEach((tell) => tell(r)),
     });
     worker.grant = grant;
     const pushed = seeder.kind === "chatgpt" && profile.protocol === "app-server";
@@ -659,8 +661,9 @@ export class WorkerPool {
     if (worker.slot.worker === worker) worker.slot.worker = null;
     this.workers.delete(worker);
     this.maxInFlightSeen.delete(worker.container.name);
-    worker.relay?.close();
-    if (worker.grant) this.relay?.revoke(worker.grant);
+    // The link revokes the container's token; a worker that failed before it had one, directly.
+    if (worker.relay) worker.relay.close();
+    else if (worker.grant) this.relay?.revoke(worker.grant);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
     void worker.container.remove().catch(() => {}); // if the engine is away, a health round removes it later
     this.drain(worker.profile.name);
@@ -728,13 +731,6 @@ export class WorkerPool {
     const key = u.threadId ?? "";
     const seen = worker.usageByThread.get(key);
     worker.usageByThread.set(key, { usage: addUsage(seen?.usage ?? ZERO_USAGE, u), model: u.model ?? seen?.model ?? null });
-  }
-
-  /** The egress proxy refused a connection from this worker's container: its turns in flight hear of it now. */
-  private onRefused(worker: Worker, r: EgressRefusal): void {
-    worker.refusals.push(r);
-    if (worker.refusals.length > 1000) worker.refusals.splice(0, 500);
-    for (const tell of worker.listeners) tell({ kind: "warning", message: `egress refused: ${r.target}: ${r.reason}` });
   }
 
   /** Notes for a turn in which `killed` commands died of SIGKILL, if the kernel's OOM killer did it. */
@@ -839,15 +835,4 @@ function refusalNotes(refusals: EgressRefusal[]): string[] {
     else byTarget.set(r.target, { reason: r.reason, count: 1 });
   }
   return [...byTarget].map(([target, { reason, count }]) => `egress refused: ${target}${count > 1 ? ` (${count} times)` : ""}: ${reason}`);
-}
-
-/** `a` minus `b` (usage since a snapshot). */
-function subUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
-  return {
-    inputTokens: a.inputTokens - b.inputTokens,
-    cachedInputTokens: a.cachedInputTokens - b.cachedInputTokens,
-    outputTokens: a.outputTokens - b.outputTokens,
-    reasoningOutputTokens: a.reasoningOutputTokens - b.reasoningOutputTokens,
-    requests: a.requests - b.requests,
-  };
 }

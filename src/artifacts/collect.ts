@@ -56,20 +56,29 @@ export function collectArtifacts(workspace: string, globs: string[], destDir: st
     if (!patterns.some((p) => p.test(rel))) continue;
     const read = readInside(root, rel);
     if (read === null) continue; // changed under us into something else
-    // A task can copy the worker's credential into a file: a known secret never leaves as an artifact.
-    const { data, replaced } = scrubBuffer(read);
-    const dest = path.join(destDir, rel);
-    try {
-      mkdirSync(path.dirname(dest), { recursive: true });
-      writeFileSync(dest, data, { mode: 0o600 });
-    } catch (e) {
-      // A partial copy would pass for an artifact and fill what space is left: remove it.
-      rmSync(dest, { force: true });
-      throw e;
-    }
-    entries.push({ path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex"), ...(replaced > 0 ? { redacted: replaced } : {}) });
+    entries.push(storeArtifact(destDir, rel, read));
   }
   return entries;
+}
+
+/**
+ * Writes one artifact under destDir, known secrets replaced (a task can copy the worker's
+ * credential into a file: it never leaves as an artifact), and returns its manifest entry.
+ * `redacted`: replacements already made in `raw` by the caller.
+ */
+export function storeArtifact(destDir: string, rel: string, raw: Buffer, redacted = 0): ArtifactEntry {
+  const { data, replaced } = scrubBuffer(raw);
+  const dest = path.join(destDir, rel);
+  try {
+    mkdirSync(path.dirname(dest), { recursive: true });
+    writeFileSync(dest, data, { mode: 0o600 });
+  } catch (e) {
+    // A partial copy would pass for an artifact and fill what space is left: remove it.
+    rmSync(dest, { force: true });
+    throw e;
+  }
+  const n = replaced + redacted;
+  return { path: rel, size: data.length, sha256: createHash("sha256").update(data).digest("hex"), ...(n > 0 ? { redacted: n } : {}) };
 }
 
 /**

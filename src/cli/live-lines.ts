@@ -28,7 +28,7 @@ export class LiveLines {
     const t = this.tasks.find((x) => x.id === id);
     if (!t) return;
     if (state === "running" && t.startedAt === null) t.startedAt = this.now();
-    if (state !== "running" && state !== "queued") t.finishedAt ??= this.now(); // the clock stops
+    if (state !== "running" && state !== "queued" && state !== "checking") t.finishedAt ??= this.now(); // the clock stops
     t.state = state;
     t.detail = detail.split("\n")[0] ?? "";
     this.render();

@@ -1,7 +1,7 @@
 // `codex-mcp-wrapper run-mission`: runs a mission without a server (for CI): progress lines as
 // tasks move, a summary table, a JSON report and JUnit XML, exit 0 only if every task
 // succeeded; on SIGINT/SIGTERM it cancels the tasks and removes its containers before it exits.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
@@ -10,7 +10,7 @@ import { createLogger } from "../log.js";
 import { loadMission } from "../mission/load.js";
 import { MissionRunner, type ProgressEvent } from "../mission/runner.js";
 import { DockerRuntime } from "../runtime/docker.js";
-import { notesSuffix, StateStore, writeFileAtomic, type MissionRecord } from "../state/store.js";
+import { attemptLabel, notesSuffix, StateStore, writeFileAtomic, type MissionRecord, type TaskRecord } from "../state/store.js";
 import { WorkerPool } from "../worker/pool.js";
 
 export const RUN_MISSION_HELP = `Usage: codex-mcp-wrapper run-mission <mission.json|yaml> --workspace <path> [options]
@@ -28,8 +28,15 @@ Options:
 
 const xml = (s: string): string => s.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!);
 
-/** JUnit XML: one testsuite for the mission, one testcase per task. */
-export function junitReport(m: MissionRecord): string {
+/** How much of a task's check.log a JUnit report carries (its end) in system-out. */
+export const JUNIT_CHECK_OUTPUT_BYTES = 64 * 1024;
+
+/**
+ * JUnit XML: one testsuite for the mission, one testcase per task. A task with a check has the
+ * check's failure as its failure message and the check's output (`checkLog`: the end of its
+ * check.log artifact, if given) as its system-out.
+ */
+export function junitReport(m: MissionRecord, checkLog: (t: TaskRecord) => string | null = () => null): string {
   const secs = (t: { startedAt: string | null; finishedAt: string | null }): string =>
     t.startedAt && t.finishedAt ? ((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000).toFixed(3) : "0";
   const failures = m.tasks.filter((t) => t.status !== "succeeded").length;
@@ -40,22 +47,40 @@ export function junitReport(m: MissionRecord): string {
           .map(([k, v]) => `        <property name="${k}" value="${xml(String(v))}"/>`)
           .join("\n")}\n      </properties>`
       : "";
-    const failure = t.status === "succeeded" ? "" : `\n      <failure message="${xml(`${t.status}: ${t.error ?? ""}`.slice(0, 500))}" type="${t.status}">${xml(t.error ?? "")}</failure>`;
-    const body = props || failure ? `${props}${failure}\n    ` : "";
+    const failure = t.status === "succeeded" ? "" : `\n      <failure message="${xml(`${t.status}: ${t.error ?? ""}`.slice(0, 500))}" type="${t.errorCode ?? t.status}">${xml(t.error ?? "")}</failure>`;
+    const log = t.attempts?.some((a) => a.check) ? checkLog(t) : null;
+    const out = log !== null ? `\n      <system-out>${xml(log.replace(/[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu, "\uFFFD"))}</system-out>` : "";
+    const body = props || failure || out ? `${props}${failure}${out}\n    ` : "";
     return `    <testcase classname="${xml(m.name)}" name="${xml(t.id)}" time="${secs(t)}">${body}</testcase>`;
   });
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n  <testsuite name="${xml(m.name)}" tests="${m.tasks.length}" failures="${failures}" errors="0" timestamp="${m.createdAt}">\n${cases.join("\n")}\n  </testsuite>\n</testsuites>\n`;
 }
 
+/** "attempt 2/3 " for a task that may take more than one attempt, else "". */
+const attemptOf = (e: { attempt: number; of: number }): string => (e.of > 1 ? `attempt ${e.attempt}/${e.of} ` : "");
+
 function summary(m: MissionRecord): string {
   const rows = m.tasks.map((t) => {
     const secs = t.startedAt && t.finishedAt ? `${((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000).toFixed(1)} s` : "-";
-    return [t.id, t.status, secs, String(t.artifacts.length), (t.error ?? "").split("\n")[0]!.slice(0, 80)];
+    return [t.id, t.status, attemptLabel(t) ?? "-", secs, String(t.artifacts.length), (t.error ?? "").split("\n")[0]!.slice(0, 80)];
   });
-  const head = ["task", "status", "time", "artifacts", "error"];
+  const head = ["task", "status", "attempt", "time", "artifacts", "error"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The end of a task's check.log artifact (JUNIT_CHECK_OUTPUT_BYTES of it), or null. */
+function readCheckLogEnd(dir: string, t: TaskRecord): string | null {
+  const entry = t.artifacts.find((a) => a.path === "check.broker.log") ?? t.artifacts.find((a) => a.path === "check.log");
+  if (!entry) return null;
+  try {
+    const data = readFileSync(path.join(dir, entry.path));
+    const end = data.subarray(Math.max(0, data.length - JUNIT_CHECK_OUTPUT_BYTES)).toString("utf8");
+    return data.length > JUNIT_CHECK_OUTPUT_BYTES ? `[… the first ${data.length - JUNIT_CHECK_OUTPUT_BYTES} bytes are in the ${entry.path} artifact …]\n${end}` : end;
+  } catch {
+    return null;
+  }
 }
 
 export async function runMission(argv: string[]): Promise<number> {
@@ -99,12 +124,20 @@ export async function runMission(argv: string[]): Promise<number> {
         if (e.kind === "task_started") live.update(e.taskId, "running", `on ${e.container}`);
         else if (e.kind === "command") live.update(e.taskId, "running", `$ ${e.command}`);
         else if (e.kind === "agent_message") live.update(e.taskId, "running", e.text);
+        else if (e.kind === "check") live.update(e.taskId, "checking", `${attemptOf(e)}$ ${e.command}`);
+        else if (e.kind === "attempt") live.update(e.taskId, "running", `attempt ${e.attempt}/${e.of} (${e.reason})`);
         else live.update(e.taskId, e.record.status, e.record.error ?? "");
         return;
       }
       if (e.kind === "task_started") out(`task ${e.taskId}: started on ${e.container}`);
       else if (e.kind === "command") out(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 120)}`);
-      else if (e.kind === "task_finished") out(`task ${e.taskId}: ${e.record.status}${e.record.error ? ` (${e.record.error.split("\n")[0]})` : ""}${notesSuffix(e.record.notes)}`);
+      else if (e.kind === "check") out(`task ${e.taskId}: check ${attemptOf(e)}$ ${e.command.split("\n")[0]!.slice(0, 120)}`);
+      else if (e.kind === "attempt") out(`task ${e.taskId}: attempt ${e.attempt}/${e.of} (${e.reason})`);
+      else if (e.kind === "task_finished") {
+        const r = e.record;
+        const tries = r.maxAttempts && r.maxAttempts > 1 ? ` at attempt ${attemptLabel(r)}` : "";
+        out(`task ${e.taskId}: ${r.status}${tries}${r.error ? ` (${r.error.split("\n")[0]})` : ""}${notesSuffix(r.notes)}`);
+      }
     };
     const started = runner.start(mission, { workspace: values.workspace, onProgress, bundle: values.zip ? "both" : undefined });
     missionId = started.missionId;
@@ -116,7 +149,7 @@ export async function runMission(argv: string[]): Promise<number> {
     const report = `${JSON.stringify(record, null, 2)}\n`;
     writeFileAtomic(path.join(store.missionDir(record.missionId), "report.json"), report);
     if (values.json) writeFileSync(values.json, report);
-    if (values.junit) writeFileSync(values.junit, junitReport(record));
+    if (values.junit) writeFileSync(values.junit, junitReport(record, (t) => readCheckLogEnd(path.join(store.missionDir(record.missionId), "artifacts", t.id), t)));
     return interrupted ? 130 : record.status === "succeeded" ? 0 : 1;
   } finally {
     await pool.shutdown();

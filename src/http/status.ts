@@ -9,7 +9,7 @@ import type { HttpBindings } from "@hono/node-server";
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Broker } from "../broker.js";
-import type { MissionRecord } from "../state/store.js";
+import { attemptLabel, type MissionRecord } from "../state/store.js";
 
 export interface StatusSnapshot {
   instance: { label: string; channel: string; version: string; uptimeSeconds: number; docker: string; port: number };
@@ -22,7 +22,7 @@ export interface StatusSnapshot {
     finishedAt: string | null;
     progress: Record<string, number>;
     bundle: string | null;
-    tasks: { id: string; status: string; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; tokens: { input: number; cached: number; output: number } | null; artifacts: { path: string; size: number; href: string }[] }[];
+    tasks: { id: string; status: string; attempt: string | null; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; tokens: { input: number; cached: number; output: number } | null; artifacts: { path: string; size: number; href: string }[] }[];
   }[];
 }
 
@@ -64,6 +64,7 @@ function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
       return {
         id: t.id,
         status: t.status,
+        attempt: attemptLabel(t),
         container: t.container,
         startedAt: t.startedAt,
         finishedAt: t.finishedAt,
@@ -216,7 +217,7 @@ function render(s) {
     for (const t of m.tasks) {
       const arts = el("td");
       for (const a of t.artifacts) arts.append(el("a", { href: a.href, text: a.path }), " ");
-      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("code", { text: t.id })), el("td", {}, el("span", { class: "status " + t.status, text: t.status })), el("td", {}, t.container ? el("code", { text: t.container }) : null), el("td", { class: "tokens", text: t.tokens ? t.tokens.input + " / " + t.tokens.cached + " / " + t.tokens.output : "" }), arts, el("td", { class: "error", text: t.error || "" })));
+      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("code", { text: t.id })), el("td", {}, el("span", { class: "status " + t.status, text: t.status }), t.attempt ? el("span", { class: "attempt", text: " attempt " + t.attempt }) : null), el("td", {}, t.container ? el("code", { text: t.container }) : null), el("td", { class: "tokens", text: t.tokens ? t.tokens.input + " / " + t.tokens.cached + " / " + t.tokens.output : "" }), arts, el("td", { class: "error", text: t.error || "" })));
     }
     const header = el("header", {}, el("strong", { text: m.name }), el("code", { text: m.missionId }), el("span", { class: "status " + m.status, text: m.status }), el("span", { class: "meta", text: done + " of " + total + " task(s) done · started " + new Date(m.createdAt).toLocaleString() }));
     if (m.bundle) header.append(el("a", { href: m.bundle, text: "artifacts (tar.gz)" }));

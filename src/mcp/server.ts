@@ -20,6 +20,8 @@ export interface BrokerDeps {
   store: StateStore;
 }
 
+const UsageResult = z.object({ inputTokens: z.number(), cachedInputTokens: z.number(), outputTokens: z.number(), reasoningOutputTokens: z.number(), requests: z.number(), model: z.string().nullable(), profile: z.string() });
+
 const TaskResult = {
   id: z.string(),
   status: z.string(),
@@ -30,10 +32,26 @@ const TaskResult = {
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   notes: z.array(z.string()).optional().describe("what the broker saw besides Codex's own account, e.g. a command killed for exceeding the memory limit"),
-  usage: z
-    .object({ inputTokens: z.number(), cachedInputTokens: z.number(), outputTokens: z.number(), reasoningOutputTokens: z.number(), requests: z.number(), model: z.string().nullable(), profile: z.string() })
+  usage: UsageResult
     .optional()
     .describe("tokens the task's model calls used, metered by the broker's relay from the model's own answers"),
+  errorCode: z.enum(["check_failed", "check_timed_out", "budget_exceeded"]).optional().describe("what decided a failure the broker found: the task's check, or a token budget (max_tokens)"),
+  maxAttempts: z.number().optional().describe("the attempts the task may take to pass its check"),
+  attempts: z
+    .array(
+      z.object({
+        attempt: z.number(),
+        turn: z.string().describe("how Codex's turn ended"),
+        turnError: z.string().nullable(),
+        startedAt: z.string(),
+        finishedAt: z.string(),
+        durationMs: z.number(),
+        usage: UsageResult.optional(),
+        check: z.object({ command: z.string(), exitCode: z.number().nullable(), timedOut: z.boolean(), durationMs: z.number(), bytes: z.number(), outputTail: z.string() }).optional(),
+      }),
+    )
+    .optional()
+    .describe("each attempt of a task with a check: its turn, its check's result, time and usage"),
 };
 const MissionResult = { missionId: z.string(), status: z.string(), tasks: z.array(z.object(TaskResult)) };
 
@@ -48,6 +66,8 @@ const taskOut = (t: TaskRecord): z.infer<z.ZodObject<typeof TaskResult>> => ({
   finishedAt: t.finishedAt,
   ...(t.notes?.length ? { notes: t.notes } : {}),
   ...(t.usage ? { usage: t.usage } : {}),
+  ...(t.errorCode ? { errorCode: t.errorCode } : {}),
+  ...(t.maxAttempts ? { maxAttempts: t.maxAttempts, attempts: t.attempts ?? [] } : {}),
 });
 const missionOut = (m: MissionRecord) => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
 
@@ -97,6 +117,8 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           if (e.kind === "task_started") notify(`task ${e.taskId} started on ${e.container}`);
           else if (e.kind === "command") notify(`task ${e.taskId}: $ ${e.command.split("\n")[0]!.slice(0, 200)}`);
           else if (e.kind === "agent_message") notify(`task ${e.taskId}: ${e.text.split("\n")[0]!.slice(0, 200)}`);
+          else if (e.kind === "check") notify(`task ${e.taskId}: check${e.of > 1 ? ` (attempt ${e.attempt}/${e.of})` : ""}: $ ${e.command.split("\n")[0]!.slice(0, 200)}`);
+          else if (e.kind === "attempt") notify(`task ${e.taskId}: attempt ${e.attempt}/${e.of} (${e.reason})`);
           else {
             progress++;
             notify(`task ${e.taskId} ${e.record.status}`);

@@ -88,6 +88,24 @@ export class BrokerMetrics {
         this.set(src.pool().inFlight);
       },
     });
+    new Counter({
+      name: "codex_wrapper_model_calls_total",
+      help: "Model calls the relay forwarded upstream",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src.pool().relay.requests);
+      },
+    });
+    new Counter({
+      name: "codex_wrapper_budget_refusals_total",
+      help: "Model calls the relay refused because the task's or its mission's token budget (max_tokens) was spent",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src.pool().relay.budgetRefused);
+      },
+    });
     new Gauge({
       name: "codex_wrapper_capacity",
       help: "Lanes (concurrent turns) of the live worker containers",

@@ -101,6 +101,10 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
       else seen.set(t.id, i);
       if (t.profile && !profiles.has(t.profile)) problems.push(`${where}.profile: no worker profile "${t.profile}"; known: ${known}`);
       if (t.preferred_worker && !profiles.has(t.preferred_worker)) problems.push(`${where}.preferred_worker: no worker profile "${t.preferred_worker}"; known: ${known}`);
+      const attempts = t.attempts ?? m.defaults?.attempts;
+      if (attempts !== undefined && attempts > 1 && !(t.check ?? m.defaults?.check)) {
+        problems.push(`${where}.attempts: ${attempts} attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts`);
+      }
       const bytes = Buffer.byteLength(t.prompt);
       if (bytes > config.maxPromptBytes) problems.push(`${where}.prompt: ${bytes} bytes, more than the ${config.maxPromptBytes} allowed (broker.max_prompt_bytes)`);
     });

@@ -1,13 +1,17 @@
 // Runs a mission: its tasks go to the pool concurrently (bounded by capacity), each as one Codex
 // turn with the task's settings (task → mission defaults → worker profile). Each task's events go
 // to its JSONL log, its record is updated as it runs, and its artifacts are collected at the end.
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { collectArtifacts, packArtifacts, packZip } from "../artifacts/collect.js";
+import { collectArtifacts, packArtifacts, packZip, storeArtifact } from "../artifacts/collect.js";
 import type { DriverEvent } from "../codex/driver.js";
 import { describeError, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
-import type { MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
-import type { WorkerPool } from "../worker/pool.js";
+import { addUsage, type TaskUsage } from "../relay/usage.js";
+import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
+import type { PoolTurnRequest, WorkerPool } from "../worker/pool.js";
+import { TaskBudget, TokenBudget } from "./budget.js";
+import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
 import { resolveWorkspace } from "../worker/workspace.js";
 import type { Mission, Task } from "./schema.js";
 
@@ -16,6 +20,10 @@ export type ProgressEvent =
   | { kind: "task_started"; taskId: string; container: string }
   | { kind: "command"; taskId: string; command: string }
   | { kind: "agent_message"; taskId: string; text: string }
+  /** A task's check started after its turn. */
+  | { kind: "check"; taskId: string; command: string; attempt: number; of: number }
+  /** A task's check failed and its conversation goes back to Codex: attempt `attempt` of `of`. */
+  | { kind: "attempt"; taskId: string; attempt: number; of: number; reason: string }
   | { kind: "task_finished"; taskId: string; record: TaskRecord };
 
 export interface RunOptions {
@@ -30,6 +38,21 @@ interface Running {
   record: MissionRecord;
   controllers: Map<string, AbortController>;
   done: Promise<MissionRecord>;
+}
+
+/** What a task of a running mission shares with its mission. */
+interface TaskContext {
+  mission: Mission;
+  mrec: MissionRecord;
+  workspace: string;
+  save: (now?: boolean) => Promise<void>;
+  onProgress: RunOptions["onProgress"];
+  /** The mission's max_tokens, if it has one. */
+  budget: TokenBudget | undefined;
+  /** Cancels the mission's other tasks: its budget is spent. */
+  budgetSpent: (by: string, b: TokenBudget) => void;
+  /** Why the runner cancelled a task, when it did (the mission's budget). */
+  cancelledFor: Map<string, string>;
 }
 
 /** How long a record change that is not a task's end may wait to be written with others. */
@@ -105,8 +128,27 @@ export class MissionRunner {
       saving = queued;
       return queued;
     };
+    const cancelledFor = new Map<string, string>();
+    const ctx: TaskContext = {
+      mission,
+      mrec: record,
+      workspace,
+      save,
+      onProgress: opts.onProgress,
+      budget: mission.max_tokens ? new TokenBudget("the mission's max_tokens", mission.max_tokens) : undefined,
+      cancelledFor,
+      budgetSpent: (by, b) => {
+        const why = `cancelled: ${b.describe()} (its last answer was task ${by}'s)`;
+        this.logger.warn("a mission's token budget is spent: cancelling its other tasks", { missionId: record.missionId, used: b.used, limit: b.limit });
+        for (const t of record.tasks) {
+          if (t.id === by || t.status !== "queued" && t.status !== "running") continue;
+          cancelledFor.set(t.id, why);
+          controllers.get(t.id)?.abort();
+        }
+      },
+    };
     const done = (async () => {
-      await Promise.all(mission.tasks.map((task, i) => this.runTask(mission, task, record, record.tasks[i]!, workspace, controllers.get(task.id)!.signal, save, opts.onProgress)));
+      await Promise.all(mission.tasks.map((task, i) => this.runTask(ctx, task, record.tasks[i]!, controllers.get(task.id)!.signal)));
       try {
         const manifest = Object.fromEntries(record.tasks.map((t) => [t.id, t.artifacts]));
         if (record.tasks.some((t) => t.artifacts.length)) {
@@ -130,16 +172,8 @@ export class MissionRunner {
     return { missionId: record.missionId, done };
   }
 
-  private async runTask(
-    mission: Mission,
-    task: Task,
-    mrec: MissionRecord,
-    rec: TaskRecord,
-    workspace: string,
-    signal: AbortSignal,
-    save: (now?: boolean) => Promise<void>,
-    onProgress: RunOptions["onProgress"],
-  ): Promise<void> {
+  private async runTask(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal): Promise<void> {
+    const { mission, mrec, workspace, save, onProgress } = ctx;
     const d = mission.defaults ?? {};
     const profile = this.pickProfile(task.preferred_worker, task.profile ?? d.profile);
     const log = (e: unknown): void => {
@@ -154,57 +188,134 @@ export class MissionRunner {
       if (e.kind === "command_started") onProgress?.({ kind: "command", taskId: task.id, command: e.command });
       if (e.kind === "agent_message") onProgress?.({ kind: "agent_message", taskId: task.id, text: e.text });
     };
+    const check = task.check ?? d.check;
+    const checkTimeout = task.check_timeout ?? d.check_timeout ?? DEFAULT_CHECK_TIMEOUT_MS;
+    const of = check ? (task.attempts ?? d.attempts ?? 1) : 1;
+    const maxTokens = task.max_tokens ?? d.max_tokens;
+    const budgets = [...(maxTokens ? [new TokenBudget("the task's max_tokens", maxTokens)] : []), ...(ctx.budget ? [ctx.budget] : [])];
+    const budget = budgets.length ? new TaskBudget(budgets, (b) => b === ctx.budget && ctx.budgetSpent(task.id, b)) : undefined;
+    const env = { ...d.env, ...task.env };
+    if (check) {
+      rec.maxAttempts = of;
+      rec.attempts = [];
+    }
+    const turn: PoolTurnRequest = {
+      profile,
+      workspace,
+      sandbox: task.sandbox ?? d.sandbox,
+      network: task.network ?? d.network,
+      allow: task.allow || d.allow ? [...(d.allow ?? []), ...(task.allow ?? [])] : undefined,
+      prompt: task.prompt,
+      model: task.model ?? d.model,
+      baseInstructions: task["base-instructions"] ?? d["base-instructions"],
+      developerInstructions: task["developer-instructions"] ?? d["developer-instructions"],
+      config: { ...d.config, ...task.config },
+      env,
+      approvalPolicy: task.approval_policy ?? d.approval_policy,
+      timeoutMs: task.timeout ?? d.timeout,
+      signal,
+      onEvent,
+      budget,
+      onAssigned: ({ container }) => {
+        rec.container = container;
+        if (rec.status === "running") return; // a later attempt
+        rec.status = "running";
+        rec.startedAt = new Date().toISOString();
+        void save();
+        log({ type: "task_started", container });
+        onProgress?.({ kind: "task_started", taskId: task.id, container });
+      },
+    };
+    const checkLog = { file: "", redacted: 0 };
     try {
-      const result = await this.pool.runTurn({
-        profile,
-        workspace,
-        sandbox: task.sandbox ?? d.sandbox,
-        network: task.network ?? d.network,
-        allow: task.allow || d.allow ? [...(d.allow ?? []), ...(task.allow ?? [])] : undefined,
-        prompt: task.prompt,
-        model: task.model ?? d.model,
-        baseInstructions: task["base-instructions"] ?? d["base-instructions"],
-        developerInstructions: task["developer-instructions"] ?? d["developer-instructions"],
-        config: { ...d.config, ...task.config },
-        env: { ...d.env, ...task.env },
-        approvalPolicy: task.approval_policy ?? d.approval_policy,
-        timeoutMs: task.timeout ?? d.timeout,
-        signal,
-        onEvent,
-        onAssigned: ({ container }) => {
-          rec.status = "running";
-          rec.container = container;
-          rec.startedAt = new Date().toISOString();
-          void save();
-          log({ type: "task_started", container });
-          onProgress?.({ kind: "task_started", taskId: task.id, container });
-        },
-      });
-      rec.status = result.outcome.status;
-      rec.conversationId = result.conversationId;
-      rec.finalMessage = result.outcome.finalMessage;
-      rec.error = result.outcome.error;
-      rec.container = result.container ?? rec.container;
-      if (result.usage) rec.usage = result.usage;
-      if (result.notes) {
-        rec.notes = result.notes;
-        for (const note of result.notes) log({ type: "note", note });
+      const spent = ctx.budget?.spent ? ctx.budget : undefined;
+      if (spent) throw new BudgetCancel(`cancelled before it started: ${spent.describe()}`);
+      for (let attempt = 1; ; attempt++) {
+        const began = new Date();
+        const result = await this.pool.runTurn(turn);
+        rec.status = result.outcome.status;
+        rec.conversationId = result.conversationId ?? rec.conversationId;
+        rec.finalMessage = result.outcome.finalMessage;
+        rec.error = result.outcome.error;
+        rec.container = result.container ?? rec.container;
+        if (result.usage) rec.usage = rec.usage ? sumUsage(rec.usage, result.usage) : result.usage;
+        if (result.notes) {
+          rec.notes = [...(rec.notes ?? []), ...result.notes];
+          for (const note of result.notes) log({ type: "note", note });
+        }
+        const a: AttemptRecord = { attempt, turn: result.outcome.status, turnError: result.outcome.error, startedAt: began.toISOString(), finishedAt: "", durationMs: 0, ...(result.usage ? { usage: result.usage } : {}) };
+        const done = (): void => {
+          a.finishedAt = new Date().toISOString();
+          a.durationMs = Date.now() - began.getTime();
+          rec.attempts?.push(a);
+        };
+        const over = budget?.exceeded();
+        if (over && !ctx.cancelledFor.has(task.id)) {
+          rec.status = "failed";
+          rec.errorCode = "budget_exceeded";
+          rec.error = `budget_exceeded: ${over.describe()}${budget!.refused ? `; the broker refused ${budget!.refused} further model call(s)` : ""}${rec.error ? ` (the turn: ${rec.error.split("\n")[0]})` : ""}`;
+          done();
+          break;
+        }
+        if (!check || rec.status !== "succeeded" || !rec.conversationId) {
+          if (check) done();
+          break;
+        }
+        log({ type: "check_started", attempt, command: check });
+        onProgress?.({ kind: "check", taskId: task.id, command: check, attempt, of });
+        const r = await this.pool.runCommand(rec.conversationId, { command: check, timeoutMs: checkTimeout, env, signal });
+        const c = checkRecord(check, r);
+        a.check = c;
+        log({ type: "check_finished", attempt, ...c });
+        const section = checkLogSection(attempt, c, r, checkTimeout);
+        checkLog.file = this.store.appendCheckLog(mrec.missionId, task.id, section.data);
+        checkLog.redacted += section.redacted;
+        done();
+        if (r.cancelled || signal.aborted) {
+          rec.status = "cancelled";
+          rec.error = "cancelled while its check ran";
+          break;
+        }
+        if (r.exitCode === 0) break;
+        rec.status = "failed";
+        rec.errorCode = c.timedOut ? "check_timed_out" : "check_failed";
+        rec.error = checkFailure(c, checkTimeout, attempt, of);
+        if (attempt >= of) break;
+        const reason = c.timedOut ? "check timed out" : `check exited ${c.exitCode ?? "without a code"}`;
+        log({ type: "attempt", attempt: attempt + 1, of, reason });
+        onProgress?.({ kind: "attempt", taskId: task.id, attempt: attempt + 1, of, reason });
+        rec.status = "running";
+        rec.errorCode = undefined;
+        void save();
+        turn.conversationId = rec.conversationId;
+        turn.prompt = retryPrompt(c, checkTimeout, attempt + 1, of);
       }
     } catch (e) {
-      rec.status = signal.aborted ? "cancelled" : "failed";
+      rec.status = signal.aborted || e instanceof BudgetCancel ? "cancelled" : "failed";
       rec.error = describeError(e);
     }
+    const why = ctx.cancelledFor.get(task.id);
+    if (why && (rec.status === "cancelled" || signal.aborted)) {
+      rec.status = "cancelled";
+      rec.errorCode = "budget_exceeded";
+      rec.error = why;
+    } else if (rec.errorCode === undefined) delete rec.errorCode;
     rec.startedAt ??= new Date().toISOString();
     rec.finishedAt = new Date().toISOString();
     const globs = task.artifacts ?? d.artifacts ?? [];
+    const dir = path.join(this.store.missionDir(mrec.missionId), "artifacts", task.id);
     try {
-      rec.artifacts = collectArtifacts(workspace, globs, path.join(this.store.missionDir(mrec.missionId), "artifacts", task.id));
+      rec.artifacts = collectArtifacts(workspace, globs, dir);
+      if (checkLog.file) {
+        const name = rec.artifacts.some((x) => x.path === "check.log") ? "check.broker.log" : "check.log";
+        rec.artifacts.push(storeArtifact(dir, name, readFileSync(checkLog.file), checkLog.redacted));
+      }
     } catch (e) {
       // An artifact the mission asked for and cannot have is a failure, not a footnote.
       if (rec.status === "succeeded") rec.status = "failed";
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
-    log({ type: "task_finished", status: rec.status, error: rec.error });
+    log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
     await save(true);
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
@@ -244,6 +355,14 @@ export class MissionRunner {
     return this.running.get(missionId)?.record ?? this.store.readMission(missionId);
   }
 
+}
+
+/** A task the runner cancels before it starts: its mission's token budget is spent. */
+class BudgetCancel extends Error {}
+
+/** Two turns' usage as one (the later turn's model, if it names one). */
+function sumUsage(a: TaskUsage, b: TaskUsage): TaskUsage {
+  return { ...addUsage(a, b), model: b.model ?? a.model, profile: b.profile };
 }
 
 function missionStatus(m: MissionRecord): MissionStatus {

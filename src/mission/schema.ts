@@ -16,6 +16,14 @@ const timeout = parsedBy((v) => {
   return ms !== null && ms > 0 ? ms : null;
 }, 'expected a duration such as "90s", "10m" or a number of seconds');
 
+/** The most attempts a task may ask for. */
+export const MAX_ATTEMPTS = 10;
+
+const maxTokens = z
+  .number({ error: "expected a whole number of tokens, such as 200000" })
+  .int({ error: "expected a whole number of tokens, such as 200000" })
+  .positive({ error: "expected a number of tokens above 0" });
+
 /** A glob relative to the workspace that cannot leave it. */
 const artifactGlob = z.string().superRefine((g, ctx) => {
   if (!g.trim()) ctx.addIssue({ code: "custom", message: "expected a glob such as \"dist/**\"" });
@@ -41,6 +49,19 @@ const settings = {
   network: oneOf(NETWORKS).optional(),
   /** Hosts for network = "allowlist" (added to the profile's). */
   allow: AllowList.optional(),
+  /** A shell command run in the task's container and workspace after its turn: exit 0 = succeeded. */
+  check: z.string({ error: "expected a shell command" }).trim().min(1, { error: "expected a shell command, such as \"npm test\"" }).optional(),
+  /** How long the check may run (default 10 min). */
+  check_timeout: timeout.optional(),
+  /** Turns a task may take to pass its check: a failed check goes back to Codex while attempts remain. */
+  attempts: z
+    .number({ error: "expected a whole number of attempts, 1 to 10" })
+    .int({ error: "expected a whole number of attempts, 1 to 10" })
+    .min(1, { error: "expected at least 1 attempt" })
+    .max(MAX_ATTEMPTS, { error: `expected at most ${MAX_ATTEMPTS} attempts` })
+    .optional(),
+  /** The task's token budget (input + output tokens of all its model calls, every attempt). */
+  max_tokens: maxTokens.optional(),
 };
 
 export const MissionDefaultsSchema = z.strictObject(settings);
@@ -58,6 +79,8 @@ export const MissionSchema = z.strictObject({
   defaults: MissionDefaultsSchema.optional(),
   /** The artifact bundle's format: tar.gz (default), zip, or both. */
   bundle: oneOf(["tar.gz", "zip", "both"] as const).optional(),
+  /** The mission's token budget, over all its tasks: when spent, its running tasks are cancelled. */
+  max_tokens: maxTokens.optional(),
   tasks: z.array(TaskSchema, { error: "expected a list of tasks" }).min(1, { error: "expected at least one task" }),
 });
 

@@ -13,7 +13,11 @@ export type Directive =
   | { kind: "recall" }
   | { kind: "auth" }
   /** The final message streamed as this many deltas (a long answer, for benchmarks). */
-  | { kind: "deltas"; count: number };
+  | { kind: "deltas"; count: number }
+  /** Every answer of the turn reports this many output tokens (budgets). */
+  | { kind: "tokens"; count: number }
+  /** The inner directive, only on this attempt of the script (its 1st, 2nd, … user message). */
+  | { kind: "on-attempt"; attempt: number; directive: Directive };
 
 /** Directives that become a shell tool call run by Codex. */
 export type ToolDirective = Extract<Directive, { kind: "write" | "run" | "env" | "sleep" | "crash" }>;
@@ -23,6 +27,11 @@ export function isToolDirective(d: Directive): d is ToolDirective {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The directives that apply on one attempt: `on-attempt` ones unwrapped on theirs, dropped on the others. */
+export function forAttempt(directives: Directive[], attempt: number): Directive[] {
+  return directives.flatMap((d) => (d.kind !== "on-attempt" ? [d] : d.attempt === attempt ? [d.directive] : []));
+}
 
 /**
  * Parses every line of `text` that starts with `#fake`. Lines that are not directives are
@@ -68,12 +77,23 @@ function parseOne(verb: string, arg: string, line: string): Directive {
       return { kind: "recall" };
     case "auth":
       return { kind: "auth" };
+    case "tokens": {
+      const n = Number(arg);
+      return Number.isInteger(n) && n >= 0 && n <= 100_000_000 ? { kind: "tokens", count: n } : bad("expected `#fake tokens <count>` (0 to 100000000)");
+    }
+    case "on-attempt": {
+      const m = /^(\d+)\s+(\S+)\s*([\s\S]*)$/.exec(arg);
+      if (!m || Number(m[1]) < 1) return bad("expected `#fake on-attempt <n> <directive>`, n from 1, e.g. `#fake on-attempt 2 write out.txt ok`");
+      const inner = parseOne(m[2]!, m[3]!, line);
+      if (inner.kind === "on-attempt") return bad("on-attempt cannot nest");
+      return inner.kind === "fail" && inner.message.startsWith("rehearsal: bad directive") ? inner : { kind: "on-attempt", attempt: Number(m[1]), directive: inner };
+    }
     case "deltas": {
       const n = Number(arg);
       return Number.isInteger(n) && n >= 1 && n <= 100_000 ? { kind: "deltas", count: n } : bad("expected `#fake deltas <count>` (1 to 100000)");
     }
     default:
-      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth, deltas");
+      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth, deltas, tokens, on-attempt");
   }
 }
 

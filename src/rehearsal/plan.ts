@@ -2,11 +2,11 @@
 // turn stands is read back from the request's input (the tool calls made since the latest
 // user message and their outputs), the way a real model sees it.
 import { createHash } from "node:crypto";
-import { commandFor, isToolDirective, parseDirectives, type Directive } from "./directives.js";
+import { commandFor, forAttempt, isToolDirective, parseDirectives, type Directive } from "./directives.js";
 
 export type Plan =
-  | { kind: "call"; name: string; arguments: string; callId: string }
-  | { kind: "message"; text: string; deltas?: number }
+  | { kind: "call"; name: string; arguments: string; callId: string; outputTokens?: number }
+  | { kind: "message"; text: string; deltas?: number; outputTokens?: number }
   | { kind: "fail"; status: number; message: string }
   | { kind: "stall" };
 
@@ -124,8 +124,11 @@ export function planResponse(body: RequestView, ctx: PlanContext): Plan {
   const users = userMessages(input);
   const latest = users.at(-1);
   if (!latest) return { kind: "message", text: "echo: (no user message)" };
-  const directives = parseDirectives(latest.text);
-  if (directives.length === 0) return { kind: "message", text: `echo: ${latest.text}` };
+  const script = scriptOf(users);
+  if (!script) return { kind: "message", text: `echo: ${latest.text}` };
+  const directives = forAttempt(script.directives, script.attempt);
+  const tokens = directives.find((d) => d.kind === "tokens")?.count;
+  const spend = tokens !== undefined ? { outputTokens: tokens } : {};
 
   // What this turn has done so far: the outputs of our calls after the latest user message.
   const calls = new Map<string, { directive: number; seq: number }>();
@@ -149,6 +152,7 @@ export function planResponse(body: RequestView, ctx: PlanContext): Plan {
     name,
     arguments: JSON.stringify(args),
     callId: `call_fake_d${directive}_s${seq}_${ctx.nonce()}`,
+    ...spend,
   });
 
   if (last && last.result.runningSession !== null) {
@@ -175,7 +179,24 @@ export function planResponse(body: RequestView, ctx: PlanContext): Plan {
   }
 
   const deltas = directives.find((d) => d.kind === "deltas")?.count;
-  return { kind: "message", text: finalAnswer(directives, results, users, ctx.token), ...(deltas ? { deltas } : {}) };
+  return { kind: "message", text: finalAnswer(directives, results, users, ctx.token, script.attempt), ...(deltas ? { deltas } : {}), ...spend };
+}
+
+/**
+ * The directives that script this turn, and which attempt of them it is. The latest user
+ * message's own, on its first attempt; a message with none of its own (a check's feedback, say)
+ * continues the latest earlier script that has `on-attempt` directives, as its next attempt: the
+ * attempt is read back from the conversation, the model itself keeps no state.
+ */
+function scriptOf(users: { text: string }[]): { directives: Directive[]; attempt: number } | null {
+  const own = parseDirectives(users.at(-1)!.text);
+  if (own.length) return { directives: own, attempt: 1 };
+  for (let k = users.length - 2; k >= 0; k--) {
+    const earlier = parseDirectives(users[k]!.text);
+    if (!earlier.length) continue;
+    return earlier.some((d) => d.kind === "on-attempt") ? { directives: earlier, attempt: users.length - k } : null;
+  }
+  return null;
 }
 
 function finalAnswer(
@@ -183,8 +204,9 @@ function finalAnswer(
   results: Map<number, ToolResult>,
   users: { text: string }[],
   token: string | null,
+  attempt: number,
 ): string {
-  const lines: string[] = [];
+  const lines: string[] = attempt > 1 ? [`attempt ${attempt}`] : [];
   directives.forEach((d, i) => {
     const r = results.get(i);
     const status = r && r.exitCode !== null && r.exitCode !== 0 ? ` (exit ${r.exitCode})` : "";
@@ -215,8 +237,12 @@ function finalAnswer(
       case "deltas":
         lines.push(Array.from({ length: d.count }, (_, k) => `w${k + 1}`).join(" "));
         break;
+      case "tokens":
+        lines.push(`spent ${d.count} output tokens per answer`);
+        break;
       case "fail":
       case "stall":
+      case "on-attempt":
         break;
     }
   });

@@ -64,7 +64,7 @@ function streamPlan(res: http.ServerResponse, plan: Extract<Plan, { kind: "call"
     for (let k = 0; k < n; k++) event("response.output_text.delta", { item_id: itemId, output_index: 0, content_index: 0, delta: k < n - 1 ? words[k]! : words.slice(k).join("") });
   }
   event("response.output_item.done", { output_index: 0, item });
-  const outputTokens = Math.max(1, Math.ceil((plan.kind === "call" ? plan.arguments : plan.text).length / 4));
+  const outputTokens = plan.outputTokens ?? Math.max(1, Math.ceil((plan.kind === "call" ? plan.arguments : plan.text).length / 4));
   event("response.completed", {
     response: {
       id: responseId,

@@ -34,6 +34,8 @@ export interface RelayGrantOptions {
   egress?: EgressPolicy | undefined;
   onUsage?: ((u: Usage) => void) | undefined;
   onRefused?: ((r: EgressRefusal) => void) | undefined;
+  /** Asked before each model call (a POST) of the thread it names: why to refuse it (a spent token budget), or null. */
+  admit?: ((threadId: string | null) => string | null) | undefined;
 }
 
 /** One container's right to the relay: the token it presents, and where its requests go. */
@@ -46,6 +48,8 @@ export interface RelayGrant extends RelayGrantOptions {
 export interface RelayStats {
   requests: number;
   refused: number;
+  /** Model calls refused because a task's or mission's token budget was spent. */
+  budgetRefused: number;
 }
 
 export class ModelRelay {
@@ -55,7 +59,7 @@ export class ModelRelay {
   private readonly upstream: ModelUpstream;
   private readonly egress: EgressProxy;
   private readonly logger: Logger;
-  readonly stats: RelayStats = { requests: 0, refused: 0 };
+  readonly stats: RelayStats = { requests: 0, refused: 0, budgetRefused: 0 };
 
   constructor(
     opts: { logger?: Logger; resolveHost?: ((host: string) => string | undefined) | undefined } = {},
@@ -143,6 +147,13 @@ export class ModelRelay {
     const grant = m ? this.byToken.get(m[1]!) : undefined;
     if (!grant) return fail(401, m ? "this relay token is unknown or was revoked (its container was removed)" : "no relay token (Authorization: Bearer …)");
     if (grant.channel !== channel) return fail(401, `this relay token belongs to another container, not ${channel.name}`);
+    // Codex names the thread a request belongs to (0.169: thread-id; 0.153: session_id).
+    const threadId = [req.headers["thread-id"], req.headers["session-id"], req.headers.session_id, req.headers.conversation_id].find((v): v is string => typeof v === "string") ?? null;
+    const refusal = req.method === "POST" ? (grant.admit?.(threadId) ?? null) : null;
+    if (refusal) {
+      this.stats.budgetRefused++;
+      return fail(403, refusal);
+    }
     this.stats.requests++;
 
     let headers: Record<string, string>;
@@ -154,8 +165,6 @@ export class ModelRelay {
     const forward: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k) && typeof v === "string") forward[k] = v;
     Object.assign(forward, headers);
-    // Codex names the thread a request belongs to (0.169: thread-id; 0.153: session_id).
-    const threadId = [req.headers["thread-id"], req.headers["session-id"], req.headers.session_id, req.headers.conversation_id].find((v): v is string => typeof v === "string") ?? null;
     const meter = new UsageMeter((u) => grant.onUsage?.({ ...u, container: grant.container, threadId }));
     await this.upstream.forward({ target: grant.upstream, method: req.method!, path: sub + url.search, headers: forward, body: req, res, meter, logger: this.logger });
   }

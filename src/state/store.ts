@@ -35,11 +35,56 @@ export interface TaskRecord {
   notes?: string[];
   /** Tokens its model calls used, metered by the relay (absent when none was made). */
   usage?: TaskUsage;
+  /** What decided a failure the broker found, beside Codex's own (absent otherwise). */
+  errorCode?: TaskErrorCode;
+  /** The attempts the task may take (present when it has a check). */
+  maxAttempts?: number;
+  /** Each attempt so far: its turn, its check, time and usage (present when it has a check). */
+  attempts?: AttemptRecord[];
+}
+
+export type TaskErrorCode = "check_failed" | "check_timed_out" | "budget_exceeded";
+
+/** One run of a task's check. */
+export interface CheckRecord {
+  command: string;
+  /** Null when unknown (the container went away under it). */
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number;
+  /** Bytes it printed (its whole output is in the check.log artifact, within a bound). */
+  bytes: number;
+  /** Its last lines. */
+  outputTail: string;
+}
+
+/** One attempt of a task: a Codex turn, then (if the turn succeeded) its check. */
+export interface AttemptRecord {
+  attempt: number;
+  /** How the turn itself ended. */
+  turn: TaskStatus;
+  turnError: string | null;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  usage?: TaskUsage;
+  check?: CheckRecord;
 }
 
 /** A task's notes as a one-line suffix (` [note; note]`), or "" when it has none. */
 export function notesSuffix(notes: string[] | undefined): string {
   return notes?.length ? ` [${notes.join("; ")}]` : "";
+}
+
+/**
+ * "2/3": the attempt a task with a check is on (running), or ended on; null for a task without a
+ * check. The attempt in progress is not in `attempts` until it ends.
+ */
+export function attemptLabel(t: TaskRecord): string | null {
+  if (!t.maxAttempts) return null;
+  const ended = t.attempts?.length ?? 0;
+  const current = t.status === "running" ? Math.min(ended + 1, t.maxAttempts) : Math.max(ended, 1);
+  return `${current}/${t.maxAttempts}`;
 }
 
 export interface MissionRecord {
@@ -157,13 +202,24 @@ export class StateStore {
   private readonly madeDirs = new Set<string>();
 
   appendEvent(missionId: string, taskId: string, event: unknown): void {
+    appendFileSync(path.join(this.madeTaskDir(missionId, taskId), "events.jsonl"), `${JSON.stringify({ at: new Date().toISOString(), ...(event as object) })}\n`, { mode: 0o600 });
+  }
+
+  /** Appends to a task's check log (the caller scrubs it); returns its path. */
+  appendCheckLog(missionId: string, taskId: string, data: Buffer): string {
+    const file = path.join(this.madeTaskDir(missionId, taskId), "check.log");
+    appendFileSync(file, data, { mode: 0o600 });
+    return file;
+  }
+
+  private madeTaskDir(missionId: string, taskId: string): string {
     const dir = this.taskDir(missionId, taskId);
     if (!this.madeDirs.has(dir)) {
       mkdirSync(dir, { recursive: true });
       if (this.madeDirs.size > 10_000) this.madeDirs.clear(); // mkdir is idempotent: a cache, not a record
       this.madeDirs.add(dir);
     }
-    appendFileSync(path.join(dir, "events.jsonl"), `${JSON.stringify({ at: new Date().toISOString(), ...(event as object) })}\n`, { mode: 0o600 });
+    return dir;
   }
 
   saveRoute(route: ConversationRoute): void {

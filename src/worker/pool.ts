@@ -19,12 +19,13 @@ import { McpServerDriver } from "../codex/mcp-server-driver.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
 import type { EgressRefusal } from "../relay/egress.js";
-import { ModelRelay, type RelayGrant } from "../relay/model-relay.js";
+import { ModelRelay, type RelayGrant, type RelayStats } from "../relay/model-relay.js";
 import type { UpstreamTarget } from "../relay/upstream.js";
 import { addUsage, subUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
 import { startRehearsalServer, type RehearsalServer } from "../rehearsal/server.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, egressEnv, LABELS, privateDir, WorkerContainer, workerUser } from "./container.js";
+import { runCommand, type CommandResult } from "./command.js";
 import { checkImageForChannel } from "./image-policy.js";
 import { RELAY_PORTS, RelayLink } from "./relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "./workspace.js";
@@ -74,6 +75,24 @@ export interface PoolTurnRequest {
   onEvent?: ((e: DriverEvent) => void) | undefined;
   /** Called once the turn has a container (before Codex starts the turn). */
   onAssigned?: ((info: { container: string; slotId: string }) => void) | undefined;
+  /** A token budget over the turn's model calls: the relay refuses a call it says no to. */
+  budget?: TurnBudget | undefined;
+}
+
+/** A token budget (the runner's): asked before each model call of a turn, told each answer's usage. */
+export interface TurnBudget {
+  /** Why the next model call must be refused (the budget is spent), or null to let it through. */
+  refusal(): string | null;
+  /** An answer's usage, as the relay metered it. */
+  spend(u: TokenUsage): void;
+}
+
+/** A command (a task's check) to run beside a conversation's Codex. */
+export interface PoolCommandRequest {
+  command: string;
+  timeoutMs: number;
+  env?: Record<string, string> | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export interface PoolTurnResult {
@@ -127,6 +146,8 @@ interface Worker {
   grant: RelayGrant | null;
   /** Usage the relay metered, by Codex thread, with the model that last answered it. */
   usageByThread: Map<string, { usage: TokenUsage; model: string | null }>;
+  /** The budgets of the turns in flight, by their Codex thread. */
+  budgets: Map<string, TurnBudget>;
   /** The turns in flight, told of each connection the egress proxy refuses. */
   listeners: Set<(r: EgressRefusal) => void>;
   slot: Slot;
@@ -171,6 +192,8 @@ export interface PoolStats {
   inFlight: number;
   /** Containers started since the pool started: ahead of demand (warm floor) or for a waiting turn. */
   starts: { ahead: number; onDemand: number };
+  /** The model relay's counts: calls relayed, requests refused, and calls refused for a spent token budget. */
+  relay: RelayStats;
 }
 
 const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = []): string =>
@@ -374,6 +397,17 @@ export class WorkerPool {
         req.onEvent?.({ kind: "warning", message: `egress refused: ${r.target}: ${r.reason}` });
       };
       worker.listeners.add(tell);
+      // The budget follows the turn's thread: known now for a reply, from its first event for a new one.
+      let budgetThread: string | null = null;
+      const watch = (threadId: string): void => {
+        if (!req.budget || budgetThread) return;
+        budgetThread = threadId;
+        worker.budgets.set(threadId, req.budget);
+        // Answers the relay metered before the thread's event reached the broker were this turn's.
+        const early = route ? undefined : worker.usageByThread.get(threadId);
+        if (early) req.budget.spend(early.usage);
+      };
+      if (route) watch(route.threadId);
       let outcome = await driver
         .runTurn({
         threadId: route?.threadId,
@@ -391,10 +425,14 @@ export class WorkerPool {
         // lets them) and print it: what they report leaves the worker with known secrets scrubbed.
         onEvent: (e) => {
           if (e.kind === "command_finished" && e.exitCode === 137) killed++;
+          if (e.kind === "thread") watch(e.threadId);
           req.onEvent?.(scrubValue(e));
         },
       })
-        .finally(() => worker.listeners.delete(tell));
+        .finally(() => {
+          worker.listeners.delete(tell);
+          if (budgetThread && worker.budgets.get(budgetThread) === req.budget) worker.budgets.delete(budgetThread);
+        });
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
       const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(refused)];
@@ -409,6 +447,32 @@ export class WorkerPool {
         this.opts.onRoute?.(route);
       }
       return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}), ...(usage ? { usage } : {}) };
+    } finally {
+      this.release(worker, lane);
+    }
+  }
+
+  /**
+   * Runs a command (a task's check) beside a conversation's Codex: in a container of the same
+   * workspace, sandbox and network as its turns (its own, or the slot's next if it went away),
+   * holding a lane meanwhile so the pool does not take the container away under it.
+   */
+  async runCommand(conversationId: ConversationId, req: PoolCommandRequest): Promise<CommandResult> {
+    const route = this.routes.get(conversationId);
+    if (!route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${conversationId}`);
+    const profile = this.profile(route.profile);
+    const net = route.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, undefined, undefined);
+    const want: Want = { profile, workspace: route.workspace, sandbox: route.sandbox, ...net, key: keyOf(profile.name, route.workspace, route.sandbox, net.network, net.allow), slotId: route.slotId, lane: route.lane };
+    const { worker, lane } = await this.acquire(want, req.signal);
+    try {
+      await worker.ready;
+      return await runCommand(this.opts.docker, worker.container.id, {
+        command: req.command,
+        workdir: CONTAINER_PATHS.workspace,
+        env: worker.network === "allowlist" ? { ...egressEnv(RELAY_PORTS.egress), ...req.env } : req.env,
+        timeoutMs: req.timeoutMs,
+        signal: req.signal,
+      });
     } finally {
       this.release(worker, lane);
     }
@@ -559,6 +623,7 @@ export class WorkerPool {
       relay: null,
       grant: null,
       usageByThread: new Map(),
+      budgets: new Map(),
       listeners: new Set(),
       slot,
       container,
@@ -601,6 +666,7 @@ export class WorkerPool {
       ...(seeder.kind === "chatgpt" ? { token: chatgptRelayToken(randomUUID(), this.planType) } : {}),
       egress: worker.network === "allowlist" ? { allow: worker.allow } : undefined,
       onUsage: (u) => this.onUsage(worker, u),
+      admit: (threadId) => (threadId ? (worker.budgets.get(threadId)?.refusal() ?? null) : null),
       onRefused: (r) => worker.listeners.forEach((tell) => tell(r)),
     });
     worker.grant = grant;
@@ -731,6 +797,7 @@ export class WorkerPool {
     const key = u.threadId ?? "";
     const seen = worker.usageByThread.get(key);
     worker.usageByThread.set(key, { usage: addUsage(seen?.usage ?? ZERO_USAGE, u), model: u.model ?? seen?.model ?? null });
+    if (u.threadId) worker.budgets.get(u.threadId)?.spend(u);
   }
 
   /** Notes for a turn in which `killed` commands died of SIGKILL, if the kernel's OOM killer did it. */
@@ -802,6 +869,7 @@ export class WorkerPool {
       queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
       inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
       starts: { ...this.starts },
+      relay: this.relay ? { ...this.relay.stats } : { requests: 0, refused: 0, budgetRefused: 0 },
     };
   }
 

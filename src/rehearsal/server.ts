@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { planResponse, type Plan } from "./plan.js";
+import { decodeBody } from "./request-body.js";
 
 export interface RehearsalServerOptions {
   host?: string;
@@ -92,9 +93,7 @@ export async function startRehearsalServer(opts: RehearsalServerOptions = {}): P
   let requests = 0;
 
   const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    const answer = async (raw: Buffer): Promise<void> => {
       const path = (req.url ?? "/").split("?")[0];
       if (req.method === "GET" && path === "/healthz") {
         res.writeHead(200, { "content-type": "application/json" });
@@ -115,9 +114,9 @@ export async function startRehearsalServer(opts: RehearsalServerOptions = {}): P
       }
       let body: { model?: unknown; input?: unknown; tools?: unknown };
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as typeof body;
-      } catch {
-        sendError(res, 400, "rehearsal: the request body is not JSON");
+        body = JSON.parse((await decodeBody(raw, req.headers["content-encoding"])).toString("utf8")) as typeof body;
+      } catch (e) {
+        sendError(res, 400, `rehearsal: the request body is not JSON (content-encoding ${req.headers["content-encoding"] ?? "none"}): ${(e as Error).message}`);
         return;
       }
       const plan = planResponse(body, { token, nonce: () => randomUUID().slice(0, 8) });
@@ -125,7 +124,10 @@ export async function startRehearsalServer(opts: RehearsalServerOptions = {}): P
       if (plan.kind === "fail") sendError(res, plan.status, plan.message);
       else if (plan.kind === "stall") res.socket?.setTimeout(0); // never answer: only a client timeout ends it
       else streamPlan(res, plan, typeof body.model === "string" ? body.model : "rehearsal");
-    });
+    };
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => void answer(Buffer.concat(chunks)));
   });
   server.on("connection", (s: Socket) => {
     sockets.add(s);

@@ -21,8 +21,16 @@ const MODEL_API: { method: string; path: RegExp }[] = [
 /** The base path Codex's provider config in the worker images uses (base_url …/v1). */
 const BASE_PATH = "/v1";
 
-/** Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and the ones the relay sets. */
-const HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "authorization", "chatgpt-account-id", "content-length"]);
+/**
+ * Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and the ones the relay sets.
+ * Everything else goes upstream as Codex sent it, Content-Length and Content-Encoding included
+ * (the body is piped unchanged: with a ChatGPT login Codex sends it zstd-compressed, and the
+ * upstream must see the very request the built-in provider would send; tests/integration/
+ * security/chatgpt-fidelity.test.ts compares the two).
+ */
+const HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "authorization", "chatgpt-account-id"]);
+/** Where Codex's ChatGPT backend calls land (the images' chatgpt_base_url): refused, but expected. */
+const BACKEND_PATH = "/backend-api/";
 
 export interface RelayGrantOptions {
   /** The container's name (errors, logs, metrics). */
@@ -71,10 +79,14 @@ export class ModelRelay {
     this.server.keepAliveTimeout = 65_000;
     this.server.requestTimeout = 0; // a turn's answer may stream for many minutes
     this.server.on("upgrade", (req: http.IncomingMessage, socket: RelayStream) => {
-      // Codex's Responses WebSocket transport is off with the relay's provider config (it speaks
-      // HTTP + server-sent events); anything else asking to upgrade is refused.
-      this.refuse(socket.via, `${req.method} ${req.url} (upgrade: ${req.headers.upgrade})`);
-      socket.end("HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n" + JSON.stringify({ error: { message: "relay: WebSocket upgrades are not relayed", type: "relay_error" } }));
+      // Codex's built-in provider (the images' config) tries the Responses WebSocket first. The
+      // relay does not carry WebSockets: 426 makes Codex fall back to HTTP + server-sent events
+      // at once (measured with 0.169.0: one attempt; a 403 costs five retries, ~6 s, a session).
+      const message = `${req.method} ${req.url} (upgrade: ${req.headers.upgrade})`;
+      if (req.headers.upgrade?.toLowerCase() === "websocket" && this.isModelCall("POST", req.url)) this.logger.debug("relay declined a WebSocket upgrade; Codex falls back to HTTP", { container: socket.via.name, what: message });
+      else this.refuse(socket.via, message);
+      const body = JSON.stringify({ error: { message: "relay: WebSocket upgrades are not relayed; use HTTP", type: "relay_error" } });
+      socket.end(`HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
     this.server.on("clientError", (_e, socket) => socket.destroy());
   }
@@ -134,15 +146,21 @@ export class ModelRelay {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const channel = (req.socket as unknown as RelayStream).via;
-    const fail = (status: number, message: string): void => {
-      this.refuse(channel, `${req.method} ${req.url}: ${message}`);
+    const fail = (status: number, message: string, quiet = false): void => {
+      if (quiet) this.logger.debug("relay refused a ChatGPT backend call", { container: channel.name, what: `${req.method} ${req.url}` });
+      else this.refuse(channel, `${req.method} ${req.url}: ${message}`);
       req.resume();
       if (!res.headersSent) res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { message: `relay: ${message}`, type: status === 401 ? "invalid_request_error" : "relay_error", code: status === 401 ? "invalid_api_key" : null } }));
     };
     const url = new URL(req.url ?? "/", "http://relay");
     const sub = url.pathname.startsWith(`${BASE_PATH}/`) ? url.pathname.slice(BASE_PATH.length) : url.pathname;
-    if (!MODEL_API.some((a) => a.method === req.method && a.path.test(sub))) return fail(403, `${req.method} ${url.pathname} is not a model API call; the relay forwards only ${MODEL_API.map((a) => `${a.method} ${BASE_PATH}${a.path.source.slice(1, -1).replace(/\\/g, "")}`).join(", ")}`);
+    if (!this.isModelCall(req.method, req.url)) {
+      // Codex's own ChatGPT backend calls (plugins, workspace routing discovery, settings): a
+      // turn works without them, and they are no model call, so they stay here, quietly.
+      if (url.pathname.startsWith(BACKEND_PATH)) this.stats.refused++;
+      return fail(403, `${req.method} ${url.pathname} is not a model API call; the relay forwards only ${MODEL_API.map((a) => `${a.method} ${BASE_PATH}${a.path.source.slice(1, -1).replace(/\\/g, "")}`).join(", ")}`, url.pathname.startsWith(BACKEND_PATH));
+    }
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "");
     const grant = m ? this.byToken.get(m[1]!) : undefined;
     if (!grant) return fail(401, m ? "this relay token is unknown or was revoked (its container was removed)" : "no relay token (Authorization: Bearer …)");
@@ -167,6 +185,13 @@ export class ModelRelay {
     Object.assign(forward, headers);
     const meter = new UsageMeter((u) => grant.onUsage?.({ ...u, container: grant.container, threadId }));
     await this.upstream.forward({ target: grant.upstream, method: req.method!, path: sub + url.search, headers: forward, body: req, res, meter, logger: this.logger });
+  }
+
+  /** A model API call Codex makes (method and path, under the provider's base path). */
+  private isModelCall(method: string | undefined, rawUrl: string | undefined): boolean {
+    const path = new URL(rawUrl ?? "/", "http://relay").pathname;
+    const sub = path.startsWith(`${BASE_PATH}/`) ? path.slice(BASE_PATH.length) : path;
+    return MODEL_API.some((a) => a.method === method && a.path.test(sub));
   }
 
   close(): void {

@@ -73,6 +73,18 @@ describe("rehearsal server", () => {
     await expect(pending).rejects.toThrow();
   });
 
+  it("reads a zstd-compressed body (Codex's ChatGPT mode sends one), also on Node 20", async () => {
+    server = await startRehearsalServer({ port: 0 });
+    // zstd -c of prompt("hello from zstd") as JSON, made with the zstd command-line tool.
+    const body = Buffer.from("KLUv/QRY/QIAcoYUGYA5LQZoXOyNpEkyQjwuPEKEyG2gaEZCTg+LMWzFzL3MYpaP1URxMg2KRLzCdr2HWwC6RSm4TqfJ9mGm6yMEVO9sH4LYFcPeBEGG67ONd+RZCQMAKsJfXaHdoaBUaaAB", "base64");
+    const r = await fetch(`${server.url}/responses`, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "zstd" }, body });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain("response.completed");
+    const bad = await fetch(`${server.url}/responses`, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "zstd" }, body: "not zstd" });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("content-encoding zstd");
+  });
+
   it("answers unknown routes with 404", async () => {
     server = await startRehearsalServer();
     const res = await fetch(server.url.replace("/v1", "/nope"));

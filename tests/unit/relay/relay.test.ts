@@ -151,6 +151,42 @@ describe("the model relay", () => {
     expect(seen).toHaveLength(0); // nothing refused reached the upstream
   });
 
+  it("forwards a request as Codex sent it: a compressed body byte for byte, with its Content-Encoding, Content-Length and other headers", async () => {
+    const w = await worker("w-asis");
+    let got: Buffer | undefined;
+    behave = (_req, body, res) => {
+      got = body;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(completed({ input_tokens: 1, output_tokens: 1 }));
+    };
+    const body = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 250, 251, 252]); // bytes, not JSON
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: w.port, path: "/v1/responses", method: "POST", headers: { authorization: `Bearer ${w.grant.token}`, "content-type": "application/json", "content-encoding": "zstd", "content-length": String(body.length), version: "0.169.0", "x-codex-routing-hint": "model=m" } },
+        (res) => res.resume().on("end", () => resolve(res.statusCode ?? 0)),
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    expect(status).toBe(200);
+    expect(got).toEqual(body);
+    expect(seen[0]!.headers).toMatchObject({ authorization: `Bearer ${KEY}`, "content-encoding": "zstd", "content-length": String(body.length), version: "0.169.0", "x-codex-routing-hint": "model=m" });
+    expect(seen[0]!.headers["transfer-encoding"]).toBeUndefined();
+  });
+
+  it("answers a WebSocket upgrade of the Responses path 426, so Codex falls back to HTTP at once", async () => {
+    const w = await worker("w-ws");
+    const answer = await new Promise<string>((resolve, reject) => {
+      const req = http.request({ host: "127.0.0.1", port: w.port, path: "/v1/responses", headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: `Bearer ${w.grant.token}` } });
+      req.on("response", (res) => resolve(String(res.statusCode)));
+      req.on("upgrade", () => resolve("upgraded"));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(answer).toBe("426");
+    expect(seen).toHaveLength(0);
+  });
+
   it("passes an upstream 5xx through, and ends a stalled upstream with an error naming it", async () => {
     const w = await worker("w-fail");
     behave = (_req, _body, res) => res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"message":"overloaded"}}');

@@ -77,11 +77,11 @@ export function notesSuffix(notes: string[] | undefined): string {
 }
 
 /**
- * "2/3": the attempt a task with a check is on (running), or ended on; null for a task without a
- * check. The attempt in progress is not in `attempts` until it ends.
+ * "2/3": the attempt a task that may take several is on (running), or ended on; null for a task
+ * of one attempt. The attempt in progress is not in `attempts` until it ends.
  */
 export function attemptLabel(t: TaskRecord): string | null {
-  if (!t.maxAttempts) return null;
+  if (!t.maxAttempts || t.maxAttempts < 2) return null;
   const ended = t.attempts?.length ?? 0;
   const current = t.status === "running" ? Math.min(ended + 1, t.maxAttempts) : Math.max(ended, 1);
   return `${current}/${t.maxAttempts}`;

@@ -95,10 +95,9 @@ export async function runCommand(docker: DockerRuntime, containerId: string, req
   const handle = await docker.exec(containerId, argv, { workdir: req.workdir, env: req.env });
   handle.stdout.on("data", (d: Buffer) => kept.push(d));
   // The command's own stderr is in stdout (2>&1); stderr has setsid's, which says only that a
-  // killed command was killed: anything else there (setsid missing, say) is kept.
-  handle.stderr.on("data", (d: Buffer) => {
-    if (!/^setsid: child \d+ did not exit normally/.test(d.toString("utf8"))) kept.push(d);
-  });
+  // killed command was killed: anything else there (setsid missing, say) is kept, at the end.
+  const own: Buffer[] = [];
+  handle.stderr.on("data", (d: Buffer) => own.length < 64 && own.push(d));
   let stopped: "timedOut" | "cancelled" | null = null;
   const stop = (why: "timedOut" | "cancelled"): void => {
     if (stopped) return;
@@ -113,6 +112,8 @@ export async function runCommand(docker: DockerRuntime, containerId: string, req
     req.signal?.removeEventListener("abort", onAbort);
   });
   void docker.execCollect(containerId, ["rm", "-f", pidFile]).catch(() => {});
+  const said = Buffer.concat(own).toString("utf8").replace(/^setsid: child \d+ did not exit normally.*\n?/gm, "");
+  if (said.trim()) kept.push(Buffer.from(said));
   const { data, leftOut } = kept.result();
   return { exitCode, timedOut: stopped === "timedOut", cancelled: stopped === "cancelled", durationMs: performance.now() - began, output: data, bytes: kept.total, leftOut };
 }

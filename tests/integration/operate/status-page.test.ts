@@ -113,7 +113,8 @@ describe("status page and metrics", () => {
           name: "status-page",
           tasks: [
             { id: "writer", prompt: "#fake write out/report.txt all good", sandbox: "workspace-write", artifacts: ["out/report.txt"] },
-            { id: "slow-1", prompt: "#fake sleep 8000" },
+            // Its check fails after the first attempt (an 8 s sleep) and passes after the second.
+            { id: "slow-1", prompt: "#fake on-attempt 1 sleep 8000\n#fake on-attempt 2 write out/fixed.txt ok", check: "test -f out/fixed.txt", attempts: 2 },
             { id: "slow-2", prompt: "#fake sleep 8000" },
           ],
         },
@@ -145,6 +146,9 @@ describe("status page and metrics", () => {
     for (const id of ["writer", "slow-1", "slow-2"]) await expect.poll(() => mission.locator(`tr[data-task="${id}"] .status`).textContent()).toBe("succeeded");
     // Each task made two model requests (a call, the answer) of 100 input tokens each, metered at the relay.
     await expect.poll(() => mission.locator('tr[data-task="writer"] .tokens').textContent()).toMatch(/^200 \/ 0 \/ \d+$/);
+    // The task with a check shows the attempt it ended on; a task of one attempt shows none.
+    expect(await mission.locator('tr[data-task="slow-1"] .attempt').textContent()).toBe(" attempt 2/2");
+    expect(await mission.locator('tr[data-task="slow-2"] .attempt').count()).toBe(0);
     const link = mission.locator('tr[data-task="writer"] a');
     expect(await link.textContent()).toBe("out/report.txt");
     const href = await link.getAttribute("href");
@@ -168,7 +172,9 @@ describe("status page and metrics", () => {
     expect(sample(after, "codex_wrapper_task_duration_seconds_count", { status: "succeeded" })).toBe(succeededBefore + 3);
     expect(sample(after, "codex_wrapper_task_duration_seconds_sum", { status: "succeeded" })).toBeGreaterThan(16); // two 8 s sleeps
     expect(sample(after, "codex_wrapper_missions_finished_total", { status: "succeeded" })).toBe(1);
-    expect(sample(after, "codex_wrapper_tokens_total", { ...tokens, kind: "input" })).toBe(inputBefore + 600);
+    // Two requests of 100 input tokens per turn: writer and slow-2 one turn each, slow-1 two.
+    expect(sample(after, "codex_wrapper_tokens_total", { ...tokens, kind: "input" })).toBe(inputBefore + 800);
+    expect(after).toMatch(/^codex_wrapper_budget_refusals_total 0$/m);
     expect(sample(after, "codex_wrapper_tokens_total", { ...tokens, kind: "output" })).toBeGreaterThan(0);
     expect(sample(after, "codex_wrapper_container_start_seconds_count", { profile: "default" })).toBe(1);
     expect(sample(after, "codex_wrapper_queue_length")).toBe(0);

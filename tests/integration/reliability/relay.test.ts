@@ -32,14 +32,14 @@ async function upstream(answer: (res: http.ServerResponse) => void): Promise<{ u
 }
 
 const worker = { name: "default", image: `${PREFIX}/worker:dev`, capacity: 1, max_containers: 1 };
-/** Codex's own retries, fewer than its defaults so the test is quick (still more than one request). */
-const retries = { "model_providers.relay.request_max_retries": 2, "model_providers.relay.stream_max_retries": 2 };
+// Codex's own retries are its defaults: its built-in provider (the images' config) cannot be
+// given fewer by a task's config.
 
 describe("the model upstream fails", () => {
   it("an upstream 5xx: Codex retries through the relay, then the task fails naming the status", async () => {
     const up = await upstream((res) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "upstream overloaded (test)", type: "server_error" } })));
     const pool = await fixture.start({ broker: { model_upstream: up.url }, workers: [worker] });
-    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello", config: retries });
+    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
     expect(r.outcome.status).toBe("failed");
     expect(r.outcome.error ?? "").toMatch(/503/);
     expect(r.outcome.error ?? "").toContain("upstream overloaded (test)");
@@ -50,7 +50,7 @@ describe("the model upstream fails", () => {
   it("an upstream that never answers: the relay ends each request after broker.model_timeout, and the task fails naming the upstream", async () => {
     const up = await upstream(() => {}); // never answers
     const pool = await fixture.start({ broker: { model_upstream: up.url, model_timeout: "1s" }, workers: [worker] });
-    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello", config: retries });
+    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
     expect(r.outcome.status).toBe("failed");
     expect(r.outcome.error ?? "").toMatch(/no answer within 1 s/);
     expect(up.requests()).toBeGreaterThan(1);

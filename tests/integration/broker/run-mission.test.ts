@@ -62,7 +62,7 @@ describe("run-mission", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/task t1: started on /);
-    expect(r.stdout).toMatch(/task\s+status\s+time\s+artifacts\s+error/);
+    expect(r.stdout).toMatch(/task\s+status\s+attempt\s+time\s+artifacts\s+error/);
     expect(r.stdout).toMatch(/mission succeeded/);
     const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { status: string; missionId: string; bundle: string; bundleZip: string; tasks: { id: string; status: string; conversationId: string; artifacts: { path: string; sha256: string }[]; usage?: Record<string, unknown> }[] };
     expect(report.status).toBe("succeeded");
@@ -95,6 +95,39 @@ describe("run-mission", () => {
     expect(r.stdout).toMatch(/task bad: failed \(the model refused\)/);
     expect(r.stdout).toMatch(/mission failed/);
     expect(readFileSync(path.join(dir, "r.xml"), "utf8")).toMatch(/<testcase classname="ci-fail" name="bad"[^>]*>\s*<failure message="failed: the model refused"/);
+  });
+
+  it("lets checks decide: a task that passes its check at attempt 2/2 and one whose check fails (exit 1, the check in JUnit)", async () => {
+    const { config, dir } = setup("check");
+    const mission = path.join(dir, "mission.yaml");
+    writeFileSync(
+      mission,
+      [
+        "name: ci-check",
+        "tasks:",
+        "  - id: fixed",
+        '    prompt: "#fake on-attempt 1 write f.txt wrong\\n#fake on-attempt 2 write f.txt right"',
+        "    check: grep -q right f.txt",
+        "    attempts: 2",
+        "  - id: broken",
+        '    prompt: "#fake write g.txt nope"',
+        "    check: cat g.txt; exit 4",
+        "",
+      ].join("\n"),
+    );
+    const r = await cli(["run-mission", mission, "--workspace", makeWorkspace(), "--config", config, "--json", path.join(dir, "r.json"), "--junit", path.join(dir, "r.xml")]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/task fixed: check attempt 1\/2 \$ grep -q right f.txt/);
+    expect(r.stdout).toMatch(/task fixed: attempt 2\/2 \(check exited 1\)/);
+    expect(r.stdout).toMatch(/task fixed: succeeded at attempt 2\/2/);
+    expect(r.stdout).toMatch(/task broken: failed \(check `cat g.txt; exit 4` exited with code 4; its last lines:\)/);
+    expect(r.stdout).toMatch(/fixed\s+succeeded\s+2\/2/);
+    const report = JSON.parse(readFileSync(path.join(dir, "r.json"), "utf8")) as { tasks: { id: string; attempts: { check: { exitCode: number } }[]; artifacts: { path: string }[] }[] };
+    expect(report.tasks.find((t) => t.id === "fixed")!.attempts.map((a) => a.check.exitCode)).toEqual([1, 0]);
+    expect(report.tasks.find((t) => t.id === "broken")!.artifacts.map((a) => a.path)).toEqual(["check.log"]);
+    const junit = readFileSync(path.join(dir, "r.xml"), "utf8");
+    expect(junit).toContain('<testsuite name="ci-check" tests="2" failures="1"');
+    expect(junit).toMatch(/<testcase classname="ci-check" name="broken"[^>]*>[\s\S]*<failure message="failed: check `cat g.txt; exit 4` exited with code 4[^"]*" type="check_failed">[\s\S]*<system-out>=== attempt 1: \$ cat g.txt; exit 4\nnope\n=== exited with code 4/);
   });
 
   it("refuses an invalid mission with exit 2, naming the task and field, and starts nothing", async () => {

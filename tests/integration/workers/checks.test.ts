@@ -108,13 +108,14 @@ describe("a task's check", () => {
     expect(left.output.toString().trim()).toBe("0");
   });
 
-  it("runs with the task's sandbox: a read-only task's check cannot write the workspace", async () => {
+  it("runs with the task's sandbox and network: a read-only task's check cannot write the workspace, and sees only lo", async () => {
     const pool = await pools.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }] });
-    const { record, ws } = await run(pool, { tasks: [{ id: "ro", prompt: "#fake run ls", sandbox: "read-only", check: "echo x > made-by-check.txt" }] });
+    const { record, ws } = await run(pool, { tasks: [{ id: "ro", prompt: "#fake run ls", sandbox: "read-only", check: "echo nets: $(ls /sys/class/net); echo x > made-by-check.txt" }] });
     const ro = record.tasks[0]!;
     expect(ro.status).toBe("failed");
     expect(ro.errorCode).toBe("check_failed");
     expect(ro.error).toMatch(/Read-only file system/);
+    expect(ro.attempts![0]!.check!.outputTail).toMatch(/^nets: lo$/m);
     expect(existsSync(path.join(ws, "made-by-check.txt"))).toBe(false);
   });
 });

@@ -5,7 +5,9 @@ import { AuthFileError, readAuthFile } from "../auth/auth-file.js";
 import type { WrapperConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
 import type { DockerRuntime } from "../runtime/docker.js";
+import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
+import { DEFAULT_UPSTREAMS } from "../worker/pool.js";
 
 export interface Check {
   status: "ok" | "warn" | "fail";
@@ -15,7 +17,6 @@ export interface Check {
 
 const ok = (title: string): Check => ({ status: "ok", title });
 const fail = (title: string, fix: string): Check => ({ status: "fail", title, fix });
-const warn = (title: string, fix: string): Check => ({ status: "warn", title, fix });
 
 /** Runs every check; never throws (a failing check is a line, not an exception). */
 export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): Promise<Check[]> {
@@ -48,7 +49,8 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
         continue;
       }
       checks.push(ok(`${where}: image ${profile.image} present (${Math.round(image.size / 1e6)} MB)`));
-      const version = await codexVersionIn(docker, profile.image);
+      const { version, forwarder } = await probeImage(docker, profile.image);
+      if (!forwarder) checks.push(fail(`${where}: image ${profile.image} has no relay forwarder (${FORWARDER}): its Codex could not reach the model`, "rebuild the worker image with this version: npm run images"));
       const parsed = version ? parseCodexVersion(version) : null;
       if (!parsed) {
         checks.push(fail(`${where}: \`codex --version\` in ${profile.image} did not answer (${version ?? "no output"})`, "rebuild the worker image: npm run images"));
@@ -68,18 +70,10 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
       checks.push(fail(`auth file ${auth.path} is world-readable (mode ${auth.mode.toString(8)})`, `chmod 600 ${auth.path}`));
     } else {
       checks.push(ok(`auth file ${auth.path}: ${auth.kind === "api-key" ? "API key" : "ChatGPT login"}, mode ${auth.mode.toString(8)}`));
-      if (auth.kind === "chatgpt") {
-        for (const p of config.workers) {
-          if (p.protocol !== "app-server" && p.max_containers > 1) {
-            checks.push(
-              warn(
-                `worker profile "${p.name}": a ChatGPT login with protocol ${p.protocol} on up to ${p.max_containers} containers: their copies of the single-use refresh token race, and all but one lose the login`,
-                'use an API key, or protocol = "app-server" (the broker then refreshes once for every container)',
-              ),
-            );
-          }
-        }
-      }
+      // Where the relay sends model calls (profiles on a rehearsal image are answered in the broker).
+      const upstream = new URL(config.modelUpstream ?? DEFAULT_UPSTREAMS[auth.kind]);
+      const proxy = upstreamProxy(upstream);
+      checks.push(ok(`model upstream ${upstream.href.replace(/\/$/, "")} (${proxy ? `through the proxy ${proxy}, from the environment` : "direct"})`));
     }
   } catch (e) {
     if (e instanceof AuthFileError) checks.push(fail(`auth: ${e.message}`, e.fix));
@@ -98,11 +92,22 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
   return checks;
 }
 
-async function codexVersionIn(docker: DockerRuntime, image: string): Promise<string | null> {
+/** Where the worker images carry the relay's forwarder. */
+const FORWARDER = "/opt/codex-relay/forwarder.js";
+
+/** `codex --version` in the image (null if it did not answer), and whether it has the relay's forwarder. */
+async function probeImage(docker: DockerRuntime, image: string): Promise<{ version: string | null; forwarder: boolean }> {
+  const out = await runInImage(docker, image, ["sh", "-c", `test -f ${FORWARDER} && echo 'forwarder: present'; codex --version`]);
+  const lines = (out ?? "").split("\n");
+  const forwarder = lines.includes("forwarder: present");
+  return { version: out === null ? null : lines.filter((l) => l !== "forwarder: present").join("\n").trim() || null, forwarder };
+}
+
+async function runInImage(docker: DockerRuntime, image: string, cmd: string[]): Promise<string | null> {
   const id = await docker.createContainer({
     name: `codex-wrapper-doctor-${process.pid}-${Date.now()}`,
     image,
-    cmd: ["codex", "--version"],
+    cmd,
     labels: { "io.codex-mcp-wrapper.doctor": "1" },
     mounts: [],
     network: "none",

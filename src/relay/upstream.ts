@@ -7,6 +7,7 @@ import https from "node:https";
 import type { Readable } from "node:stream";
 import type { ModelCredential } from "../auth/credential.js";
 import type { Logger } from "../log.js";
+import { upstreamAgent } from "./proxy.js";
 import type { UsageMeter } from "./usage.js";
 
 export interface UpstreamTarget {
@@ -30,9 +31,6 @@ export interface ForwardRequest {
   meter: UsageMeter;
   logger: Logger;
 }
-
-/** A keep-alive agent per scheme: each turn's requests reuse connections to the upstream. */
-const AGENTS = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
 export class ModelUpstream {
   /** Sends one request upstream and streams the answer into `res`. Never throws. */
@@ -59,7 +57,7 @@ export class ModelUpstream {
       };
       const up = (secure ? https : http).request(
         url,
-        { method: r.method, headers: r.headers, agent: secure ? AGENTS.https : AGENTS.http },
+        { method: r.method, headers: r.headers, agent: upstreamAgent(url) },
         (answer) => {
           const headers: Record<string, string | string[]> = {};
           for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROP_BACK.has(k)) headers[k] = v;

@@ -1,5 +1,6 @@
 // `doctor` on a prepared machine (✓ everywhere, exit 0) and its ✗ lines with the fix when the
 // Docker engine is unreachable or an image is missing.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, chmodSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -67,13 +68,40 @@ describe("doctor", () => {
     expect(text).toContain(`✗ worker profile "old-proto": Codex 0.169.0 has no \`mcp-server\` (removed in 0.154.0)`);
   });
 
-  it("refuses a world-readable auth file and warns about a ChatGPT login shared by exec containers", async () => {
+  it("refuses a world-readable auth file, and names the model upstream and the proxy it goes through", async () => {
     let text = formatChecks(await runDoctor(prepared(undefined, 0o644), new DockerRuntime()));
     expect(text).toMatch(/✗ auth file .* is world-readable \(mode 644\)\n {4}fix: chmod 600 /);
     const chatgpt = { tokens: { access_token: "a.b.c", refresh_token: "rt-secret-0123456789", account_id: "acct" } };
-    text = formatChecks(await runDoctor(prepared([{ name: "ex", image: `${PREFIX}/worker:dev`, protocol: "exec", max_containers: 2 }], 0o600, chatgpt), new DockerRuntime()));
+    const saved = process.env.HTTPS_PROXY;
+    process.env.HTTPS_PROXY = "http://user:pw@127.0.0.1:3128";
+    try {
+      text = formatChecks(await runDoctor(prepared([{ name: "ex", image: `${PREFIX}/worker:dev`, protocol: "exec", max_containers: 2 }], 0o600, chatgpt), new DockerRuntime()));
+    } finally {
+      if (saved === undefined) delete process.env.HTTPS_PROXY;
+      else process.env.HTTPS_PROXY = saved;
+    }
     expect(text).toContain("ChatGPT login, mode 600");
-    expect(text).toMatch(/⚠ worker profile "ex": a ChatGPT login with protocol exec on up to 2 containers/);
+    // The refresh token stays with the broker (the relay), so exec containers sharing a login is no longer a warning.
+    expect(text).not.toContain("⚠");
+    expect(text).toContain("✓ model upstream https://chatgpt.com/backend-api/codex (through the proxy http://127.0.0.1:3128, from the environment)");
     expect(text).not.toContain("rt-secret-0123456789");
+    expect(text).not.toContain("user:pw");
+  });
+
+  it("names an image without the relay's forwarder, with the fix", async () => {
+    const tag = `${PREFIX}/worker:dev-doctor-no-forwarder-${process.pid}`;
+    const run = spawnSync("docker", ["run", "--name", `cmw-doctor-strip-${process.pid}`, "--user", "0", "--entrypoint", "rm", `${PREFIX}/worker:dev`, "-f", "/opt/codex-relay/forwarder.js"], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    try {
+      // The image as it was, but for the file: its own entrypoint, command and user back.
+      const changes = ['ENTRYPOINT ["/usr/bin/tini","--","/usr/local/bin/worker-entrypoint"]', 'CMD ["codex","app-server"]', "USER codex"].flatMap((c) => ["--change", c]);
+      expect(spawnSync("docker", ["commit", ...changes, `cmw-doctor-strip-${process.pid}`, tag]).status).toBe(0);
+      const text = formatChecks(await runDoctor(prepared([{ name: "stripped", image: tag }]), new DockerRuntime()));
+      expect(text).toContain(`✗ worker profile "stripped": image ${tag} has no relay forwarder (/opt/codex-relay/forwarder.js): its Codex could not reach the model\n    fix: rebuild the worker image with this version: npm run images`);
+      expect(text).toContain(`✓ worker profile "stripped": Codex 0.169.0 supports app-server`);
+    } finally {
+      spawnSync("docker", ["rm", "-f", `cmw-doctor-strip-${process.pid}`]);
+      spawnSync("docker", ["rmi", "-f", tag]);
+    }
   });
 });

@@ -11,6 +11,7 @@ import { addUsage, type TaskUsage } from "../relay/usage.js";
 import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
 import type { PoolTurnRequest, WorkerPool } from "../worker/pool.js";
 import { TaskBudget, TokenBudget } from "./budget.js";
+import { TaskEventLog } from "./event-log.js";
 import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
 import { resolveWorkspace } from "../worker/workspace.js";
 import type { Mission, Task } from "./schema.js";
@@ -183,8 +184,11 @@ export class MissionRunner {
         this.logger.warn("cannot append a task event", { taskId: task.id, error: describeError(err) });
       }
     };
+    // Command output within bounds in the log (docs/missions.md, "Results and state").
+    const events = new TaskEventLog(log);
     const onEvent = (e: DriverEvent): void => {
-      log(e.kind === "raw" ? { type: "codex", message: e.message } : { type: e.kind, ...e });
+      if (e.kind === "raw") events.codex(e.message);
+      else events.write({ type: e.kind, ...e });
       if (e.kind === "command_started") onProgress?.({ kind: "command", taskId: task.id, command: e.command });
       if (e.kind === "agent_message") onProgress?.({ kind: "agent_message", taskId: task.id, text: e.text });
     };
@@ -268,7 +272,7 @@ export class MissionRunner {
         a.check = c;
         log({ type: "check_finished", attempt, ...c });
         const section = checkLogSection(attempt, c, r, checkTimeout);
-        checkLog.file = this.store.appendCheckLog(mrec.missionId, task.id, section.data);
+        checkLog.file = this.store.appendTaskLog(mrec.missionId, task.id, "check.log", section.data);
         checkLog.redacted += section.redacted;
         done();
         if (r.cancelled || signal.aborted) {
@@ -294,6 +298,7 @@ export class MissionRunner {
       rec.status = signal.aborted || e instanceof BudgetCancel ? "cancelled" : "failed";
       rec.error = describeError(e);
     }
+    events.close();
     const why = ctx.cancelledFor.get(task.id);
     if (why && (rec.status === "cancelled" || signal.aborted)) {
       rec.status = "cancelled";

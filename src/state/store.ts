@@ -205,9 +205,9 @@ export class StateStore {
     appendFileSync(path.join(this.madeTaskDir(missionId, taskId), "events.jsonl"), `${JSON.stringify({ at: new Date().toISOString(), ...(event as object) })}\n`, { mode: 0o600 });
   }
 
-  /** Appends to a task's check log (the caller scrubs it); returns its path. */
-  appendCheckLog(missionId: string, taskId: string, data: Buffer): string {
-    const file = path.join(this.madeTaskDir(missionId, taskId), "check.log");
+  /** Appends to one of a task's logs beside its events (check.log); returns its path. */
+  appendTaskLog(missionId: string, taskId: string, name: "check.log", data: Buffer | string): string {
+    const file = path.join(this.madeTaskDir(missionId, taskId), name);
     appendFileSync(file, data, { mode: 0o600 });
     return file;
   }

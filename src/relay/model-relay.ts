@@ -5,9 +5,10 @@
 // and each `response.completed` event's usage is metered to the container's turns.
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import type { Duplex } from "node:stream";
 import { describeError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
-import type { RelayChannel, RelayStream } from "./channel.js";
+import type { RelayChannel } from "./channel.js";
 import { EgressProxy, type EgressPolicy, type EgressRefusal } from "./egress.js";
 import { ModelUpstream, type UpstreamTarget } from "./upstream.js";
 import { UsageMeter, type Usage } from "./usage.js";
@@ -51,6 +52,8 @@ export interface RelayStats {
 export class ModelRelay {
   private readonly byToken = new Map<string, RelayGrant>();
   private readonly byChannel = new Map<RelayChannel, RelayGrant>();
+  /** The channel (container) each connection came on. */
+  private readonly channelOf = new WeakMap<object, RelayChannel>();
   private readonly server: http.Server;
   private readonly upstream: ModelUpstream;
   private readonly egress: EgressProxy;
@@ -66,10 +69,10 @@ export class ModelRelay {
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
     this.server.requestTimeout = 0; // a turn's answer may stream for many minutes
-    this.server.on("upgrade", (req: http.IncomingMessage, socket: RelayStream) => {
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
       // Codex's Responses WebSocket transport is off with the relay's provider config (it speaks
       // HTTP + server-sent events); anything else asking to upgrade is refused.
-      this.refuse(socket.via, `${req.method} ${req.url} (upgrade: ${req.headers.upgrade})`);
+      this.refuse(this.channelOf.get(socket), `${req.method} ${req.url} (upgrade: ${req.headers.upgrade})`);
       socket.end("HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n" + JSON.stringify({ error: { message: "relay: WebSocket upgrades are not relayed", type: "relay_error" } }));
     });
     this.server.on("clientError", (_e, socket) => socket.destroy());
@@ -94,11 +97,13 @@ export class ModelRelay {
     if (grant.channel) this.byChannel.delete(grant.channel);
     grant.channel = channel;
     this.byChannel.set(channel, grant);
-    channel.on("stream", (s) => {
-      if (s.listener === "model") this.server.emit("connection", s);
-      else if (s.listener === "egress" && grant.egress) this.egress.serve(s, grant.egress, (r) => this.onEgressRefused(grant, r));
+    channel.on("stream", (s, listener) => {
+      if (listener === "model") {
+        this.channelOf.set(s, channel);
+        this.server.emit("connection", s);
+      } else if (listener === "egress" && grant.egress) this.egress.serve(s, grant.egress, (r) => this.onEgressRefused(grant, r));
       else {
-        this.onEgressRefused(grant, { target: `listener ${s.listener}`, reason: "this container has no network (network = \"none\")" });
+        this.onEgressRefused(grant, { target: `listener ${listener}`, reason: "this container has no network (network = \"none\")" });
         s.destroy();
       }
     });
@@ -123,13 +128,13 @@ export class ModelRelay {
     grant.onRefused?.(r);
   }
 
-  private refuse(channel: RelayChannel, what: string): void {
+  private refuse(channel: RelayChannel | undefined, what: string): void {
     this.stats.refused++;
-    this.logger.warn("relay refused a request", { container: channel.name, what });
+    this.logger.warn("relay refused a request", { container: channel?.name ?? "unknown", what });
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const channel = (req.socket as unknown as RelayStream).via;
+    const channel = this.channelOf.get(req.socket);
     const fail = (status: number, message: string): void => {
       this.refuse(channel, `${req.method} ${req.url}: ${message}`);
       req.resume();
@@ -142,7 +147,7 @@ export class ModelRelay {
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "");
     const grant = m ? this.byToken.get(m[1]!) : undefined;
     if (!grant) return fail(401, m ? "this relay token is unknown or was revoked (its container was removed)" : "no relay token (Authorization: Bearer …)");
-    if (grant.channel !== channel) return fail(401, `this relay token belongs to another container, not ${channel.name}`);
+    if (!channel || grant.channel !== channel) return fail(401, `this relay token belongs to another container, not ${channel?.name ?? "this one"}`);
     this.stats.requests++;
 
     let headers: Record<string, string>;

@@ -282,11 +282,49 @@ async function warm() {
 }
 
 /**
+ * One model request below Codex, from inside a container (`node -e` there): `per` sequential
+ * POSTs of a Codex-sized request (a 38 KB body, a streamed answer) to the model port, each on a
+ * new connection as each of Codex's turns opens one; prints the times in ms as JSON.
+ */
+const REQUEST_CLIENT = `
+const http = require("node:http");
+const [per, token] = [Number(process.argv[1]), process.argv[2]];
+const body = JSON.stringify({ model: "rehearsal", instructions: "x".repeat(38000), input: [{ type: "message", role: "user", content: [{ type: "input_text", text: "hello" }] }], stream: true });
+const one = () => new Promise((resolve, reject) => {
+  const t0 = performance.now();
+  const req = http.request({ host: "127.0.0.1", port: 38080, path: "/v1/responses", method: "POST", agent: false, headers: { authorization: "Bearer " + token, "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+    res.resume();
+    res.on("end", () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error("status " + res.statusCode))));
+  });
+  req.on("error", reject);
+  req.end(body);
+});
+(async () => {
+  await one();
+  const xs = [];
+  for (let i = 0; i < per; i++) xs.push(await one());
+  process.stdout.write(JSON.stringify(xs));
+})().catch((e) => { process.stderr.write(String(e)); process.exit(1); });
+`;
+/** A command's stdout; async, so that the relay in this process goes on serving meanwhile. */
+function output(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.slice(0, 2).join(" ")} exited ${code}: ${err}`))));
+  });
+}
+
+/**
  * The relay against today's direct path, with the broker's pool out of the picture: the same
  * app-server, driven the same way, with its model on the container's own loopback (the rehearsal
  * image run by hand) or reached through the relay (the forwarder exec'd in the container, the
  * relay and the rehearsal model in this process). A one-request turn, start to completed; and a
- * long streamed answer (#fake deltas 200), deltas per second from the first to the last.
+ * long streamed answer (#fake deltas 200), deltas per second from the first to the last; and one
+ * model request below Codex (REQUEST_CLIENT) in the same containers.
  */
 async function relay() {
   const runs = QUICK ? 6 : 30;
@@ -311,7 +349,9 @@ async function relay() {
     await link.open();
     links.push(link);
     sides[channel] = d;
+    d.token = grant.token;
   }
+  sides.direct.token = API_KEY;
   await Promise.all(Object.values(sides).map((d) => d.init()));
   const turnMs = async (d, prompt) => {
     const t0 = performance.now();
@@ -342,16 +382,24 @@ async function relay() {
     for (const k of order) turn[k].push(await turnMs(sides[k], "hello"));
     for (const k of order) stream[k].push(await rate(sides[k]));
   }
+  // One model request, the same containers: a turn's own spread (tens of ms) hides a few ms.
+  const request = Object.fromEntries(names.map((k) => [k, []]));
+  for (let i = 0; i < (QUICK ? 3 : 6); i++) {
+    for (const k of names.map((_, j) => names[(i + j) % names.length])) request[k].push(...JSON.parse(await output("docker", ["exec", sides[k].name, "node", "-e", REQUEST_CLIENT, "20", sides[k].token])));
+  }
   for (const l of links) l.close();
   for (const d of Object.values(sides)) d.close();
   relay.close();
   await model.close();
   const ratio = (k) => Math.round((median(stream[k]) / median(stream.direct)) * 100) / 100;
+  const round2 = (x) => Math.round(x * 100) / 100;
   results.relay = {
     runs,
     requestsPerTurn,
     turn: Object.fromEntries(names.map((k) => [k, summary(turn[k])])),
     addedMsP50: { socket: round(median(turn.socket) - median(turn.direct)), stdio: round(median(turn.stdio) - median(turn.direct)) },
+    request: Object.fromEntries(names.map((k) => [k, { n: request[k].length, median: round2(median(request[k])), p10: round2(quantile(request[k], 0.1)), p90: round2(quantile(request[k], 0.9)) }])),
+    requestAddedMsP50: { socket: round2(median(request.socket) - median(request.direct)), stdio: round2(median(request.stdio) - median(request.direct)) },
     deltasPerSecond: Object.fromEntries(names.map((k) => [k, round(median(stream[k]))])),
     streamRatio: { socket: ratio("socket"), stdio: ratio("stdio") },
   };
@@ -500,6 +548,8 @@ function table() {
     const r = results.relay;
     lines.push(row("warm turn, direct model", r.turn.direct), row("warm turn, relay over a unix socket", r.turn.socket), row("warm turn, relay over the engine", r.turn.stdio));
     lines.push(`  relay adds ${r.addedMsP50.socket} ms at p50 over a unix socket (local engine), ${r.addedMsP50.stdio} ms through the engine (target ≤ 2); ${r.requestsPerTurn} model request(s) per turn`);
+    lines.push(row("model request, direct", r.request.direct), row("model request, relay over the socket", r.request.socket), row("model request, relay over the engine", r.request.stdio));
+    lines.push(`  per model request (new connection, 38 KB body) the relay adds ${r.requestAddedMsP50.socket} ms at p50 over the socket, ${r.requestAddedMsP50.stdio} ms through the engine`);
     lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
   }
   if (results.scale) {

@@ -1,6 +1,7 @@
 // The broker's end of a relay channel: demultiplexes the connections a worker's forwarder
 // carries (frames.ts) into one Duplex stream each, with per-stream flow control, so an HTTP
-// server in the broker can serve them as if they were sockets.
+// server in the broker can serve them as if they were sockets. On the socket channel the
+// connections come as unix connections of their own (forwarder-socket.ts) and are adopted whole.
 import { EventEmitter } from "node:events";
 import { Duplex, type Readable, type Writable } from "node:stream";
 import { FRAME, FrameReader, dataFrames, encodeFrame, type Frame } from "./frames.js";
@@ -99,13 +100,16 @@ export class RelayStream extends Duplex {
 
 export interface RelayChannelEvents {
   ready: [listeners: Record<string, number>];
-  stream: [stream: RelayStream];
+  /** A connection made in the container to the listener named `listener`. */
+  stream: [stream: Duplex, listener: string];
   close: [reason: string];
 }
 
 /** A worker's forwarder, reached through its stdio; emits a RelayStream per connection. */
 export class RelayChannel extends EventEmitter<RelayChannelEvents> {
   private readonly streams = new Map<number, RelayStream>();
+  /** Connections that came on their own unix connection (socket channel). */
+  private readonly adopted = new Set<Duplex>();
   private readonly reader = new FrameReader();
   private closed = false;
   /** Bytes queued behind a full channel. */
@@ -138,7 +142,18 @@ export class RelayChannel extends EventEmitter<RelayChannelEvents> {
   }
 
   get openStreams(): number {
-    return this.streams.size;
+    return this.streams.size + this.adopted.size;
+  }
+
+  /** A connection of this container's that travels on its own socket: served as it is, closed with the channel. */
+  adopt(conn: Duplex, listener: string): void {
+    if (this.closed) {
+      conn.destroy();
+      return;
+    }
+    this.adopted.add(conn);
+    conn.once("close", () => this.adopted.delete(conn));
+    this.emit("stream", conn, listener);
   }
 
   private onFrame(f: Frame): void {
@@ -157,7 +172,7 @@ export class RelayChannel extends EventEmitter<RelayChannelEvents> {
       if (this.streams.has(f.stream)) return this.close(`the forwarder reused stream ${f.stream}`);
       const s = new RelayStream(this, f.stream, f.payload.toString("utf8"));
       this.streams.set(f.stream, s);
-      this.emit("stream", s);
+      this.emit("stream", s, s.listener);
       return;
     }
     this.streams.get(f.stream)?.deliver(f);
@@ -213,6 +228,8 @@ export class RelayChannel extends EventEmitter<RelayChannelEvents> {
     this.closed = true;
     for (const s of this.streams.values()) s.destroy();
     this.streams.clear();
+    for (const c of this.adopted) c.destroy();
+    this.adopted.clear();
     for (const w of this.waiting) w.cb?.(new Error(`relay channel of ${this.name} closed: ${reason}`));
     this.waiting = [];
     this.io.stdin.end();

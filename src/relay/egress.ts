@@ -7,9 +7,9 @@
 import { lookup } from "node:dns/promises";
 import http from "node:http";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { RelayStream } from "./channel.js";
 
 export interface EgressPolicy {
   /** Host names (`registry.npmjs.org`), wildcards (`*.pythonhosted.org`) or IP addresses, optionally `:port`. */
@@ -85,12 +85,12 @@ export class EgressProxy {
 
   constructor(private readonly opts: EgressProxyOptions) {
     this.server = http.createServer((req, res) => void this.onRequest(req, res));
-    this.server.on("connect", (req: http.IncomingMessage, socket: RelayStream, head: Buffer) => void this.onConnect(req, socket, head));
+    this.server.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.onConnect(req, socket, head));
     this.server.on("clientError", (_e, socket) => socket.destroy());
   }
 
   /** Serves one connection made to a container's egress listener. */
-  serve(stream: RelayStream, policy: EgressPolicy, refused: (r: EgressRefusal) => void): void {
+  serve(stream: Duplex, policy: EgressPolicy, refused: (r: EgressRefusal) => void): void {
     this.served.set(stream, { policy, refused });
     this.server.emit("connection", stream);
   }
@@ -116,7 +116,7 @@ export class EgressProxy {
     return { address };
   }
 
-  private async onConnect(req: http.IncomingMessage, socket: RelayStream, head: Buffer): Promise<void> {
+  private async onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const served = this.served.get(socket);
     const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(req.url ?? "");
     if (!served || !m) {

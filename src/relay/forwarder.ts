@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // The relay forwarder, run inside a worker container by `docker exec` (no network needed):
-// listens on the container's loopback and carries every connection it accepts to the broker
-// over one channel (see frames.ts): its own stdin/stdout (through the engine: works on any
-// engine), or, with --connect, a unix socket the broker listens on in the container's CODEX_HOME
-// (a local engine: the engine is then out of the data path). Codex's model provider points at the
-// `model` listener; with network = "allowlist", HTTP(S)_PROXY points at the `egress` listener.
+// listens on the container's loopback and carries every connection it accepts to the broker.
+// Without --connect, all of them travel multiplexed over its own stdin/stdout (frames.ts; through
+// the engine: works on any engine). With --connect, the broker listens on a unix socket in the
+// container's CODEX_HOME (a local engine: the engine is out of the data path): the forwarder's
+// first connection there is its control channel (READY, and its life: the broker restarts a
+// forwarder whose channel closes), and every accepted connection gets a unix connection of its
+// own that starts with an OPEN frame naming its listener and then carries the bytes as they are
+// (no framing, no multiplexing: the broker's HTTP server reads them as from a socket). Codex's
+// model provider points at the `model` listener; with network = "allowlist", HTTP(S)_PROXY points
+// at the `egress` listener.
 //   node forwarder.js [--connect=/codex-home/.relay.sock] model=38080 [egress=38081]
 // It holds no secret: the broker checks each request and puts the real credential in.
 import net from "node:net";
@@ -56,7 +61,31 @@ function send(frame: Buffer): void {
   }
 }
 
+/** The socket channel: a unix connection to the broker of this connection's own, piped both ways. */
+function acceptDirect(name: string, socket: net.Socket, path: string): void {
+  socket.setNoDelay(true);
+  const broker = net.connect({ path, allowHalfOpen: true });
+  broker.write(encodeFrame(FRAME.OPEN, 0, Buffer.from(name)));
+  // pipe: each side's end half-closes the other (as END frames do), and a full side pauses the other.
+  socket.pipe(broker);
+  broker.pipe(socket);
+  // Either side broken, or gone while the other still waits on it: drop both (as RESET does).
+  const drop = (): void => {
+    socket.destroy();
+    broker.destroy();
+  };
+  socket.on("error", drop);
+  broker.on("error", drop);
+  socket.on("close", () => {
+    if (!socket.readableEnded || !broker.readableEnded) drop();
+  });
+  broker.on("close", () => {
+    if (!broker.readableEnded || !socket.readableEnded) drop();
+  });
+}
+
 function accept(name: string, socket: net.Socket): void {
+  if (connectTo) return acceptDirect(name, socket, connectTo);
   const id = nextId;
   nextId = (nextId % 0x7fffffff) + 1;
   sockets.set(id, socket);
@@ -137,7 +166,8 @@ process.stdin.resume(); // read (nothing comes with --connect) so that its end i
 
 const bound: Record<string, number> = {};
 for (const [name, port] of listeners) {
-  const server = net.createServer((socket) => accept(name, socket));
+  // Half-open on the socket channel: Codex's end reaches the broker as an end, not as a close.
+  const server = net.createServer({ allowHalfOpen: connectTo !== null }, (socket) => accept(name, socket));
   server.on("error", (e) => {
     process.stderr.write(`relay forwarder: cannot listen on 127.0.0.1:${port} for ${name}: ${e.message}\n`);
     process.exit(1);

@@ -5,9 +5,10 @@
 // and each `response.completed` event's usage is metered to the container's turns.
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import type { Duplex } from "node:stream";
 import { describeError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
-import type { RelayChannel, RelayStream } from "./channel.js";
+import type { RelayChannel } from "./channel.js";
 import { EgressProxy, type EgressPolicy, type EgressRefusal } from "./egress.js";
 import { ModelUpstream, type UpstreamTarget } from "./upstream.js";
 import { UsageMeter, type Usage } from "./usage.js";
@@ -63,6 +64,8 @@ export interface RelayStats {
 export class ModelRelay {
   private readonly byToken = new Map<string, RelayGrant>();
   private readonly byChannel = new Map<RelayChannel, RelayGrant>();
+  /** The channel (container) each connection came on. */
+  private readonly channelOf = new WeakMap<object, RelayChannel>();
   private readonly server: http.Server;
   private readonly upstream: ModelUpstream;
   private readonly egress: EgressProxy;
@@ -78,13 +81,13 @@ export class ModelRelay {
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 65_000;
     this.server.requestTimeout = 0; // a turn's answer may stream for many minutes
-    this.server.on("upgrade", (req: http.IncomingMessage, socket: RelayStream) => {
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
       // Codex's built-in provider (the images' config) tries the Responses WebSocket first. The
       // relay does not carry WebSockets: 426 makes Codex fall back to HTTP + server-sent events
       // at once (measured with 0.169.0: one attempt; a 403 costs five retries, ~6 s, a session).
       const message = `${req.method} ${req.url} (upgrade: ${req.headers.upgrade})`;
-      if (req.headers.upgrade?.toLowerCase() === "websocket" && this.isModelCall("POST", req.url)) this.logger.debug("relay declined a WebSocket upgrade; Codex falls back to HTTP", { container: socket.via.name, what: message });
-      else this.refuse(socket.via, message);
+      if (req.headers.upgrade?.toLowerCase() === "websocket" && this.isModelCall("POST", req.url)) this.logger.debug("relay declined a WebSocket upgrade; Codex falls back to HTTP", { container: this.channelOf.get(socket)?.name ?? "?", what: message });
+      else this.refuse(this.channelOf.get(socket), message);
       const body = JSON.stringify({ error: { message: "relay: WebSocket upgrades are not relayed; use HTTP", type: "relay_error" } });
       socket.end(`HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
@@ -110,11 +113,13 @@ export class ModelRelay {
     if (grant.channel) this.byChannel.delete(grant.channel);
     grant.channel = channel;
     this.byChannel.set(channel, grant);
-    channel.on("stream", (s) => {
-      if (s.listener === "model") this.server.emit("connection", s);
-      else if (s.listener === "egress" && grant.egress) this.egress.serve(s, grant.egress, (r) => this.onEgressRefused(grant, r));
+    channel.on("stream", (s, listener) => {
+      if (listener === "model") {
+        this.channelOf.set(s, channel);
+        this.server.emit("connection", s);
+      } else if (listener === "egress" && grant.egress) this.egress.serve(s, grant.egress, (r) => this.onEgressRefused(grant, r));
       else {
-        this.onEgressRefused(grant, { target: `listener ${s.listener}`, reason: "this container has no network (network = \"none\")" });
+        this.onEgressRefused(grant, { target: `listener ${listener}`, reason: "this container has no network (network = \"none\")" });
         s.destroy();
       }
     });
@@ -139,15 +144,15 @@ export class ModelRelay {
     grant.onRefused?.(r);
   }
 
-  private refuse(channel: RelayChannel, what: string): void {
+  private refuse(channel: RelayChannel | undefined, what: string): void {
     this.stats.refused++;
-    this.logger.warn("relay refused a request", { container: channel.name, what });
+    this.logger.warn("relay refused a request", { container: channel?.name ?? "unknown", what });
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const channel = (req.socket as unknown as RelayStream).via;
+    const channel = this.channelOf.get(req.socket);
     const fail = (status: number, message: string, quiet = false): void => {
-      if (quiet) this.logger.debug("relay refused a ChatGPT backend call", { container: channel.name, what: `${req.method} ${req.url}` });
+      if (quiet) this.logger.debug("relay refused a ChatGPT backend call", { container: channel?.name, what: `${req.method} ${req.url}` });
       else this.refuse(channel, `${req.method} ${req.url}: ${message}`);
       req.resume();
       if (!res.headersSent) res.writeHead(status, { "content-type": "application/json" });
@@ -164,7 +169,7 @@ export class ModelRelay {
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "");
     const grant = m ? this.byToken.get(m[1]!) : undefined;
     if (!grant) return fail(401, m ? "this relay token is unknown or was revoked (its container was removed)" : "no relay token (Authorization: Bearer …)");
-    if (grant.channel !== channel) return fail(401, `this relay token belongs to another container, not ${channel.name}`);
+    if (!channel || grant.channel !== channel) return fail(401, `this relay token belongs to another container, not ${channel?.name ?? "this one"}`);
     // Codex names the thread a request belongs to (0.169: thread-id; 0.153: session_id).
     const threadId = [req.headers["thread-id"], req.headers["session-id"], req.headers.session_id, req.headers.conversation_id].find((v): v is string => typeof v === "string") ?? null;
     const refusal = req.method === "POST" ? (grant.admit?.(threadId) ?? null) : null;

@@ -1,16 +1,17 @@
 // A worker's link to the model relay: the forwarder `docker exec`'d in its container, the
 // channel its connections travel on, and the container's relay grant. The channel is the
 // forwarder's stdio (through the engine: no container network, works on any engine) or, on a
-// local engine, a unix socket the broker listens on in the container's CODEX_HOME (the engine is
-// then out of the data path: measured 8.8 ms per one-request turn through the engine, bench
-// --only relay). A forwarder that dies while its container lives (a task's command killed it) is
-// started again, a few times at most.
+// local engine, a unix socket the broker listens on in the container's CODEX_HOME, where each of
+// Codex's connections gets a unix connection of its own (relay/forwarder-socket.ts: the engine,
+// the framing and the multiplexing are out of the data path). A forwarder that dies while its
+// container lives (a task's command killed it) is started again, a few times at most.
 import { chmodSync, chownSync, closeSync, openSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { describeError, WorkerError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RelayChannel } from "../relay/channel.js";
+import { ForwarderSocket } from "../relay/forwarder-socket.js";
 import type { ModelRelay, RelayGrant } from "../relay/model-relay.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 
@@ -43,27 +44,23 @@ export interface RelayLinkOptions {
 export class RelayLink {
   private restarts = 0;
   private closed = false;
-  private server: net.Server | undefined;
+  private socket: ForwarderSocket | undefined;
   /** The directory's fd: the socket is bound through /proc/self/fd, clear of the 108-byte path limit. */
   private dirFd: number | undefined;
-  private accepted: ((s: net.Socket) => void) | undefined;
 
   constructor(private readonly opts: RelayLinkOptions) {}
 
   /** Listens on the slot's socket (once per link). */
   private async listen(): Promise<void> {
     const sock = this.opts.socket!;
-    if (this.server) return;
+    if (this.socket) return;
     rmSync(path.join(sock.dir, RELAY_SOCKET), { force: true });
     this.dirFd = openSync(sock.dir, "r");
     const bindPath = `/proc/self/fd/${this.dirFd}/${RELAY_SOCKET}`;
-    this.server = net.createServer((s) => {
-      if (this.accepted) this.accepted(s);
-      else s.destroy(); // only the forwarder the broker is waiting for
-    });
+    const server = (this.socket = new ForwarderSocket()).server;
     await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", reject);
-      this.server!.listen(bindPath, () => resolve());
+      server.once("error", reject);
+      server.listen(bindPath, () => resolve());
     });
     // Only the container's user may connect (the directory is 0700 and the user's already).
     chmodSync(bindPath, 0o600);
@@ -75,7 +72,7 @@ export class RelayLink {
     const { docker, containerId, container, socket } = this.opts;
     if (socket) await this.listen();
     const args = [...(socket ? [`--connect=${socket.mountedAt}/${RELAY_SOCKET}`] : []), `model=${RELAY_PORTS.model}`, ...(this.opts.egress ? [`egress=${RELAY_PORTS.egress}`] : [])];
-    const connected = socket ? new Promise<net.Socket>((resolve) => (this.accepted = resolve)) : null;
+    const connected = socket ? new Promise<net.Socket>((resolve) => (this.socket!.onControl = resolve)) : null;
     const h = await docker.exec(containerId, ["node", FORWARDER, ...args], { stdin: true });
     let stderr = "";
     h.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString("utf8")).slice(-4000)));
@@ -103,9 +100,10 @@ export class RelayLink {
       throw e;
     } finally {
       clearTimeout(timer);
-      this.accepted = undefined;
+      if (this.socket) this.socket.onControl = undefined;
     }
     this.opts.relay.attach(this.opts.grant, channel);
+    if (this.socket) this.socket.channel = channel;
     channel.once("close", (reason) => {
       h.stdin.end(); // the forwarder exits with its exec's stdin
       if (this.closed || !this.opts.alive()) return;
@@ -123,7 +121,7 @@ export class RelayLink {
   close(): void {
     this.closed = true;
     this.opts.relay.revoke(this.opts.grant);
-    this.server?.close();
+    this.socket?.server.close();
     if (this.dirFd !== undefined) {
       try {
         rmSync(`/proc/self/fd/${this.dirFd}/${RELAY_SOCKET}`, { force: true });

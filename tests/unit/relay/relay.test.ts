@@ -1,15 +1,18 @@
 // The model relay end to end on this machine, without Docker: the real forwarder (dist/relay,
-// as the worker images carry it) runs as a child process whose stdio is the channel, the relay
+// as the worker images carry it) runs as a child process whose channel is its stdio (as through
+// a remote engine) or a unix socket the broker listens on (as on a local engine), the relay
 // serves it, and the upstream is a server on 127.0.0.1. A client talks to the forwarder's port
 // as Codex does inside a container.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeyCredential } from "../../../src/auth/credential.js";
 import { RelayChannel } from "../../../src/relay/channel.js";
+import { ForwarderSocket } from "../../../src/relay/forwarder-socket.js";
 import { ModelRelay, type RelayGrant } from "../../../src/relay/model-relay.js";
 import type { Usage } from "../../../src/relay/usage.js";
 
@@ -49,17 +52,45 @@ interface Worker {
 }
 const relay = new ModelRelay();
 const workers: Worker[] = [];
+const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const w of workers.splice(0)) {
     relay.revoke(w.grant);
     w.child.kill();
   }
+  for (const c of cleanups.splice(0)) c();
   seen.length = 0;
 });
 
+/** The channel the forwarder carries connections on; set by each describe block below. */
+let kind: "stdio" | "socket" = "stdio";
+
+/** The socket channel: the broker's unix socket, the forwarder told to connect to it. */
+async function socketChannel(name: string): Promise<{ child: ChildProcess; channel: RelayChannel }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-relay-unit-"));
+  const fs = new ForwarderSocket();
+  const sockPath = path.join(dir, "relay.sock");
+  await new Promise<void>((r) => fs.server.listen(sockPath, r));
+  cleanups.push(() => {
+    fs.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const control = new Promise<Socket>((r) => (fs.onControl = r));
+  const child = spawn(process.execPath, [FORWARDER, `--connect=${sockPath}`, "model=0"], { stdio: ["pipe", "ignore", "inherit"] });
+  const socket = await control;
+  const channel = new RelayChannel(name, { stdin: socket, stdout: socket });
+  fs.channel = channel;
+  return { child, channel };
+}
+
 async function worker(name: string): Promise<Worker> {
-  const child = spawn(process.execPath, [FORWARDER, "model=0"], { stdio: ["pipe", "pipe", "inherit"] });
-  const channel = new RelayChannel(name, { stdin: child.stdin, stdout: child.stdout });
+  let child: ChildProcess;
+  let channel: RelayChannel;
+  if (kind === "socket") ({ child, channel } = await socketChannel(name));
+  else {
+    child = spawn(process.execPath, [FORWARDER, "model=0"], { stdio: ["pipe", "pipe", "inherit"] });
+    channel = new RelayChannel(name, { stdin: child.stdin!, stdout: child.stdout! });
+  }
   const usage: Usage[] = [];
   const grant = relay.grant({ container: name, upstream: { baseUrl: upstreamUrl, credential: new ApiKeyCredential(() => KEY), idleTimeoutMs: 2000 }, onUsage: (u) => usage.push(u) });
   const listeners = await new Promise<Record<string, number>>((resolve, reject) => {
@@ -96,7 +127,11 @@ function request(port: number, opts: { path?: string; token?: string; body?: str
 
 const completed = (usage: Record<string, unknown>): string => `event: response.completed\ndata: ${JSON.stringify({ type: "response.completed", response: { model: "gpt-test", usage } })}\n\n`;
 
-describe("the model relay", () => {
+describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (channelKind) => {
+  beforeAll(() => {
+    kind = channelKind;
+  });
+
   it("puts the real key in place of the container's token, and meters the answer's usage by thread", async () => {
     const w = await worker("w-key");
     behave = (_req, _body, res) => {

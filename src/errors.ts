@@ -17,6 +17,12 @@ export type ErrorCode =
   | "AUTH_INVALID"
   | "STATE_ERROR"
   | "NOT_FOUND"
+  /** A tool's arguments do not fit its input schema. */
+  | "INVALID_ARGUMENTS"
+  /** `cancel` of a mission (or task) that has already ended. */
+  | "NOT_RUNNING"
+  /** A failure that is not one of the broker's own typed errors (a bug, or an unexpected system error). */
+  | "INTERNAL_ERROR"
   | "CANCELLED"
   | "RELEASE_REFUSED"
   | "VERIFY_FAILED";
@@ -90,6 +96,11 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
     v = (v as Record<PropertyKey, unknown>)[p];
   }
   return v;
+}
+
+/** The stable code of a thrown value: a WrapperError's own, else INTERNAL_ERROR. */
+export function errorCodeOf(e: unknown): ErrorCode {
+  return e instanceof WrapperError ? e.code : "INTERNAL_ERROR";
 }
 
 /** A short text for an unknown thrown value. */

@@ -14,10 +14,8 @@ export const UsageSchema = z.object({
 export type TokenUsage = z.infer<typeof UsageSchema>;
 
 /** A task's usage: what its turn's model calls used, the model that answered, and the worker profile. */
-export interface TaskUsage extends TokenUsage {
-  model: string | null;
-  profile: string;
-}
+export const TaskUsageSchema = UsageSchema.extend({ model: z.string().nullable(), profile: z.string() });
+export type TaskUsage = z.infer<typeof TaskUsageSchema>;
 
 /** One answer's usage, with where it came from. */
 export interface Usage extends TokenUsage {

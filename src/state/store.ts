@@ -4,72 +4,13 @@
 import { accessSync, appendFileSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { WrapperError } from "../errors.js";
 import { scrubValue } from "../log.js";
 import type { ConversationRoute } from "../worker/pool.js";
-import type { TaskUsage } from "../relay/usage.js";
+import { formatZodIssues, WrapperError } from "../errors.js";
+import { MissionRecordSchema, type MissionRecord, type TaskRecord } from "./record.js";
 import { TASK_ID } from "../mission/schema.js";
 
-export type TaskStatus = "queued" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "interrupted";
-export type MissionStatus = "running" | "succeeded" | "failed" | "cancelled" | "interrupted";
-
-export interface ArtifactEntry {
-  path: string;
-  size: number;
-  sha256: string;
-  /** How many known secrets were replaced by `[redacted]` in the copy (absent when none). */
-  redacted?: number;
-}
-
-export interface TaskRecord {
-  id: string;
-  status: TaskStatus;
-  conversationId: string | null;
-  finalMessage: string | null;
-  error: string | null;
-  container: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  artifacts: ArtifactEntry[];
-  /** What the broker saw besides Codex's own account (e.g. an out-of-memory kill); absent when nothing. */
-  notes?: string[];
-  /** Tokens its model calls used, metered by the relay (absent when none was made). */
-  usage?: TaskUsage;
-  /** What decided a failure the broker found, beside Codex's own (absent otherwise). */
-  errorCode?: TaskErrorCode;
-  /** The attempts the task may take (present when it has a check). */
-  maxAttempts?: number;
-  /** Each attempt so far: its turn, its check, time and usage (present when it has a check). */
-  attempts?: AttemptRecord[];
-}
-
-export type TaskErrorCode = "check_failed" | "check_timed_out" | "budget_exceeded";
-
-/** One run of a task's check. */
-export interface CheckRecord {
-  command: string;
-  /** Null when unknown (the container went away under it). */
-  exitCode: number | null;
-  timedOut: boolean;
-  durationMs: number;
-  /** Bytes it printed (its whole output is in the check.log artifact, within a bound). */
-  bytes: number;
-  /** Its last lines. */
-  outputTail: string;
-}
-
-/** One attempt of a task: a Codex turn, then (if the turn succeeded) its check. */
-export interface AttemptRecord {
-  attempt: number;
-  /** How the turn itself ended. */
-  turn: TaskStatus;
-  turnError: string | null;
-  startedAt: string;
-  finishedAt: string;
-  durationMs: number;
-  usage?: TaskUsage;
-  check?: CheckRecord;
-}
+export type { ArtifactEntry, AttemptRecord, CheckRecord, MissionRecord, MissionStatus, TaskErrorCode, TaskRecord, TaskStatus } from "./record.js";
 
 /** A task's notes as a one-line suffix (` [note; note]`), or "" when it has none. */
 export function notesSuffix(notes: string[] | undefined): string {
@@ -85,21 +26,6 @@ export function attemptLabel(t: TaskRecord): string | null {
   const ended = t.attempts?.length ?? 0;
   const current = t.status === "running" ? Math.min(ended + 1, t.maxAttempts) : Math.max(ended, 1);
   return `${current}/${t.maxAttempts}`;
-}
-
-export interface MissionRecord {
-  missionId: string;
-  name: string;
-  status: MissionStatus;
-  workspace: string;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-  tasks: TaskRecord[];
-  /** The artifact bundle (tar.gz), if any artifact was kept. */
-  bundle: string | null;
-  /** The zip bundle, when the mission asked for one. */
-  bundleZip?: string | null;
 }
 
 const MISSION_ID = /^m-[0-9]{14}-[a-f0-9]{6}$/;
@@ -178,7 +104,10 @@ export class StateStore {
   readMission(missionId: string): MissionRecord {
     const file = path.join(this.missionDir(missionId), "record.json");
     if (!existsSync(file)) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
-    return JSON.parse(readFileSync(file, "utf8")) as MissionRecord;
+    // Parsed, not cast: a record written by an earlier version gets the fields added since.
+    const parsed = MissionRecordSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) throw new WrapperError("STATE_ERROR", `${file}: not a mission record: ${formatZodIssues(parsed.error, undefined).join("; ")}`);
+    return parsed.data;
   }
 
   /** Recent missions, newest first. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -47,5 +47,31 @@ describe("StateStore", () => {
     expect(() => store.taskDir(store.newMissionId(), "../x")).toThrow(/is not a task id/);
     expect(() => store.readMission("m-20260101000000-abcdef")).toThrow(/no mission m-20260101000000-abcdef/);
     expect(existsSync(path.join(store.root, "missions"))).toBe(false);
+  });
+});
+
+describe("records on disk", () => {
+  it("a record written by the first version (no notes, usage, attempts, bundleZip) still reads, with the same values", () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-old-"));
+    const store = new StateStore(root);
+    const id = store.newMissionId();
+    // The shape of 9e4b9ab's MissionRecord, as it wrote it.
+    const old = {
+      missionId: id, name: "old", status: "succeeded", workspace: "/w", createdAt: "2026-11-25T05:35:28.204Z", updatedAt: "2026-11-25T05:35:30.365Z", finishedAt: "2026-11-25T05:35:30.365Z", bundle: null,
+      tasks: [{ id: "greet", status: "succeeded", conversationId: "conv_1", finalMessage: "wrote out/hello.txt", error: null, container: "c1", startedAt: "s", finishedAt: "f", artifacts: [{ path: "out/hello.txt", size: 8, sha256: "9b" }] }],
+    };
+    mkdirSync(store.missionDir(id), { recursive: true });
+    writeFileSync(path.join(store.missionDir(id), "record.json"), JSON.stringify(old));
+    expect(store.readMission(id)).toEqual(old);
+  });
+
+  it("a record that is not one is a STATE_ERROR naming the file and the key", () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-bad-"));
+    const store = new StateStore(root);
+    const id = store.newMissionId();
+    mkdirSync(store.missionDir(id), { recursive: true });
+    writeFileSync(path.join(store.missionDir(id), "record.json"), JSON.stringify({ missionId: id, name: "x", status: "exploded", workspace: "/w", createdAt: "a", updatedAt: "b", tasks: [] }));
+    expect(() => store.readMission(id)).toThrow(expect.objectContaining({ code: "STATE_ERROR", message: expect.stringMatching(/record\.json: not a mission record: status: /) }));
+    expect(store.listMissions()).toEqual([]);
   });
 });

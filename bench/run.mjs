@@ -22,6 +22,7 @@ import { RelayLink } from "../dist/worker/relay-link.js";
 import { DockerRuntime } from "../dist/runtime/docker.js";
 import { silentLogger } from "../dist/log.js";
 import { startRehearsalServer } from "../dist/rehearsal/server.js";
+import { renderHtml, renderSvg } from "./report.mjs";
 
 const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" } } });
 const QUICK = !!opts.quick;
@@ -46,8 +47,9 @@ function quantile(xs, q) {
   const i = (s.length - 1) * q;
   return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
 }
-const summary = (xs) => ({ n: xs.length, median: round(median(xs)), p10: round(quantile(xs, 0.1)), p90: round(quantile(xs, 0.9)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) });
+const summary = (xs) => ({ n: xs.length, median: round(median(xs)), p10: round(quantile(xs, 0.1)), p90: round(quantile(xs, 0.9)), min: round(Math.min(...xs)), max: round(Math.max(...xs)), samples: xs.map(round2) });
 const round = (x) => Math.round(x * 10) / 10;
+const round2 = (x) => Math.round(x * 100) / 100;
 const say = (s) => process.stderr.write(`bench: ${s}\n`);
 
 function ownedDir(prefix, mode = 0o755) {
@@ -392,13 +394,12 @@ async function relay() {
   relay.close();
   await model.close();
   const ratio = (k) => Math.round((median(stream[k]) / median(stream.direct)) * 100) / 100;
-  const round2 = (x) => Math.round(x * 100) / 100;
   results.relay = {
     runs,
     requestsPerTurn,
     turn: Object.fromEntries(names.map((k) => [k, summary(turn[k])])),
     addedMsP50: { socket: round(median(turn.socket) - median(turn.direct)), stdio: round(median(turn.stdio) - median(turn.direct)) },
-    request: Object.fromEntries(names.map((k) => [k, { n: request[k].length, median: round2(median(request[k])), p10: round2(quantile(request[k], 0.1)), p90: round2(quantile(request[k], 0.9)) }])),
+    request: Object.fromEntries(names.map((k) => [k, { n: request[k].length, median: round2(median(request[k])), p10: round2(quantile(request[k], 0.1)), p90: round2(quantile(request[k], 0.9)), min: round2(Math.min(...request[k])), max: round2(Math.max(...request[k])), samples: request[k].map(round2) }])),
     requestAddedMsP50: { socket: round2(median(request.socket) - median(request.direct)), stdio: round2(median(request.stdio) - median(request.direct)) },
     deltasPerSecond: Object.fromEntries(names.map((k) => [k, round(median(stream[k]))])),
     streamRatio: { socket: ratio("socket"), stdio: ratio("stdio") },
@@ -572,6 +573,10 @@ results.finishedAt = new Date().toISOString();
 const out = opts.out ?? path.join("bench", "results", `${results.startedAt.replace(/[:.]/g, "-")}.json`);
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+// The figures drawn: an SVG and an HTML page beside the JSON (bench/report.mjs).
+const drawn = out.replace(/\.json$/, "");
+writeFileSync(`${drawn}.svg`, renderSvg(results));
+writeFileSync(`${drawn}.html`, renderHtml(results));
 console.log(table());
-console.log(`\nJSON: ${out}`);
+console.log(`\nJSON: ${out}\nSVG: ${drawn}.svg\nHTML: ${drawn}.html`);
 process.exit(0);

@@ -1,7 +1,6 @@
 // The bench's drawn report (bench/report.mjs): every measure of a results JSON becomes a row per
 // series (box, median, samples) on one axis, scale runs become curves, and the SVG parses as XML.
 import { describe, expect, it } from "vitest";
-// @ts-expect-error: a plain .mjs script of the bench, without types
 import { latencyMeasures, renderHtml, renderSvg } from "../../../bench/report.mjs";
 
 const s = (median: number, spread = 10) => ({ n: 5, median, p10: median - spread / 2, p90: median + spread / 2, min: median - spread, max: median + spread, samples: [median - spread, median - 1, median, median + 1, median + spread] });
@@ -21,7 +20,7 @@ const results = {
 
 describe("the bench report", () => {
   it("draws each measure's series side by side, with the samples, and the scale curves", () => {
-    const measures = latencyMeasures(results) as { title: string; series: unknown[] }[];
+    const measures = latencyMeasures(results);
     expect(measures.map((m) => [m.title, m.series.length])).toEqual([
       ["cold start: batch → turn/started", 2],
       ["warm start: batch → turn/started", 2],
@@ -29,14 +28,14 @@ describe("the bench report", () => {
       ["one model request from inside the container", 3],
       ["throughput: 200 tasks on 4×4", 2],
     ]);
-    const svg = renderSvg(results) as string;
+    const svg = renderSvg(results);
     expect(svg.startsWith("<svg xmlns=")).toBe(true);
     expect(svg).toContain("docker run -i (floor)");
     expect(svg).toContain("ratio 1.01×");
     expect(svg.match(/<circle /g)?.length).toBe(12 * 5 + 3 * 3); // 12 series of 5 samples, 3 scale points in each of 3 panels
     expect(svg).toContain("broker CPU per task (ms)");
     expect(svg).toContain("4 container(s)");
-    expect((renderHtml(results) as string).startsWith("<!doctype html>")).toBe(true);
+    expect(renderHtml(results).startsWith("<!doctype html>")).toBe(true);
     // Well-formed: every element opened is closed (a browser would show a broken image otherwise).
     const opened = (svg.match(/<(?!\/)[a-z]+[^>]*[^/]>/g) ?? []).length;
     const closed = (svg.match(/<\/[a-z]+>/g) ?? []).length;

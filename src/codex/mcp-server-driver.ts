@@ -63,6 +63,14 @@ export class McpServerDriver implements CodexDriver {
     sink({ kind: "raw", message: msg });
     const cmd = Array.isArray(msg.command) ? (msg.command as unknown[]).map(String).join(" ") : asText(msg.command);
     switch (msg.type) {
+      case "session_configured":
+        // A new thread, named as its turn starts (the tool's result names it only at the end):
+        // the pool follows the turn's model calls by it (token budgets).
+        if (typeof msg.session_id === "string" && !this.threads.has(msg.session_id)) {
+          this.threads.add(msg.session_id);
+          sink({ kind: "thread", threadId: msg.session_id, resumed: false });
+        }
+        break;
       case "exec_command_begin":
         sink({ kind: "command_started", command: cmd });
         break;
@@ -138,7 +146,7 @@ export class McpServerDriver implements CodexDriver {
       const out = CodexToolOutput.safeParse(result.structuredContent);
       const text = out.success ? out.data.content : (result.content as { type: string; text?: string }[]).map((c) => c.text ?? "").join("\n");
       const tid = out.success ? out.data.threadId : threadId;
-      if (tid) {
+      if (tid && !this.threads.has(tid)) {
         this.threads.add(tid);
         if (!threadId) onEvent({ kind: "thread", threadId: tid, resumed: false });
       }

@@ -12,7 +12,7 @@ import { MissionRunner } from "../../../src/mission/runner.js";
 import type { MissionInput } from "../../../src/mission/schema.js";
 import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
 import type { WorkerPool } from "../../../src/worker/pool.js";
-import { makeWorkspace } from "../support/env.js";
+import { ALL_DRIVERS, makeWorkspace } from "../support/env.js";
 import { poolFixture } from "../support/pool.js";
 
 const RUN = `checks-${process.pid}`;
@@ -121,9 +121,9 @@ describe("a task's check", () => {
 });
 
 describe("token budgets", () => {
-  it("a task over its max_tokens ends budget_exceeded, and no further model call reaches the upstream", async () => {
+  it.each(ALL_DRIVERS)("a task over its max_tokens ends budget_exceeded, and no further model call reaches the upstream (%s)", async (protocol, image) => {
     const up = upstreamLog();
-    const pool = await pools.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }], pool: { logger: up.logger } });
+    const pool = await pools.start({ workers: [{ name: "default", protocol, image, capacity: 1, max_containers: 1 }], pool: { logger: up.logger } });
     // Each answer reports 1000 output tokens: the first (a tool call) spends the 500-token budget.
     const { record } = await run(pool, { tasks: [{ id: "greedy", prompt: "#fake tokens 1000\n#fake run echo one\n#fake run echo two", max_tokens: 500 }] });
     const t = record.tasks[0]!;

@@ -49,13 +49,27 @@ export function cutText(text: string, limit = EVENT_LOG_LIMITS.text): string {
   return `${text.slice(0, half)}\n[… ${text.length - 2 * half} characters left out of the event log …]\n${text.slice(-half)}`;
 }
 
-/** A value with every long string in it cut (a copy; the value itself is left as it is). */
+/** Whether a value holds a string longer than `limit` (no copy made: most events have none). */
+function hasLongText(value: unknown, limit: number): boolean {
+  if (typeof value === "string") return value.length > limit;
+  if (Array.isArray(value)) return value.some((v) => hasLongText(v, limit));
+  if (value && typeof value === "object") {
+    for (const k in value) if (hasLongText((value as Record<string, unknown>)[k], limit)) return true;
+  }
+  return false;
+}
+
+/** A value with every long string in it cut (a copy when one is cut; else the value itself). */
 export function cutTexts<T>(value: T, limit = EVENT_LOG_LIMITS.text): T {
+  return hasLongText(value, limit) ? cutCopy(value, limit) : value;
+}
+
+function cutCopy<T>(value: T, limit: number): T {
   if (typeof value === "string") return cutText(value, limit) as T;
-  if (Array.isArray(value)) return value.map((v: unknown) => cutTexts(v, limit)) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => cutCopy(v, limit)) as T;
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = cutTexts(v, limit);
+    for (const [k, v] of Object.entries(value)) out[k] = cutCopy(v, limit);
     return out as T;
   }
   return value;

@@ -123,7 +123,7 @@ export class MissionRunner {
           clearTimeout(timer);
           timer = undefined;
           queued = null;
-          this.store.saveMission(record);
+          return this.store.saveMissionAsync(record);
         })
         .catch((e: unknown) => this.logger.error("cannot save a mission record", { missionId: record.missionId, error: describeError(e) }));
       saving = queued;

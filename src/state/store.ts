@@ -2,6 +2,7 @@
 // <state_dir>, written so that a crash never leaves a half-written record (temp file, fsync,
 // rename). It survives a broker restart: missions that were running are marked interrupted.
 import { accessSync, appendFileSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { scrubValue } from "../log.js";
@@ -29,6 +30,28 @@ export function attemptLabel(t: TaskRecord): string | null {
 }
 
 const MISSION_ID = /^m-[0-9]{14}-[a-f0-9]{6}$/;
+
+/**
+ * writeFileAtomic off the event loop: the same steps (temp file, fsync, rename, directory fsync)
+ * through the thread pool, so a record's fsync does not stall every connection meanwhile.
+ */
+export async function writeFileAtomicAsync(file: string, data: string, mode = 0o600): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const fh = await fsp.open(tmp, "w", mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, file);
+  try {
+    const dir = await fsp.open(path.dirname(file), "r");
+    await dir.sync().finally(() => dir.close());
+  } catch {
+    // some filesystems cannot fsync a directory: the rename is still atomic
+  }
+}
 
 /** Writes a file so that readers see the old content or the new, never a torn one. */
 export function writeFileAtomic(file: string, data: string, mode = 0o600): void {
@@ -101,6 +124,11 @@ export class StateStore {
     writeFileAtomic(path.join(this.missionDir(record.missionId), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
   }
 
+  /** saveMission off the event loop (the running mission's writes). */
+  saveMissionAsync(record: MissionRecord): Promise<void> {
+    return writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
   readMission(missionId: string): MissionRecord {
     const file = path.join(this.missionDir(missionId), "record.json");
     if (!existsSync(file)) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
@@ -151,9 +179,16 @@ export class StateStore {
     return dir;
   }
 
-  saveRoute(route: ConversationRoute): void {
-    writeFileAtomic(path.join(this.routesDir, `${route.id}.json`), JSON.stringify(route));
+  /** Stores a conversation's route (off the event loop); resolved once it is on disk. */
+  async saveRoute(route: ConversationRoute): Promise<void> {
+    if (!this.routesMade) {
+      await fsp.mkdir(this.routesDir, { recursive: true });
+      this.routesMade = true;
+    }
+    await writeFileAtomicAsync(path.join(this.routesDir, `${route.id}.json`), JSON.stringify(route));
   }
+
+  private routesMade = false;
 
   loadRoutes(): ConversationRoute[] {
     if (!existsSync(this.routesDir)) return [];

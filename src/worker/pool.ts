@@ -118,7 +118,8 @@ export interface PoolOptions {
   startTimeoutMs?: number;
   /** Routes known from an earlier run (state store), so replies survive a broker restart. */
   routes?: ConversationRoute[];
-  onRoute?: (route: ConversationRoute) => void;
+  /** Stores a route; a new conversation's turn returns once it resolves (so a reply after a restart finds it). */
+  onRoute?: (route: ConversationRoute) => void | Promise<void>;
   /**
    * How workers' forwarders reach the relay: a unix socket in CODEX_HOME (the default on a local
    * engine) or their stdio through the engine (the only way on a remote one; tests force it).
@@ -346,6 +347,15 @@ export class WorkerPool {
     return this.routes.get(id);
   }
 
+  /** Stores a route through onRoute; a failure is logged (the conversation still answers until a restart). */
+  private async saveRoute(route: ConversationRoute): Promise<void> {
+    try {
+      await this.opts.onRoute?.(route);
+    } catch (e) {
+      this.logger.error("cannot store a conversation's route: a reply after a broker restart will not find it", { conversationId: route.id, error: describeError(e) });
+    }
+  }
+
   /** Runs one Codex turn: a new conversation, or the next turn of an existing one. */
   async runTurn(req: PoolTurnRequest): Promise<PoolTurnResult> {
     if (!this.started) throw new WrapperError("WORKER_FAILED", "the pool is not started");
@@ -385,7 +395,7 @@ export class WorkerPool {
       const driver = worker.driver!;
       if (route && driver.protocol === "mcp-server" && !driver.hasThread(route.threadId)) {
         route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
-        this.opts.onRoute?.(route);
+        await this.saveRoute(route);
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
       }
       let killed = 0;
@@ -444,7 +454,7 @@ export class WorkerPool {
       if (!route && outcome.threadId) {
         route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
         this.routes.set(route.id, route);
-        this.opts.onRoute?.(route);
+        await this.saveRoute(route);
       }
       return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}), ...(usage ? { usage } : {}) };
     } finally {

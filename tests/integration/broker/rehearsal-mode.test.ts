@@ -3,10 +3,11 @@
 // its banner, /healthz, the status page and every result; --rehearsal forces it with a login;
 // with a login and no flag nothing says "rehearsal mode". The banner's curl call is run as printed.
 import { execFile, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { chromium } from "playwright-core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { REHEARSAL_KEY } from "../../../src/config/rehearsal.js";
 import { tokenFingerprint } from "../../../src/rehearsal/plan.js";
@@ -34,6 +35,24 @@ const mission = (ws: string, prompt: string) => ({ workspace: ws, mission: { nam
 
 async function json(b: ChildBroker, p: string): Promise<Record<string, unknown>> {
   return (await (await fetch(`${b.base}${p}`)).json()) as Record<string, unknown>;
+}
+
+/** The status page's rehearsal banner as headless Chromium shows it: its text, or null when hidden. */
+async function pageBanner(b: ChildBroker, shot?: string): Promise<string | null> {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${b.base}/`);
+    await page.locator("#label").filter({ hasText: b.label }).waitFor({ timeout: 15_000 }); // rendered once
+    if (shot) {
+      mkdirSync(path.resolve("test-results"), { recursive: true });
+      await page.screenshot({ path: path.resolve("test-results", shot), fullPage: true });
+    }
+    const banner = page.locator("#rehearsal");
+    return (await banner.isVisible()) ? await banner.textContent() : null;
+  } finally {
+    await browser.close();
+  }
 }
 
 /** The example call the banner printed: the lines from `mkdir` through `cat`. */
@@ -87,6 +106,9 @@ describe("rehearsal mode", () => {
     const st = await callTool(b, "status", {});
     expect(st.text).toMatch(NOTICE);
     expect((st.structured as { rehearsal?: string }).rehearsal).toBe(health.rehearsal);
+
+    // The status page, in a browser: the notice as a banner above everything.
+    expect(await pageBanner(b, "status-page-rehearsal.png")).toBe(health.rehearsal);
   });
 
   it("--rehearsal forces it with a login present: the login is not used", async () => {
@@ -118,6 +140,7 @@ describe("rehearsal mode", () => {
     expect(((await json(b, "/status.json")) as { instance: Record<string, unknown> }).instance).not.toHaveProperty("rehearsal");
     expect(b.log()).not.toMatch(NOTICE);
     expect(b.log()).not.toContain("Try a whole mission");
+    expect(await pageBanner(b)).toBeNull();
   });
 });
 

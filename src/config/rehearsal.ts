@@ -24,14 +24,16 @@ export function chooseRehearsal(config: Pick<WrapperConfig, "channel" | "authFil
   return reason ? { reason, notice: rehearsalNotice(reason, config.authFile) } : null;
 }
 
+/** A worker image of this project (`<prefix>/worker:<tag>`, any prefix: image_prefix or CODEX_WRAPPER_WORKER_IMAGE). */
+const WORKER_IMAGE = /^(.+\/)worker(:[^/@]+)$/;
+
 /**
- * The configuration in rehearsal mode: each profile on the instance's worker image runs the
- * rehearsal image of the same tag instead (`<prefix>/worker:dev` → `<prefix>/rehearsal:dev`).
+ * The configuration in rehearsal mode: each profile on a worker image of this project runs the
+ * rehearsal image beside it, of the same tag (`<prefix>/worker:dev` → `<prefix>/rehearsal:dev`).
  * A profile on another image keeps it; the pool sends its model calls to the rehearsal model too.
  */
 export function withRehearsal(config: WrapperConfig, mode: RehearsalMode | null): WrapperConfig {
   if (!mode) return config;
-  const worker = `${config.imagePrefix}/worker:`;
-  const workers = config.workers.map((p) => (p.image.startsWith(worker) ? { ...p, image: `${config.imagePrefix}/rehearsal:${p.image.slice(worker.length)}` } : p));
+  const workers = config.workers.map((p) => (WORKER_IMAGE.test(p.image) ? { ...p, image: p.image.replace(WORKER_IMAGE, "$1rehearsal$2") } : p));
   return { ...config, workers, rehearsal: mode };
 }

@@ -30,14 +30,20 @@ describe("rehearsal mode", () => {
     expect(chooseRehearsal(c, true, missing)?.reason).toBe("flag");
   });
 
-  it("profiles on the instance's worker image run the rehearsal image of the same tag; other images stay", () => {
+  it("profiles on a worker image of the project run the rehearsal image of the same tag; other images stay", () => {
     const c = resolveConfig(
-      { broker: { image_prefix: "cmwx" }, workers: [{ name: "a" }, { name: "b", image: "cmwx/worker:dev-codex-0.153.0", protocol: "mcp-server" }, { name: "c", image: "example/own:dev" }] },
+      {
+        broker: { image_prefix: "cmwx" },
+        workers: [{ name: "a" }, { name: "b", image: "cmwx/worker:dev-codex-0.153.0", protocol: "mcp-server" }, { name: "c", image: "example/own:dev" }, { name: "d", image: "registry.local:5000/team/worker:dev" }],
+      },
       "test",
       {},
     );
     const r = withRehearsal(c, chooseRehearsal(c, true, present));
-    expect(r.workers.map((w) => w.image)).toEqual(["cmwx/rehearsal:dev", "cmwx/rehearsal:dev-codex-0.153.0", "example/own:dev"]);
+    expect(r.workers.map((w) => w.image)).toEqual(["cmwx/rehearsal:dev", "cmwx/rehearsal:dev-codex-0.153.0", "example/own:dev", "registry.local:5000/team/rehearsal:dev"]);
+    // CODEX_WRAPPER_WORKER_IMAGE names the worker image of every profile that names none.
+    const env = resolveConfig({}, "test", { CODEX_WRAPPER_WORKER_IMAGE: "other/worker:dev" });
+    expect(withRehearsal(env, chooseRehearsal(env, true, present)).workers[0]!.image).toBe("other/rehearsal:dev");
     expect(r.rehearsal?.reason).toBe("flag");
     expect(c.workers[0]!.image).toBe("cmwx/worker:dev"); // the loaded config is left as it was
   });

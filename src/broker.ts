@@ -49,6 +49,7 @@ export class Broker {
     if (interrupted.length) this.logger.warn("missions left running by an earlier broker are marked interrupted", { missions: interrupted });
     const { reaped } = await this.pool.start();
     this.logger.info("broker started", { label: this.config.label, channel: this.config.channel, version: VERSION, reaped: reaped.length });
+    if (this.config.rehearsal) this.logger.warn(this.config.rehearsal.notice, { rehearsal: true });
   }
 
   /** What /healthz says. */
@@ -67,6 +68,8 @@ export class Broker {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       docker,
       workers: { containers: s.containers.length, inFlight: s.inFlight, queued: s.queued },
+      // Only in rehearsal mode: the answers are scripted, no OpenAI call is made.
+      ...(this.config.rehearsal ? { rehearsal: this.config.rehearsal.notice } : {}),
     };
   }
 

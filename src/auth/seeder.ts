@@ -5,6 +5,7 @@
 // follows the auth file as it changes.
 import { chmodSync, chownSync, renameSync, rmSync, unwatchFile, watchFile, writeFileSync } from "node:fs";
 import path from "node:path";
+import { REHEARSAL_KEY } from "../config/rehearsal.js";
 import type { Logger } from "../log.js";
 import { readAuthFile, type AuthFileInfo } from "./auth-file.js";
 
@@ -52,12 +53,17 @@ export class AuthSeeder {
   private watching = false;
   info: AuthFileInfo;
 
+  /** `source` null: rehearsal mode, no login; workers get a sentinel for a key that does not exist. */
   constructor(
-    private readonly source: string,
+    private readonly source: string | null,
     private readonly logger: Logger,
   ) {
+    if (source === null) {
+      this.info = { path: "(rehearsal mode: no login)", kind: "api-key", mode: 0o600, json: { OPENAI_API_KEY: REHEARSAL_KEY } };
+      return;
+    }
     this.info = readAuthFile(source);
-    watchFile(this.source, { interval: 1000 }, () => this.reload());
+    watchFile(source, { interval: 1000 }, () => this.reload());
     this.watching = true;
   }
 
@@ -81,6 +87,7 @@ export class AuthSeeder {
 
   /** The auth file changed (a new key, `codex login` again): the relay uses the new login from now on. */
   private reload(): void {
+    if (this.source === null) return;
     try {
       const next = readAuthFile(this.source);
       if (next.kind !== this.info.kind) {
@@ -95,7 +102,7 @@ export class AuthSeeder {
   }
 
   close(): void {
-    if (this.watching) unwatchFile(this.source);
+    if (this.watching && this.source !== null) unwatchFile(this.source);
     this.watching = false;
   }
 }

@@ -17,6 +17,7 @@ export interface Check {
 
 const ok = (title: string): Check => ({ status: "ok", title });
 const fail = (title: string, fix: string): Check => ({ status: "fail", title, fix });
+const warn = (title: string, fix: string): Check => ({ status: "warn", title, fix });
 
 /** Runs every check; never throws (a failing check is a line, not an exception). */
 export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): Promise<Check[]> {
@@ -64,21 +65,15 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
     }
   }
 
-  try {
-    const auth = readAuthFile(config.authFile);
-    if (auth.mode & 0o004) {
-      checks.push(fail(`auth file ${auth.path} is world-readable (mode ${auth.mode.toString(8)})`, `chmod 600 ${auth.path}`));
-    } else {
-      checks.push(ok(`auth file ${auth.path}: ${auth.kind === "api-key" ? "API key" : "ChatGPT login"}, mode ${auth.mode.toString(8)}`));
-      // Where the relay sends model calls (profiles on a rehearsal image are answered in the broker).
-      const upstream = new URL(config.modelUpstream ?? DEFAULT_UPSTREAMS[auth.kind]);
-      const proxy = upstreamProxy(upstream);
-      checks.push(ok(`model upstream ${upstream.href.replace(/\/$/, "")} (${proxy ? `through the proxy ${proxy}, from the environment` : "direct"})`));
-    }
-  } catch (e) {
-    if (e instanceof AuthFileError) checks.push(fail(`auth: ${e.message}`, e.fix));
-    else checks.push(fail(`auth: ${describeError(e)}`, "check broker.auth_file"));
-  }
+  // A dev instance with no login starts in rehearsal mode (config/rehearsal.ts): it works, scripted.
+  if (config.rehearsal?.reason === "no-login") {
+    checks.push(
+      warn(
+        `auth: no auth file at ${config.authFile}: the broker starts in rehearsal mode (the answers are scripted, no OpenAI call is made)`,
+        "run `codex login` (or write an auth.json with OPENAI_API_KEY) for real answers, or set broker.auth_file / CODEX_WRAPPER_AUTH_FILE",
+      ),
+    );
+  } else checkAuth(config, checks);
 
   try {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
@@ -136,4 +131,23 @@ export function formatChecks(checks: Check[]): string {
       return c.fix && c.status !== "ok" ? `${mark} ${c.title}\n    fix: ${c.fix}` : `${mark} ${c.title}`;
     })
     .join("\n");
+}
+
+/** The auth file: readable, not world-readable, and where the relay sends its model calls. */
+function checkAuth(config: WrapperConfig, checks: Check[]): void {
+  try {
+    const auth = readAuthFile(config.authFile);
+    if (auth.mode & 0o004) {
+      checks.push(fail(`auth file ${auth.path} is world-readable (mode ${auth.mode.toString(8)})`, `chmod 600 ${auth.path}`));
+    } else {
+      checks.push(ok(`auth file ${auth.path}: ${auth.kind === "api-key" ? "API key" : "ChatGPT login"}, mode ${auth.mode.toString(8)}`));
+      // Where the relay sends model calls (profiles on a rehearsal image are answered in the broker).
+      const upstream = new URL(config.modelUpstream ?? DEFAULT_UPSTREAMS[auth.kind]);
+      const proxy = upstreamProxy(upstream);
+      checks.push(ok(`model upstream ${upstream.href.replace(/\/$/, "")} (${proxy ? `through the proxy ${proxy}, from the environment` : "direct"})`));
+    }
+  } catch (e) {
+    if (e instanceof AuthFileError) checks.push(fail(`auth: ${e.message}`, e.fix));
+    else checks.push(fail(`auth: ${describeError(e)}`, "check broker.auth_file"));
+  }
 }

@@ -1,6 +1,7 @@
 // The codex-mcp-wrapper command line: one function per command, `--help` on each.
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
+import { chooseRehearsal, withRehearsal } from "../config/rehearsal.js";
 import { ConfigError, WrapperError } from "../errors.js";
 import { DockerRuntime } from "../runtime/docker.js";
 import { VERSION } from "../version.js";
@@ -35,8 +36,9 @@ Run \`codex-mcp-wrapper <command> --help\` for a command's options.`,
 Checks, one line each (✓ passed, ⚠ warning, ✗ failed with the fix):
   the Docker engine answers; each worker profile's image is present and allowed for the
   instance's channel; \`codex --version\` in it supports the profile's protocol; the auth file
-  is present, readable, not world-readable (API key or ChatGPT login); the state directory is
-  writable. Exits 0 only when every check passes.
+  is present, readable, not world-readable (API key or ChatGPT login); with none on a dev
+  instance, a warning: the broker starts in rehearsal mode, whose images are checked instead;
+  the state directory is writable. Exits 0 only when no check fails.
 
 Options:
   --config FILE   wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
@@ -68,7 +70,9 @@ async function scaffold(argv: string[]): Promise<number> {
 async function doctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
   if (values.help) return print(HELP.doctor!);
-  const config = loadConfig({ file: values.config });
+  // What serve would run: with no login on a dev instance, the rehearsal images.
+  const loaded = loadConfig({ file: values.config });
+  const config = withRehearsal(loaded, chooseRehearsal(loaded, false));
   const checks = await runDoctor(config, new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }));
   process.stdout.write(values.json ? `${JSON.stringify(checks, null, 2)}\n` : `${formatChecks(checks)}\n`);
   return checks.some((c) => c.status === "fail") ? EXIT.failed : EXIT.ok;

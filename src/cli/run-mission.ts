@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
+import { chooseRehearsal, withRehearsal } from "../config/rehearsal.js";
 import { LiveLines } from "./live-lines.js";
 import { createLogger } from "../log.js";
 import { loadMission } from "../mission/load.js";
@@ -24,7 +25,10 @@ Options:
   --config FILE      wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
   --json FILE        write the mission report (JSON) here too
   --junit FILE       write JUnit XML (one testcase per task) for CI dashboards
-  --zip              also pack the artifacts as bundle.zip (beside bundle.tar.gz)`;
+  --zip              also pack the artifacts as bundle.zip (beside bundle.tar.gz)
+  --rehearsal        run the tasks against the built-in rehearsal model (scripted answers, no
+                     OpenAI call), even with a login; a dev instance with no Codex login (no auth
+                     file) does so by itself`;
 
 const xml = (s: string): string => s.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]!);
 
@@ -87,7 +91,7 @@ export async function runMission(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { workspace: { type: "string" }, config: { type: "string" }, json: { type: "string" }, junit: { type: "string" }, zip: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    options: { workspace: { type: "string" }, config: { type: "string" }, json: { type: "string" }, junit: { type: "string" }, zip: { type: "boolean" }, rehearsal: { type: "boolean" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
     process.stdout.write(`${RUN_MISSION_HELP}\n`);
@@ -97,7 +101,8 @@ export async function runMission(argv: string[]): Promise<number> {
     process.stderr.write(`codex-mcp-wrapper run-mission: expected one mission file\n\n${RUN_MISSION_HELP}\n`);
     return 2;
   }
-  const config = loadConfig({ file: values.config });
+  const loaded = loadConfig({ file: values.config });
+  const config = withRehearsal(loaded, chooseRehearsal(loaded, values.rehearsal === true));
   const mission = loadMission(positionals[0]!, config);
   const logger = createLogger({ level: "warn" });
   const store = new StateStore(config.stateDir);
@@ -116,6 +121,7 @@ export async function runMission(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
+    if (config.rehearsal) out(config.rehearsal.notice);
     await pool.start();
     // On a terminal: a live line per task, redrawn in place; otherwise (CI logs) plain lines.
     const live = process.stdout.isTTY ? new LiveLines(mission.tasks.map((t) => t.id), (s) => void process.stdout.write(s), process.stdout.columns || 100) : null;
@@ -145,7 +151,7 @@ export async function runMission(argv: string[]): Promise<number> {
     live?.render();
     if (interrupted) runner.cancel(missionId);
     const record = await started.done;
-    process.stdout.write(`\n${summary(record)}\n\nmission ${record.status}; state in ${store.missionDir(record.missionId)}\n`);
+    process.stdout.write(`\n${summary(record)}\n\nmission ${record.status}; state in ${store.missionDir(record.missionId)}\n${config.rehearsal ? `${config.rehearsal.notice}\n` : ""}`);
     const report = `${JSON.stringify(record, null, 2)}\n`;
     writeFileAtomic(path.join(store.missionDir(record.missionId), "report.json"), report);
     if (values.json) writeFileSync(values.json, report);

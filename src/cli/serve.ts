@@ -6,14 +6,16 @@ import { serve as serveHttp } from "@hono/node-server";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { Broker } from "../broker.js";
 import { loadConfig } from "../config/load.js";
+import { chooseRehearsal, withRehearsal } from "../config/rehearsal.js";
 import { ConfigError } from "../errors.js";
 import { createApp, isLoopback } from "../http/app.js";
 import { createLogger, redact } from "../log.js";
 import { createBrokerServer } from "../mcp/server.js";
+import { rehearsalBanner } from "./example-call.js";
 
 const KEEP_ALIVE_MS = 65_000;
 
-export const SERVE_HELP = `Usage: codex-mcp-wrapper serve [--config wrapper.toml] [--transport http|stdio] [--host H] [--port P]
+export const SERVE_HELP = `Usage: codex-mcp-wrapper serve [--config wrapper.toml] [--transport http|stdio] [--host H] [--port P] [--rehearsal]
 
 Runs the broker: an MCP server with the tools batch, reply, status and cancel.
   http (default): Streamable HTTP at http://<host>:<port>/mcp, the legacy HTTP+SSE transport
@@ -21,19 +23,23 @@ Runs the broker: an MCP server with the tools batch, reply, status and cancel.
                   (the seed's "sse" spelling is accepted for it)
   stdio:          MCP over stdin/stdout, for clients that spawn the broker
 Listens on 127.0.0.1:4105 by default (a dev instance). Binding another address needs a bearer
-token: set broker.auth_token_env to the name of a variable holding it.`;
+token: set broker.auth_token_env to the name of a variable holding it.
+  --rehearsal     serve the built-in rehearsal model (scripted answers, no OpenAI call) on the
+                  rehearsal image, even with a login; a dev instance with no Codex login (no
+                  auth file) does so by itself`;
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: "string" }, transport: { type: "string" }, host: { type: "string" }, port: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { config: { type: "string" }, transport: { type: "string" }, host: { type: "string" }, port: { type: "string" }, rehearsal: { type: "boolean" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
     process.stdout.write(`${SERVE_HELP}\n`);
     return 0;
   }
   if (values.port !== undefined && !/^\d+$/.test(values.port)) throw new ConfigError("CONFIG_INVALID", `--port: expected a port number, got "${values.port}"`);
-  const config = loadConfig({ file: values.config, overrides: { host: values.host, port: values.port ? Number(values.port) : undefined, transport: values.transport } });
+  const loaded = loadConfig({ file: values.config, overrides: { host: values.host, port: values.port ? Number(values.port) : undefined, transport: values.transport } });
+  const config = withRehearsal(loaded, chooseRehearsal(loaded, values.rehearsal === true));
   const token = config.authTokenEnv ? process.env[config.authTokenEnv] : undefined;
   redact(token);
   if (config.transport === "http" && !isLoopback(config.host) && !token) {
@@ -50,6 +56,7 @@ export async function serve(argv: string[]): Promise<number> {
     await server.connect(transport);
     close = () => server.close();
     logger.info("serving MCP over stdio", { label: config.label });
+    if (config.rehearsal) process.stderr.write(rehearsalBanner(config.rehearsal.notice, null));
   } else {
     const app = createApp({ broker, token });
     const http = serveHttp({ fetch: app.fetch, hostname: config.host, port: config.port });
@@ -66,7 +73,9 @@ export async function serve(argv: string[]): Promise<number> {
       throw new ConfigError("CONFIG_INVALID", `cannot listen on ${config.host}:${config.port} (${e.code}); is another broker running there? use --port`);
     });
     const port = (http.address() as AddressInfo).port;
-    logger.info("serving MCP over HTTP", { url: `http://${config.host}:${port}/mcp`, label: config.label, channel: config.channel });
+    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}/mcp`;
+    logger.info("serving MCP over HTTP", { url, label: config.label, channel: config.channel });
+    if (config.rehearsal) process.stderr.write(rehearsalBanner(config.rehearsal.notice, url));
     close = () =>
       new Promise((r) => {
         http.close(() => r());

@@ -134,6 +134,17 @@ export type NetworkMode = (typeof NETWORKS)[number];
 /** A worker profile with every default filled in (image resolved for the channel, network read). */
 export type WorkerProfile = Omit<z.output<typeof WorkerProfileSchema>, "network"> & { image: string; network: NetworkMode };
 
+/**
+ * Rehearsal mode: every model call goes to the broker's built-in scripted model (src/rehearsal),
+ * none to OpenAI, and no real credential exists. `notice` is what the banner, /healthz, the status
+ * page and every result say.
+ */
+export interface RehearsalMode {
+  /** "flag": --rehearsal; "no-login": a dev instance with no auth file. */
+  reason: "flag" | "no-login";
+  notice: string;
+}
+
 /** The broker's resolved configuration. */
 export interface WrapperConfig {
   label: string;
@@ -161,4 +172,6 @@ export interface WrapperConfig {
   warnings: string[];
   /** Where the config came from: a file path, or "built-in defaults". */
   source: string;
+  /** Set when the broker serves the rehearsal model instead of OpenAI's (config/rehearsal.ts). */
+  rehearsal?: RehearsalMode | null | undefined;
 }

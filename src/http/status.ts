@@ -12,7 +12,8 @@ import type { Broker } from "../broker.js";
 import { attemptLabel, type MissionRecord } from "../state/store.js";
 
 export interface StatusSnapshot {
-  instance: { label: string; channel: string; version: string; uptimeSeconds: number; docker: string; port: number };
+  /** `rehearsal`: only in rehearsal mode, the notice the page shows as a banner. */
+  instance: { label: string; channel: string; version: string; uptimeSeconds: number; docker: string; port: number; rehearsal?: string };
   workers: { containers: ReturnType<Broker["pool"]["stats"]>["containers"]; queued: number; inFlight: number };
   missions: {
     missionId: string;
@@ -32,7 +33,7 @@ const MAX_ERROR_CHARS = 400;
 export async function statusSnapshot(broker: Broker): Promise<StatusSnapshot> {
   const health = await broker.health();
   const pool = broker.pool.stats();
-  const missions = broker.store.listMissions(MAX_MISSIONS).map((m) => missionView(m));
+  const missions = broker.store.listMissions(MAX_MISSIONS).map((m) => missionView(m, broker.config.rehearsal?.notice));
   return {
     instance: {
       label: broker.config.label,
@@ -41,13 +42,15 @@ export async function statusSnapshot(broker: Broker): Promise<StatusSnapshot> {
       uptimeSeconds: Number(health.uptimeSeconds),
       docker: String(health.docker),
       port: broker.config.port,
+      ...(broker.config.rehearsal ? { rehearsal: broker.config.rehearsal.notice } : {}),
     },
     workers: { containers: pool.containers, queued: pool.queued, inFlight: pool.inFlight },
     missions,
   };
 }
 
-function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
+/** `banner`: a note the page shows once, above everything (the rehearsal notice), left out of each task's. */
+function missionView(m: MissionRecord, banner?: string): StatusSnapshot["missions"][number] {
   const progress: Record<string, number> = {};
   for (const t of m.tasks) progress[t.status] = (progress[t.status] ?? 0) + 1;
   const base = `/missions/${encodeURIComponent(m.missionId)}`;
@@ -60,7 +63,7 @@ function missionView(m: MissionRecord): StatusSnapshot["missions"][number] {
     progress,
     bundle: m.bundle ? `${base}/bundle.tar.gz` : null,
     tasks: m.tasks.map((t) => {
-      const error = [t.error, ...(t.notes ?? [])].filter(Boolean).join("\n"); // notes show with the error
+      const error = [t.error, ...(t.notes ?? []).filter((n) => n !== banner)].filter(Boolean).join("\n"); // notes show with the error
       return {
         id: t.id,
         status: t.status,
@@ -171,11 +174,13 @@ const PAGE = `<!doctype html>
   .error { color: #a40e26; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: .8rem; }
   .empty { color: #777; font-style: italic; }
   code { font-family: ui-monospace, monospace; font-size: .85rem; }
+  .rehearsal { background: #fff8c5; border: 2px solid #d4a72c; color: #4d2d00; border-radius: 6px; padding: .6rem .8rem; margin: .6rem 0; font-weight: 600; }
 </style>
 </head>
 <body>
 <h1>codex-mcp-wrapper <span id="label"></span></h1>
 <div class="meta"><span id="live" class="live" title="live updates"></span><span id="instance">loading…</span></div>
+<div id="rehearsal" class="rehearsal" role="alert" hidden></div>
 <h2>Workers</h2>
 <div id="workers"></div>
 <h2>Missions</h2>
@@ -197,6 +202,9 @@ function render(s) {
   document.getElementById("label").textContent = "· " + i.label;
   document.title = i.label + " · codex-mcp-wrapper";
   document.getElementById("instance").textContent = i.channel + " instance, version " + i.version + ", port " + i.port + ", up " + duration(i.uptimeSeconds) + " · Docker: " + i.docker;
+  const banner = document.getElementById("rehearsal");
+  banner.textContent = i.rehearsal || "";
+  banner.hidden = !i.rehearsal;
   const w = s.workers;
   const workers = document.getElementById("workers");
   workers.replaceChildren(el("p", { class: "meta", text: w.containers.length + " container(s), " + w.inFlight + " turn(s) running, " + w.queued + " queued" }));

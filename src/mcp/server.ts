@@ -36,17 +36,27 @@ export interface BrokerDeps {
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
+/** Every result of a broker in rehearsal mode carries its notice (config/rehearsal.ts); no other does. */
+const Rehearsal = { rehearsal: z.string().optional().describe("only in rehearsal mode: the answers are scripted by the broker's rehearsal model and no OpenAI call is made") };
 /** A task as the tools return it: the stored record (one schema) without the container's name. */
 export const TaskResult = TaskRecordSchema.omit({ container: true });
-export const MissionResult = z.object({ missionId: z.string(), status: MissionStatusSchema, tasks: z.array(TaskResult) });
-const RecentMissions = z.object({ missions: z.array(z.object({ missionId: z.string(), name: z.string(), status: MissionStatusSchema, createdAt: z.string(), tasks: z.number() })) });
-const Cancelling = z.object({ missionId: z.string(), taskId: z.string().optional(), status: z.literal("cancelling") });
+export const MissionResult = z.object({ missionId: z.string(), status: MissionStatusSchema, tasks: z.array(TaskResult), ...Rehearsal });
+const RecentMissions = z.object({ missions: z.array(z.object({ missionId: z.string(), name: z.string(), status: MissionStatusSchema, createdAt: z.string(), tasks: z.number() })), ...Rehearsal });
+const Cancelling = z.object({ missionId: z.string(), taskId: z.string().optional(), status: z.literal("cancelling"), ...Rehearsal });
 /** What a failed call carries: the code and message of the error that failed, unchanged. */
 export const ToolFailure = z.object({
   code: z.string().describe("the broker's stable error code, e.g. WORKSPACE_REFUSED, MISSION_INVALID, NOT_FOUND, INVALID_ARGUMENTS"),
   message: z.string(),
   details: z.record(z.string(), z.unknown()).optional(),
+  ...Rehearsal,
 });
+
+/** A result as a broker in rehearsal mode gives it: the notice first in the text, and in structuredContent. */
+function withRehearsalNotice(result: CallToolResult, notice: string): CallToolResult {
+  const [first, ...rest] = result.content;
+  const content: CallToolResult["content"] = first?.type === "text" ? [{ ...first, text: `${notice}\n\n${first.text}` }, ...rest] : [{ type: "text", text: notice }, ...result.content];
+  return { ...result, content, ...(result.structuredContent ? { structuredContent: { ...result.structuredContent, rehearsal: notice } } : {}) };
+}
 
 const taskOut = (t: TaskRecord): TaskResultOut => {
   const { container: _container, ...rest } = t;
@@ -223,7 +233,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         timeout_seconds: z.number().positive().optional().describe("Interrupt the turn after this many seconds"),
         detach: z.boolean().optional().describe("Let the turn run on if this call is cancelled (default false: cancelling the call interrupts the turn)"),
       },
-      output: [TaskResult],
+      output: [TaskResult.extend(Rehearsal)],
       async run(args, extra) {
         if (Buffer.byteLength(args.prompt) > deps.pool.config.maxPromptBytes) throw new WrapperError("MISSION_INVALID", `prompt: more than ${deps.pool.config.maxPromptBytes} bytes (broker.max_prompt_bytes)`);
         const startedAt = new Date().toISOString();
@@ -307,7 +317,8 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
       const ok = tool.output.safeParse(result.structuredContent);
       if (!ok.success) throw new ProtocolError(RPC.INTERNAL_ERROR, `${request.params.name}: the broker built a result its output schema refuses: ${formatZodIssues(ok.error, result.structuredContent).join("; ")}`);
     }
-    return result;
+    const rehearsal = deps.pool.config.rehearsal;
+    return rehearsal ? withRehearsalNotice(result, rehearsal.notice) : result;
   });
 
   // Each artifact is a resource: codex-wrapper://missions/<missionId>/artifacts/<taskId>/<path>.

@@ -244,8 +244,10 @@ export class MissionRunner {
         rec.container = result.container ?? rec.container;
         if (result.usage) rec.usage = rec.usage ? sumUsage(rec.usage, result.usage) : result.usage;
         if (result.notes) {
-          rec.notes = [...(rec.notes ?? []), ...result.notes];
-          for (const note of result.notes) log({ type: "note", note });
+          // Each note once per task (the rehearsal notice comes with every attempt).
+          const fresh = result.notes.filter((n) => !rec.notes?.includes(n));
+          rec.notes = [...(rec.notes ?? []), ...fresh];
+          for (const note of fresh) log({ type: "note", note });
         }
         const a: AttemptRecord = { attempt, turn: result.outcome.status, turnError: result.outcome.error, startedAt: began.toISOString(), finishedAt: "", durationMs: 0, ...(result.usage ? { usage: result.usage } : {}) };
         const done = (): void => {

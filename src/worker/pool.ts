@@ -266,7 +266,8 @@ export class WorkerPool {
     }
     for (const w of this.opts.config.warnings) this.logger.warn(w);
     try {
-      this.seeder = new AuthSeeder(this.opts.config.authFile, this.logger);
+      // Rehearsal mode reads no auth file: there is no login, and no real credential anywhere.
+      this.seeder = new AuthSeeder(this.opts.config.rehearsal ? null : this.opts.config.authFile, this.logger);
     } catch (e) {
       if (e instanceof AuthFileError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}; ${e.fix}`);
       throw e;
@@ -313,11 +314,13 @@ export class WorkerPool {
     } else credential = new ApiKeyCredential(() => seeder.info.json.OPENAI_API_KEY ?? "");
     const hosts = this.opts.config.egressHosts;
     this.relay = new ModelRelay({ logger: this.logger, resolveHost: (h) => hosts[h.toLowerCase()] });
-    if (rehearsalImages.size) {
+    const rehearsalMode = !!this.opts.config.rehearsal;
+    if (rehearsalImages.size || rehearsalMode) {
       this.rehearsal = await startRehearsalServer({ host: "127.0.0.1", port: 0, log: (line) => this.logger.debug("rehearsal model", { line }) });
     }
     for (const p of this.opts.config.workers) {
-      const baseUrl = rehearsalImages.has(p.name) ? this.rehearsal!.url : (this.opts.config.modelUpstream ?? DEFAULT_UPSTREAMS[seeder.kind]);
+      // In rehearsal mode every profile's model is the rehearsal model, whatever its image.
+      const baseUrl = rehearsalMode || rehearsalImages.has(p.name) ? this.rehearsal!.url : (this.opts.config.modelUpstream ?? DEFAULT_UPSTREAMS[seeder.kind]);
       this.upstreams.set(p.name, { baseUrl, credential, idleTimeoutMs: this.opts.config.modelTimeoutMs });
     }
   }
@@ -445,7 +448,7 @@ export class WorkerPool {
         });
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
-      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(refused)];
+      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(refused), ...(this.opts.config.rehearsal ? [this.opts.config.rehearsal.notice] : [])];
       const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
       const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {

@@ -48,6 +48,24 @@ describe("doctor", () => {
     expect(out.join("")).not.toContain("✗");
   });
 
+  it("with no auth file on a dev instance: a warning that the broker starts in rehearsal mode, the rehearsal images checked, exit 0", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-doctor-"));
+    const cfgFile = path.join(dir, "wrapper.toml");
+    writeFileSync(cfgFile, `[broker]\nstate_dir = "${dir}/state"\nauth_file = "${dir}/no-such-auth.json"\nimage_prefix = "${PREFIX}"\n`);
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => (out.push(s), true));
+    try {
+      expect(await main(["doctor", "--config", cfgFile])).toBe(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    const text = out.join("");
+    expect(text).toContain(`⚠ auth: no auth file at ${dir}/no-such-auth.json: the broker starts in rehearsal mode (the answers are scripted, no OpenAI call is made)\n    fix: run \`codex login\``);
+    expect(text).toContain(`✓ worker profile "default": image ${PREFIX}/rehearsal:dev`);
+    expect(text).not.toContain("✗");
+  });
+
   it("says the engine is unreachable, with the fix, when Docker does not answer", async () => {
     const checks = await runDoctor(prepared(), new DockerRuntime({ socketPath: "/nonexistent/docker.sock" }));
     const text = formatChecks(checks);

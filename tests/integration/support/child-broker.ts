@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { INSTANCE_PREFIX, REHEARSAL_IMAGE } from "./env.js";
+import { INSTANCE_PREFIX, PREFIX, REHEARSAL_IMAGE } from "./env.js";
 import { docker } from "./pool.js";
 import { endChild } from "./wait.js";
 
@@ -30,8 +30,12 @@ export interface ChildBroker {
 
 export interface ChildBrokerOptions {
   name: string;
-  /** The content of the auth file the broker seeds workers from. */
+  /** The content of the auth file the broker seeds workers from; null: no auth file (no login). */
   auth: unknown;
+  /** Arguments added after `serve --config <file>` (e.g. --rehearsal). */
+  args?: string[];
+  /** The default profile names no image: it runs the instance's default (`<IMAGE_PREFIX>/worker:dev`, or the rehearsal image in rehearsal mode). */
+  defaultImage?: boolean;
   /** The bearer token the broker requires (none when absent). */
   token?: string;
   /** The default worker profile's capacity (default 2) and max_containers (default 1). */
@@ -47,14 +51,16 @@ export async function startChildBroker(o: ChildBrokerOptions): Promise<ChildBrok
   const label = `${INSTANCE_PREFIX}-${o.name}-${process.pid}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), `cmw-${o.name}-`));
   const authFile = path.join(dir, "auth.json");
-  writeFileSync(authFile, JSON.stringify(o.auth));
-  chmodSync(authFile, 0o600);
+  if (o.auth !== null) {
+    writeFileSync(authFile, JSON.stringify(o.auth));
+    chmodSync(authFile, 0o600);
+  }
   const cfg = path.join(dir, "wrapper.toml");
   writeFileSync(
     cfg,
-    `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\n${o.token ? 'auth_token_env = "CMW_SEC_TOKEN"\n' : ""}chatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = ${o.maxTasksPerMission ?? 50}\n[[workers]]\nname = "default"\nimage = "${REHEARSAL_IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = ${o.capacity ?? 2}\nmax_containers = ${o.maxContainers ?? 1}\n`,
+    `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${dir}/state"\nauth_file = "${authFile}"\n${o.token ? 'auth_token_env = "CMW_SEC_TOKEN"\n' : ""}chatgpt_token_url = "http://127.0.0.1:9/never-called"\nallowed_workspace_roots = ["${os.tmpdir()}"]\nmax_prompt_bytes = 65536\nmax_tasks_per_mission = ${o.maxTasksPerMission ?? 50}\n${o.defaultImage ? `image_prefix = "${PREFIX}"\n` : ""}[[workers]]\nname = "default"\n${o.defaultImage ? "" : `image = "${REHEARSAL_IMAGE}"\n`}network = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = ${o.capacity ?? 2}\nmax_containers = ${o.maxContainers ?? 1}\n`,
   );
-  const child = spawn(process.execPath, [BIN, "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...(o.token ? { CMW_SEC_TOKEN: o.token } : {}), CODEX_WRAPPER_LOG_LEVEL: o.logLevel ?? "debug" } });
+  const child = spawn(process.execPath, [BIN, "serve", "--config", cfg, ...(o.args ?? [])], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...(o.token ? { CMW_SEC_TOKEN: o.token } : {}), CODEX_WRAPPER_LOG_LEVEL: o.logLevel ?? "debug" } });
   let log = "";
   child.stdout.on("data", (d: Buffer) => void (log += d.toString()));
   const stop = async (): Promise<void> => {

@@ -21,6 +21,18 @@ function prepared(workers?: Record<string, unknown>[], authMode = 0o600, authBod
   return resolveConfig(raw, "test", {});
 }
 
+/** `codex-mcp-wrapper doctor --config <file>` in this process: its exit code and what it printed. */
+async function doctorCli(cfgFile: string): Promise<{ code: number; out: string[] }> {
+  const out: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((s: string) => (out.push(s), true));
+  try {
+    return { code: await main(["doctor", "--config", cfgFile]), out };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
 describe("doctor", () => {
   it("passes every check on a prepared machine, through the CLI", async () => {
     const config = prepared([
@@ -37,14 +49,8 @@ describe("doctor", () => {
 
     const cfgFile = path.join(path.dirname(config.authFile), "wrapper.toml");
     writeFileSync(cfgFile, `[broker]\nstate_dir = "${config.stateDir}"\nauth_file = "${config.authFile}"\n`);
-    const out: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => (out.push(s), true));
-    try {
-      expect(await main(["doctor", "--config", cfgFile])).toBe(0);
-    } finally {
-      process.stdout.write = write;
-    }
+    const { code, out } = await doctorCli(cfgFile);
+    expect(code).toBe(0);
     expect(out.join("")).not.toContain("✗");
   });
 
@@ -52,14 +58,8 @@ describe("doctor", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-doctor-"));
     const cfgFile = path.join(dir, "wrapper.toml");
     writeFileSync(cfgFile, `[broker]\nstate_dir = "${dir}/state"\nauth_file = "${dir}/no-such-auth.json"\nimage_prefix = "${PREFIX}"\n`);
-    const out: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => (out.push(s), true));
-    try {
-      expect(await main(["doctor", "--config", cfgFile])).toBe(0);
-    } finally {
-      process.stdout.write = write;
-    }
+    const { code, out } = await doctorCli(cfgFile);
+    expect(code).toBe(0);
     const text = out.join("");
     expect(text).toContain(`⚠ auth: no auth file at ${dir}/no-such-auth.json: the broker starts in rehearsal mode (the answers are scripted, no OpenAI call is made)\n    fix: run \`codex login\``);
     expect(text).toContain(`✓ worker profile "default": image ${PREFIX}/rehearsal:dev`);

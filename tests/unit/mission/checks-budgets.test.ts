@@ -1,55 +1,14 @@
-// The pieces of checks, attempts and budgets that need no Docker: the mission fields and their
-// errors, token budgets, the bounded output of a command, the rehearsal model's attempt
+// The pieces of checks, attempts and budgets that need no Docker (the mission fields and their
+// errors are in load.test.ts): token budgets, the bounded output of a command, the rehearsal model's attempt
 // directives, the attempt label and JUnit's failure and system-out for a check.
 import { describe, expect, it } from "vitest";
 import { junitReport } from "../../../src/cli/run-mission.js";
-import { resolveConfig } from "../../../src/config/load.js";
-import { MissionError } from "../../../src/errors.js";
 import { TaskBudget, TokenBudget } from "../../../src/mission/budget.js";
-import { validateMission } from "../../../src/mission/load.js";
 import { parseDirectives } from "../../../src/rehearsal/directives.js";
 import { planResponse } from "../../../src/rehearsal/plan.js";
 import { ZERO_USAGE } from "../../../src/relay/usage.js";
 import { attemptLabel, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
 import { HeadTail, tailLines } from "../../../src/worker/command.js";
-
-const config = resolveConfig({ workers: [{ name: "default" }] }, "t", {});
-
-function problems(input: unknown): string[] {
-  try {
-    validateMission(input, config);
-  } catch (e) {
-    if (e instanceof MissionError) return e.details?.problems as string[];
-    throw e;
-  }
-  throw new Error("expected a MissionError");
-}
-
-describe("mission fields: check, check_timeout, attempts, max_tokens", () => {
-  it("reads them on a task, in defaults and (max_tokens) on the mission", () => {
-    const m = validateMission({ name: "m", max_tokens: 9000, defaults: { check: "npm test", attempts: 3, max_tokens: 4000 }, tasks: [{ id: "a", prompt: "p", check_timeout: "90s" }] }, config);
-    expect(m.max_tokens).toBe(9000);
-    expect(m.defaults).toMatchObject({ check: "npm test", attempts: 3, max_tokens: 4000 });
-    expect(m.tasks[0]!.check_timeout).toBe(90_000);
-  });
-
-  it("names the field and the fix for each bad value", () => {
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "  " }] })).toEqual(['tasks[0] ("a").check: expected a shell command, such as "npm test"']);
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "x", attempts: 0 }] })).toEqual(['tasks[0] ("a").attempts: expected at least 1 attempt']);
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "x", attempts: 11 }] })).toEqual(['tasks[0] ("a").attempts: expected at most 10 attempts']);
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "x", attempts: 1.5 }] })).toEqual(['tasks[0] ("a").attempts: expected a whole number of attempts, 1 to 10']);
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", max_tokens: -1 }] })).toEqual(['tasks[0] ("a").max_tokens: expected a number of tokens above 0']);
-    expect(problems({ name: "m", max_tokens: "lots", tasks: [{ id: "a", prompt: "p" }] })).toEqual(["max_tokens: expected a whole number of tokens, such as 200000"]);
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "x", check_timeout: "soon" }] })[0]).toMatch(/^tasks\[0\] \("a"\)\.check_timeout: expected a duration/);
-  });
-
-  it("refuses attempts without a check to decide them", () => {
-    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", attempts: 2 }] })).toEqual([
-      'tasks[0] ("a").attempts: 2 attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts',
-    ]);
-    expect(() => validateMission({ name: "m", defaults: { check: "true" }, tasks: [{ id: "a", prompt: "p", attempts: 2 }] }, config)).not.toThrow();
-  });
-});
 
 describe("token budgets", () => {
   const used = (inputTokens: number, outputTokens: number) => ({ ...ZERO_USAGE, inputTokens, outputTokens, cachedInputTokens: inputTokens, reasoningOutputTokens: outputTokens, requests: 1 });

@@ -12,7 +12,8 @@ import { ChatgptTokens } from "../auth/chatgpt-tokens.js";
 import { ApiKeyCredential, ChatgptCredential, type ModelCredential } from "../auth/credential.js";
 import { AuthSeeder, chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth } from "../auth/seeder.js";
 import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
-import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
+import type { ChatgptTokenSource } from "../auth/token-source.js";
+import { AppServerDriver } from "../codex/app-server-driver.js";
 import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
 import { ExecDriver } from "../codex/exec-driver.js";
 import { McpServerDriver } from "../codex/mcp-server-driver.js";
@@ -24,6 +25,7 @@ import type { UpstreamTarget } from "../relay/upstream.js";
 import { addUsage, subUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
 import { startRehearsalServer, type RehearsalServer } from "../rehearsal/server.js";
 import type { DockerRuntime } from "../runtime/docker.js";
+import type { ConversationId, ConversationRoute } from "../state/route.js";
 import { CONTAINER_PATHS, egressEnv, LABELS, privateDir, WorkerContainer, workerUser } from "./container.js";
 import { runCommand, type CommandResult } from "./command.js";
 import { checkImageForChannel } from "./image-policy.js";
@@ -35,23 +37,7 @@ export const REHEARSAL_LABEL = "io.codex-mcp-wrapper.rehearsal";
 /** Where a relay sends model calls when wrapper.toml names no model_upstream. */
 export const DEFAULT_UPSTREAMS = { "api-key": "https://api.openai.com/v1", chatgpt: "https://chatgpt.com/backend-api/codex" } as const;
 
-export type ConversationId = string;
-
-/** Where a conversation lives: its slot (CODEX_HOME), lane (exec) and Codex thread. */
-export interface ConversationRoute {
-  id: ConversationId;
-  profile: string;
-  workspace: string;
-  sandbox: SandboxMode;
-  /** The network its container had (absent in routes stored before 0.2: the profile's). */
-  network?: NetworkMode | undefined;
-  allow?: string[] | undefined;
-  slotId: string;
-  lane: number | null;
-  threadId: string;
-  /** Set when the conversation cannot be continued (mcp-server process ended). */
-  lost?: string;
-}
+export type { ConversationId, ConversationRoute } from "../state/route.js";
 
 export interface PoolTurnRequest {
   /** Continue this conversation; none starts a new one. */

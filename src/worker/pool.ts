@@ -13,10 +13,8 @@ import { ApiKeyCredential, ChatgptCredential, type ModelCredential } from "../au
 import { AuthSeeder, chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth } from "../auth/seeder.js";
 import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
 import type { ChatgptTokenSource } from "../auth/token-source.js";
-import { AppServerDriver } from "../codex/app-server-driver.js";
 import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
-import { ExecDriver } from "../codex/exec-driver.js";
-import { McpServerDriver } from "../codex/mcp-server-driver.js";
+import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
 import type { EgressRefusal } from "../relay/egress.js";
@@ -369,7 +367,7 @@ export class WorkerPool {
       }
       req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id });
       const driver = worker.driver!;
-      if (route && driver.protocol === "mcp-server" && !driver.hasThread(route.threadId)) {
+      if (route && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !driver.hasThread(route.threadId)) {
         route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
         this.opts.onRoute?.(route);
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
@@ -428,7 +426,7 @@ export class WorkerPool {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }
       if (!route && outcome.threadId) {
-        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
+        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null, threadId: outcome.threadId };
         this.routes.set(route.id, route);
         this.opts.onRoute?.(route);
       }
@@ -581,7 +579,7 @@ export class WorkerPool {
     if (ahead) this.starts.ahead++;
     else this.starts.onDemand++;
     const user = workerUser(workspace);
-    const cmd = profile.protocol === "app-server" ? ["codex", "app-server"] : profile.protocol === "mcp-server" ? ["codex", "mcp-server"] : ["sleep", "infinity"];
+    const cmd = [...CODEX_PROTOCOLS[profile.protocol].cmd];
     const container = new WorkerContainer({
       docker: this.opts.docker,
       logger: this.logger,
@@ -656,14 +654,15 @@ export class WorkerPool {
       onRefused: (r) => worker.listeners.forEach((tell) => tell(r)),
     });
     worker.grant = grant;
-    const pushed = seeder.kind === "chatgpt" && profile.protocol === "app-server";
+    const protocol = CODEX_PROTOCOLS[profile.protocol];
+    const pushed = seeder.kind === "chatgpt" && protocol.pushesChatgptTokens;
     const auth = pushed ? null : sentinelAuth(seeder.kind, grant.token, this.planType);
     privateDir(slot.dir, user);
-    if (profile.protocol === "exec") {
-      // One CODEX_HOME per concurrent exec process: lanes/<n> (mounted under /codex-home).
-      privateDir(path.join(slot.dir, "lanes"), user);
+    if (protocol.laneHomes !== null) {
+      // One CODEX_HOME per concurrent Codex process: <laneHomes>/<n> (mounted under /codex-home).
+      privateDir(path.join(slot.dir, protocol.laneHomes), user);
       for (let lane = 0; lane < profile.capacity; lane++) {
-        const dir = path.join(slot.dir, "lanes", String(lane));
+        const dir = path.join(slot.dir, protocol.laneHomes, String(lane));
         privateDir(dir, user);
         seeder.seed({ dir, user, auth });
       }
@@ -683,18 +682,14 @@ export class WorkerPool {
     await worker.relay.open();
     const streams = container.streams!;
     const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: this.planType };
-    const driver: CodexDriver =
-      profile.protocol === "app-server"
-        ? new AppServerDriver({
-            name: container.name,
-            streams,
-            exited: container.exited,
-            cwd: CONTAINER_PATHS.workspace,
-            tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
-          })
-        : profile.protocol === "mcp-server"
-          ? new McpServerDriver({ name: container.name, streams, exited: container.exited })
-          : new ExecDriver({ name: container.name, docker: this.opts.docker, containerId: () => container.id, exited: container.exited });
+    const driver: CodexDriver = protocol.driver({
+      name: container.name,
+      docker: this.opts.docker,
+      containerId: () => container.id,
+      streams,
+      exited: container.exited,
+      tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
+    });
     void container.exited.then((exit) => this.onWorkerExit(worker, exit.reason));
     const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
     let timer: NodeJS.Timeout | undefined;

@@ -27,7 +27,7 @@ export interface ContainerView {
   ready: boolean;
 }
 
-/** A CODEX_HOME slot: its key, and whether a live container holds it. */
+/** A CODEX_HOME slot: its key, and whether a container holds it (one being removed still does, until it is gone). */
 export interface SlotView {
   id: string;
   key: string;

@@ -8,7 +8,7 @@ import { MissionRunner } from "./mission/runner.js";
 import { DockerRuntime } from "./runtime/docker.js";
 import { StateStore } from "./state/store.js";
 import { VERSION } from "./version.js";
-import { WorkerPool } from "./worker/pool.js";
+import { WorkerPool } from "./pool/pool.js";
 
 export class Broker {
   readonly store: StateStore;

@@ -5,8 +5,8 @@
 import { chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { WrapperError } from "../errors.js";
 import { redact, silentLogger, type Logger } from "../log.js";
-import type { ChatgptTokenSource } from "../codex/app-server-driver.js";
 import { readAuthFile } from "./auth-file.js";
+import type { ChatgptTokenSource } from "./token-source.js";
 
 /** Codex's own OAuth client id, used for the refresh grant. */
 export const CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann";

@@ -7,7 +7,7 @@ import { describeError } from "../errors.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
-import { DEFAULT_UPSTREAMS } from "../worker/pool.js";
+import { DEFAULT_UPSTREAMS } from "../pool/model-access.js";
 
 export interface Check {
   status: "ok" | "warn" | "fail";

@@ -12,7 +12,7 @@ import { loadMission } from "../mission/load.js";
 import { MissionRunner, type ProgressEvent } from "../mission/runner.js";
 import { DockerRuntime } from "../runtime/docker.js";
 import { attemptLabel, notesSuffix, StateStore, writeFileAtomic, type MissionRecord, type TaskRecord } from "../state/store.js";
-import { WorkerPool } from "../worker/pool.js";
+import { WorkerPool } from "../pool/pool.js";
 
 export const RUN_MISSION_HELP = `Usage: codex-mcp-wrapper run-mission <mission.json|yaml> --workspace <path> [options]
 

@@ -1,6 +1,7 @@
 // The `codex app-server` driver: the container's main process speaks JSON-RPC on its attached
 // stdio; one process runs many threads at once. Cancel is `turn/interrupt`; a thread unknown to
 // this process (its container was replaced) is continued with `thread/resume`.
+import type { ChatgptTokenSource } from "../auth/token-source.js";
 import { WorkerError } from "../errors.js";
 import { describeExit, exitReport, type ExitInfo } from "../worker/container.js";
 import { StreamTransport } from "../worker/stream-transport.js";
@@ -17,13 +18,6 @@ import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type D
 import { JsonRpcPeer } from "./jsonrpc.js";
 import type { z } from "zod";
 import type { Turn } from "./app-server-protocol.js";
-
-/** Access tokens the broker holds for a ChatGPT login (the refresh token stays with it). */
-export interface ChatgptTokenSource {
-  current(): Promise<{ accessToken: string; accountId: string; planType: string | null }>;
-  /** Called with each new access token; returns an unsubscribe function. */
-  subscribe(listener: () => void): () => void;
-}
 
 export interface AppServerDriverOptions {
   name: string;

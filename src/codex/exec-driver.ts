@@ -9,6 +9,9 @@ import { LineSplitter } from "../worker/stream-transport.js";
 import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { ExecEvent, execArgv } from "./exec-protocol.js";
 
+/** The folder of the slot's CODEX_HOME that holds one CODEX_HOME per lane: lanes/<n>. */
+export const EXEC_LANE_HOMES = "lanes";
+
 export interface ExecDriverOptions {
   name: string;
   docker: DockerRuntime;
@@ -57,7 +60,7 @@ export class ExecDriver implements CodexDriver {
     try {
       handle = await this.opts.docker.exec(this.opts.containerId(), argv, {
         stdin: true,
-        env: { CODEX_HOME: `${CONTAINER_PATHS.codexHome}/lanes/${lane}` },
+        env: { CODEX_HOME: `${CONTAINER_PATHS.codexHome}/${EXEC_LANE_HOMES}/${lane}` },
         workdir: CONTAINER_PATHS.workspace,
       });
     } catch (e) {

@@ -22,7 +22,7 @@ import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
 import { MissionStatusSchema, TaskRecordSchema, type MissionRecord, type TaskRecord } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import { VERSION } from "../version.js";
-import type { WorkerPool } from "../worker/pool.js";
+import type { WorkerPool } from "../pool/pool.js";
 import { resolveInsideRoots } from "../worker/workspace.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";

@@ -5,7 +5,7 @@
 // which Prometheus's own linter rejects), so the exposition passes `promtool check metrics`.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { MissionRecord, TaskRecord } from "../state/store.js";
-import type { PoolStats } from "../worker/pool.js";
+import type { PoolStats } from "../pool/pool.js";
 
 export interface MetricsSources {
   label: string;

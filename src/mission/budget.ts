@@ -2,7 +2,7 @@
 // every model answer (input tokens, cached ones included, plus output tokens, reasoning
 // included). A spent budget makes the relay refuse the task's next model call.
 import type { TokenUsage } from "../relay/usage.js";
-import type { TurnBudget } from "../worker/pool.js";
+import type { TurnBudget } from "../pool/pool.js";
 
 /** The tokens an answer counts against a budget. */
 export const budgetTokens = (u: TokenUsage): number => u.inputTokens + u.outputTokens;

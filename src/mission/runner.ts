@@ -9,7 +9,7 @@ import { describeError, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { addUsage, type TaskUsage } from "../relay/usage.js";
 import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
-import type { PoolTurnRequest, WorkerPool } from "../worker/pool.js";
+import type { PoolTurnRequest, WorkerPool } from "../pool/pool.js";
 import { TaskBudget, TokenBudget } from "./budget.js";
 import { TaskEventLog } from "./event-log.js";
 import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
@@ -176,7 +176,6 @@ export class MissionRunner {
   private async runTask(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal): Promise<void> {
     const { mission, mrec, workspace, save, onProgress } = ctx;
     const d = mission.defaults ?? {};
-    const profile = this.pickProfile(task.preferred_worker, task.profile ?? d.profile);
     const log = (e: unknown): void => {
       try {
         this.store.appendEvent(mrec.missionId, task.id, e);
@@ -204,7 +203,8 @@ export class MissionRunner {
       rec.attempts = [];
     }
     const turn: PoolTurnRequest = {
-      profile,
+      profile: task.profile ?? d.profile,
+      preferredProfile: task.preferred_worker,
       workspace,
       sandbox: task.sandbox ?? d.sandbox,
       network: task.network ?? d.network,
@@ -326,16 +326,6 @@ export class MissionRunner {
     this.hooks.taskFinished?.(rec);
     await save(true);
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
-  }
-
-  /** preferred_worker when that profile has a free lane or room for a container, else the profile. */
-  private pickProfile(preferred: string | undefined, profile: string | undefined): string | undefined {
-    if (!preferred) return profile;
-    const p = this.pool.config.workers.find((w) => w.name === preferred);
-    if (!p) return profile;
-    const mine = this.pool.stats().containers.filter((c) => c.profile === preferred);
-    const free = mine.some((c) => c.inFlight < c.capacity) || mine.length < p.max_containers;
-    return free ? preferred : profile;
   }
 
   /** Cancels a running mission, or one of its tasks. Returns false when nothing is running. */

@@ -3,9 +3,8 @@
 import path from "node:path";
 import { z } from "zod";
 import { AllowList, APPROVAL_POLICIES, NETWORKS, parseDuration, parsedBy, SANDBOXES } from "../config/schema.js";
+import { TASK_ID } from "../state/task-id.js";
 
-/** Ids become file names under the state directory: no path characters. */
-export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>

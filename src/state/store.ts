@@ -6,10 +6,10 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { scrubValue } from "../log.js";
-import type { ConversationRoute } from "../worker/pool.js";
+import type { ConversationRoute } from "./route.js";
 import { formatZodIssues, WrapperError } from "../errors.js";
 import { MissionRecordSchema, type MissionRecord, type TaskRecord } from "./record.js";
-import { TASK_ID } from "../mission/schema.js";
+import { TASK_ID } from "./task-id.js";
 
 export type { ArtifactEntry, AttemptRecord, CheckRecord, MissionRecord, MissionStatus, TaskErrorCode, TaskRecord, TaskStatus } from "./record.js";
 

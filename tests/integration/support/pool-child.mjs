@@ -1,6 +1,6 @@
 // A stand-in broker process for the SIGKILL test: starts a pool from the built code (dist/),
 // begins a long turn, prints "assigned <container>" once it has a container, then waits to be killed.
-import { WorkerPool } from "../../../dist/worker/pool.js";
+import { WorkerPool } from "../../../dist/pool/pool.js";
 import { DockerRuntime } from "../../../dist/runtime/docker.js";
 
 const { config, labels, workspace } = JSON.parse(process.argv[2]);

@@ -7,7 +7,7 @@ import { afterAll, afterEach } from "vitest";
 import { resolveConfig } from "../../../src/config/load.js";
 import type { WrapperConfig } from "../../../src/config/schema.js";
 import { DockerRuntime } from "../../../src/runtime/docker.js";
-import { WorkerPool, type PoolOptions } from "../../../src/worker/pool.js";
+import { WorkerPool, type PoolOptions } from "../../../src/pool/pool.js";
 import { INSTANCE_PREFIX, PREFIX, REHEARSAL_IMAGE, removeTestContainers, TEST_API_KEY, TEST_LABEL } from "./env.js";
 
 export const docker = new DockerRuntime();

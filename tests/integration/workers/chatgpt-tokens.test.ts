@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChatgptTokens } from "../../../src/auth/chatgpt-tokens.js";
-import { WorkerPool } from "../../../src/worker/pool.js";
+import { WorkerPool } from "../../../src/pool/pool.js";
 import { makeWorkspace, removeTestContainers, TEST_LABEL } from "../support/env.js";
 import { docker, testConfig } from "../support/pool.js";
 

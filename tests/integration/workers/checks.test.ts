@@ -11,7 +11,7 @@ import { validateMission } from "../../../src/mission/load.js";
 import { MissionRunner } from "../../../src/mission/runner.js";
 import type { MissionInput } from "../../../src/mission/schema.js";
 import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
-import type { WorkerPool } from "../../../src/worker/pool.js";
+import type { WorkerPool } from "../../../src/pool/pool.js";
 import { ALL_DRIVERS, makeWorkspace } from "../support/env.js";
 import { poolFixture } from "../support/pool.js";
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { WrapperError } from "../../../src/errors.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { WorkerPool } from "../../../src/worker/pool.js";
+import { WorkerPool } from "../../../src/pool/pool.js";
 import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, removeTestContainers, TEST_LABEL } from "../support/env.js";
 import { docker, startPool, testConfig } from "../support/pool.js";
 

@@ -3,7 +3,7 @@
 // is replenished when a warm container dies.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import type { WorkerPool } from "../../../src/worker/pool.js";
+import type { WorkerPool } from "../../../src/pool/pool.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
 import { docker, poolFixture } from "../support/pool.js";

@@ -13,7 +13,7 @@ import { resolveConfig } from "../../../src/config/load.js";
 import { createBrokerServer } from "../../../src/mcp/server.js";
 import { MissionRunner } from "../../../src/mission/runner.js";
 import { StateStore, type MissionRecord } from "../../../src/state/store.js";
-import type { WorkerPool } from "../../../src/worker/pool.js";
+import type { WorkerPool } from "../../../src/pool/pool.js";
 
 let client: Client;
 let store: StateStore;

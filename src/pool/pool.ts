@@ -4,59 +4,43 @@
 // CODEX_HOME slot (a replacement on the same slot when that container died), keeps each
 // profile's warm floor (`warm` containers started ahead of demand for known workspaces, see
 // docs/warm-pool.md), stops idle containers, replaces dead ones, and at shutdown removes every
-// container it started.
+// container it started. Where a turn goes is placement.ts's decision; bringing a container up
+// is bring-up.ts's; how workers reach the model is model-access.ts's.
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { AuthFileError } from "../auth/auth-file.js";
-import { ChatgptTokens } from "../auth/chatgpt-tokens.js";
-import { ApiKeyCredential, ChatgptCredential, type ModelCredential } from "../auth/credential.js";
-import { AuthSeeder, chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth } from "../auth/seeder.js";
+import { AuthSeeder } from "../auth/seeder.js";
+import type { ChatgptTokenSource } from "../auth/token-source.js";
 import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
-import { AppServerDriver, type ChatgptTokenSource } from "../codex/app-server-driver.js";
-import type { CodexDriver, DriverEvent, TurnOutcome } from "../codex/driver.js";
-import { ExecDriver } from "../codex/exec-driver.js";
-import { McpServerDriver } from "../codex/mcp-server-driver.js";
+import type { DriverEvent, TurnOutcome } from "../codex/driver.js";
+import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
 import type { EgressRefusal } from "../relay/egress.js";
-import { ModelRelay, type RelayGrant, type RelayStats } from "../relay/model-relay.js";
-import type { UpstreamTarget } from "../relay/upstream.js";
-import { addUsage, subUsage, ZERO_USAGE, type TaskUsage, type TokenUsage, type Usage } from "../relay/usage.js";
-import { startRehearsalServer, type RehearsalServer } from "../rehearsal/server.js";
+import type { RelayStats } from "../relay/model-relay.js";
+import { subUsage, ZERO_USAGE, type TaskUsage } from "../relay/usage.js";
 import type { DockerRuntime } from "../runtime/docker.js";
-import { CONTAINER_PATHS, egressEnv, LABELS, privateDir, WorkerContainer, workerUser } from "./container.js";
-import { runCommand, type CommandResult } from "./command.js";
-import { checkImageForChannel } from "./image-policy.js";
-import { RELAY_PORTS, RelayLink } from "./relay-link.js";
-import { checkWorkspaceWritable, resolveWorkspace } from "./workspace.js";
+import type { ConversationId, ConversationRoute } from "../state/route.js";
+import { runCommand, type CommandResult } from "../worker/command.js";
+import { CONTAINER_PATHS, egressEnv, LABELS, workerUser } from "../worker/container.js";
+import { checkImageForChannel } from "../worker/image-policy.js";
+import { RELAY_PORTS } from "../worker/relay-link.js";
+import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
+import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
+import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
+import { chooseProfile, drainQueue, holdsWarmFloor, idleExpired, keyOf, networkOf, place, warmBackoff, warmStarts, type Want, type WarmFailure } from "./placement.js";
+import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
 
-/** The image label that marks a rehearsal image: the broker serves its model itself (the rehearsal model, on loopback). */
-export const REHEARSAL_LABEL = "io.codex-mcp-wrapper.rehearsal";
-/** Where a relay sends model calls when wrapper.toml names no model_upstream. */
-export const DEFAULT_UPSTREAMS = { "api-key": "https://api.openai.com/v1", chatgpt: "https://chatgpt.com/backend-api/codex" } as const;
-
-export type ConversationId = string;
-
-/** Where a conversation lives: its slot (CODEX_HOME), lane (exec) and Codex thread. */
-export interface ConversationRoute {
-  id: ConversationId;
-  profile: string;
-  workspace: string;
-  sandbox: SandboxMode;
-  /** The network its container had (absent in routes stored before 0.2: the profile's). */
-  network?: NetworkMode | undefined;
-  allow?: string[] | undefined;
-  slotId: string;
-  lane: number | null;
-  threadId: string;
-  /** Set when the conversation cannot be continued (mcp-server process ended). */
-  lost?: string;
-}
+export { DEFAULT_UPSTREAMS, REHEARSAL_LABEL } from "./model-access.js";
+export type { TurnBudget } from "./worker.js";
+export type { ConversationId, ConversationRoute } from "../state/route.js";
 
 export interface PoolTurnRequest {
   /** Continue this conversation; none starts a new one. */
   conversationId?: ConversationId | undefined;
   profile?: string | undefined;
+  /** A new conversation runs on this profile when it has a free lane or room for a container, else on `profile` (a task's preferred_worker). */
+  preferredProfile?: string | undefined;
   workspace?: string | undefined;
   sandbox?: SandboxMode | undefined;
   /** What the turn's commands may reach (default: the profile's network). */
@@ -77,14 +61,6 @@ export interface PoolTurnRequest {
   onAssigned?: ((info: { container: string; slotId: string }) => void) | undefined;
   /** A token budget over the turn's model calls: the relay refuses a call it says no to. */
   budget?: TurnBudget | undefined;
-}
-
-/** A token budget (the runner's): asked before each model call of a turn, told each answer's usage. */
-export interface TurnBudget {
-  /** Why the next model call must be refused (the budget is spent), or null to let it through. */
-  refusal(): string | null;
-  /** An answer's usage, as the relay metered it. */
-  spend(u: TokenUsage): void;
 }
 
 /** A command (a task's check) to run beside a conversation's Codex. */
@@ -129,58 +105,6 @@ export interface PoolOptions {
   onContainerReady?: (info: { name: string; profile: string; ms: number }) => void;
 }
 
-interface Slot {
-  id: string;
-  key: string;
-  dir: string;
-  worker: Worker | null;
-}
-
-interface Worker {
-  key: string;
-  profile: WorkerProfile;
-  workspace: string;
-  sandbox: SandboxMode;
-  network: NetworkMode;
-  allow: string[];
-  relay: RelayLink | null;
-  grant: RelayGrant | null;
-  /** Usage the relay metered, by Codex thread, with the model that last answered it. */
-  usageByThread: Map<string, { usage: TokenUsage; model: string | null }>;
-  /** The budgets of the turns in flight, by their Codex thread. */
-  budgets: Map<string, TurnBudget>;
-  /** The turns in flight, told of each connection the egress proxy refuses. */
-  listeners: Set<(r: EgressRefusal) => void>;
-  slot: Slot;
-  container: WorkerContainer;
-  driver: CodexDriver | null;
-  /** Busy flags, one per unit of capacity. */
-  lanes: boolean[];
-  lastUsed: number;
-  dead: boolean;
-  ready: Promise<void>;
-  removing: boolean;
-  /** Started to keep a warm floor, not for a waiting turn. */
-  ahead: boolean;
-  /** Turns granted a lane on it so far. */
-  turns: number;
-  /** Set when the pool gave up on a live container (frozen): its turns end `lost` with this reason. */
-  lostReason?: string;
-  /** The container's OOM kills already accounted to a turn. */
-  oomKillsSeen: number;
-}
-
-interface Want {
-  profile: WorkerProfile;
-  workspace: string;
-  sandbox: SandboxMode;
-  network: NetworkMode;
-  allow: string[];
-  key: string;
-  slotId?: string | undefined;
-  lane?: number | null | undefined;
-}
-
 interface Waiter {
   want: Want;
   grant: (g: { worker: Worker; lane: number }) => void;
@@ -197,15 +121,6 @@ export interface PoolStats {
   relay: RelayStats;
 }
 
-const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = []): string =>
-  [profile, workspace, sandbox, network, allow.join(",")].join("\u0000");
-
-/** The network a turn gets: what it asks, else "allowlist" if it names hosts, else the profile's. */
-function networkOf(profile: WorkerProfile, network: NetworkMode | undefined, allow: string[] | undefined): { network: NetworkMode; allow: string[] } {
-  const mode = network ?? (allow?.length ? "allowlist" : profile.network);
-  return { network: mode, allow: mode === "allowlist" ? [...new Set([...profile.allow, ...(allow ?? [])])].sort() : [] };
-}
-
 export class WorkerPool {
   readonly session = randomUUID().slice(0, 12);
   private readonly logger: Logger;
@@ -220,24 +135,19 @@ export class WorkerPool {
   /** Keys (profile, workspace, sandbox) whose warm floor the pool keeps, with what to start. */
   private readonly warmKeys = new Map<string, Want>();
   /** Warm keys whose last start failed: failures in a row, and when to try again. */
-  private readonly warmFailures = new Map<string, { count: number; retryAt: number }>();
+  private readonly warmFailures = new Map<string, WarmFailure>();
   private warmTimer: NodeJS.Timeout | undefined;
   private readonly starts = { ahead: 0, onDemand: 0 };
   /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
   private checking = false;
-  /** The ChatGPT login this pool holds, when no source was given. */
-  private ownTokens: ChatgptTokens | undefined;
-  /** Every worker reaches the model through it; none holds a real credential. */
-  private relay: ModelRelay | undefined;
-  private readonly upstreams = new Map<string, UpstreamTarget>();
-  /** The rehearsal model, for profiles on a rehearsal image (the relay's upstream, on loopback). */
-  private rehearsal: RehearsalServer | undefined;
-  private planType: string | null = null;
+  /** The model relay, its credential and each profile's upstream (the rehearsal model for a rehearsal image). */
+  private readonly access: ModelAccess;
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
 
   constructor(private readonly opts: PoolOptions) {
     this.logger = (opts.logger ?? silentLogger).child({ instance: opts.config.label });
+    this.access = new ModelAccess({ config: opts.config, logger: this.logger, tokens: opts.tokens });
     for (const r of opts.routes ?? []) this.routes.set(r.id, r);
   }
 
@@ -272,7 +182,7 @@ export class WorkerPool {
       if (e instanceof AuthFileError) throw new WrapperError("AUTH_INVALID", `auth: ${e.message}; ${e.fix}`);
       throw e;
     }
-    await this.startRelay(rehearsalImages);
+    await this.access.open(this.seeder, rehearsalImages);
     this.opts.config.workers.forEach((p, i) => {
       if (p.warm === 0) return;
       p.warm_workspaces.forEach((ws, j) => {
@@ -293,36 +203,6 @@ export class WorkerPool {
     this.started = true;
     this.topUpWarm();
     return { reaped };
-  }
-
-  /**
-   * The model relay and each profile's upstream. The broker holds the login: an API key, or a
-   * ChatGPT login it refreshes ahead of expiry (one refresh for every container); no container
-   * gets either. A profile on a rehearsal image is answered by the rehearsal model on loopback.
-   */
-  private async startRelay(rehearsalImages: Set<string>): Promise<void> {
-    const seeder = this.seeder!;
-    let credential: ModelCredential;
-    if (seeder.kind === "chatgpt") {
-      if (!this.opts.tokens) {
-        this.ownTokens = new ChatgptTokens({ authFile: this.opts.config.authFile, tokenUrl: this.opts.config.chatgptTokenUrl, logger: this.logger });
-        this.ownTokens.start();
-      }
-      const tokens = this.opts.tokens ?? this.ownTokens!;
-      credential = new ChatgptCredential(tokens);
-      this.planType = (await tokens.current()).planType;
-    } else credential = new ApiKeyCredential(() => seeder.info.json.OPENAI_API_KEY ?? "");
-    const hosts = this.opts.config.egressHosts;
-    this.relay = new ModelRelay({ logger: this.logger, resolveHost: (h) => hosts[h.toLowerCase()] });
-    const rehearsalMode = !!this.opts.config.rehearsal;
-    if (rehearsalImages.size || rehearsalMode) {
-      this.rehearsal = await startRehearsalServer({ host: "127.0.0.1", port: 0, log: (line) => this.logger.debug("rehearsal model", { line }) });
-    }
-    for (const p of this.opts.config.workers) {
-      // In rehearsal mode every profile's model is the rehearsal model, whatever its image.
-      const baseUrl = rehearsalMode || rehearsalImages.has(p.name) ? this.rehearsal!.url : (this.opts.config.modelUpstream ?? DEFAULT_UPSTREAMS[seeder.kind]);
-      this.upstreams.set(p.name, { baseUrl, credential, idleTimeoutMs: this.opts.config.modelTimeoutMs });
-    }
   }
 
   /** Removes containers of this instance's label that this pool did not start (an earlier broker's). */
@@ -367,7 +247,7 @@ export class WorkerPool {
     if (req.conversationId && !route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${req.conversationId}; use an id returned by batch or reply`);
     if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
 
-    const profile = this.profile(route?.profile ?? req.profile);
+    const profile = this.profile(route?.profile ?? this.chooseProfile(req.preferredProfile, req.profile));
     const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
     const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
     const net = route?.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, req.network, req.allow);
@@ -396,7 +276,7 @@ export class WorkerPool {
       }
       req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id });
       const driver = worker.driver!;
-      if (route && driver.protocol === "mcp-server" && !driver.hasThread(route.threadId)) {
+      if (route && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !driver.hasThread(route.threadId)) {
         route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
         await this.saveRoute(route);
         return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
@@ -448,14 +328,14 @@ export class WorkerPool {
         });
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
-      const notes = [...(killed > 0 ? await this.oomNotes(worker, killed) : []), ...refusalNotes(refused), ...(this.opts.config.rehearsal ? [this.opts.config.rehearsal.notice] : [])];
+      const notes = [...(killed > 0 ? await oomNotes(worker, killed) : []), ...refusalNotes(refused), ...(this.opts.config.rehearsal ? [this.opts.config.rehearsal.notice] : [])];
       const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
       const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }
       if (!route && outcome.threadId) {
-        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: driver.protocol === "exec" ? lane : null, threadId: outcome.threadId };
+        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null, threadId: outcome.threadId };
         this.routes.set(route.id, route);
         await this.saveRoute(route);
       }
@@ -522,216 +402,93 @@ export class WorkerPool {
   private drain(profileName: string): void {
     const queue = this.queues.get(profileName);
     if (!queue) return;
-    for (let i = 0; i < queue.length; ) {
-      const waiter = queue[i]!;
-      let granted: { worker: Worker; lane: number } | null;
-      try {
-        granted = this.tryGrant(waiter.want);
-      } catch (e) {
-        queue.splice(i, 1);
-        waiter.fail(e as Error);
-        continue;
-      }
-      if (granted) {
-        queue.splice(i, 1);
+    drainQueue(
+      queue,
+      (waiter) => this.tryGrant(waiter.want),
+      (waiter, granted) => {
         granted.worker.lanes[granted.lane] = true;
         granted.worker.turns++;
         const inFlight = granted.worker.lanes.filter(Boolean).length;
         const name = granted.worker.container.name;
         this.maxInFlightSeen.set(name, Math.max(this.maxInFlightSeen.get(name) ?? 0, inFlight));
         waiter.grant(granted);
-      } else i++;
-    }
+      },
+      (waiter, e) => waiter.fail(e),
+    );
   }
 
   private liveWorkers(profile: string): Worker[] {
     return [...this.workers].filter((w) => w.profile.name === profile && !w.dead && !w.removing);
   }
 
-  private tryGrant(want: Want): { worker: Worker; lane: number } | null {
-    const freeLane = (w: Worker): number => (want.lane !== undefined && want.lane !== null ? (w.lanes[want.lane] ? -1 : want.lane) : w.lanes.indexOf(false));
-    const live = this.liveWorkers(want.profile.name);
-    const room = live.length < want.profile.max_containers;
-
-    if (want.slotId) {
-      const holder = live.find((w) => w.slot.id === want.slotId);
-      if (holder) {
-        const lane = freeLane(holder);
-        return lane >= 0 ? { worker: holder, lane } : null;
-      }
-      const slot = this.slots.get(want.slotId) ?? this.adoptSlot(want);
-      if (room) return { worker: this.startWorker(want, slot), lane: want.lane ?? 0 };
-      const victim = this.evictable(want);
-      if (victim) {
-        void this.removeWorker(victim, "evicted to make room");
-        return { worker: this.startWorker(want, slot), lane: want.lane ?? 0 };
-      }
-      return null;
-    }
-
-    const candidates = live.filter((w) => w.key === want.key).map((w) => ({ w, lane: freeLane(w) })).filter((c) => c.lane >= 0);
-    candidates.sort((a, b) => a.w.lanes.filter(Boolean).length - b.w.lanes.filter(Boolean).length);
-    if (candidates[0]) return { worker: candidates[0].w, lane: candidates[0].lane };
-    if (room) return { worker: this.startWorker(want, this.freeSlot(want)), lane: 0 };
-    const victim = this.evictable(want);
-    if (victim) {
-      void this.removeWorker(victim, "evicted to make room");
-      return { worker: this.startWorker(want, this.freeSlot(want)), lane: 0 };
-    }
-    return null;
+  /** The profile a new conversation runs on (placement's choice for a preferred_worker). */
+  private chooseProfile(preferred: string | undefined, profile: string | undefined): string | undefined {
+    const load = [...this.workers].map((w) => ({ profile: w.profile.name, inFlight: w.lanes.filter(Boolean).length, capacity: w.lanes.length }));
+    return chooseProfile(preferred, profile, this.opts.config.workers, load);
   }
 
-  /** An idle container of the same profile serving another workspace or sandbox mode. */
-  private evictable(want: Want): Worker | undefined {
-    return this.liveWorkers(want.profile.name).find((w) => w.key !== want.key && w.lanes.every((b) => !b) && w.driver !== null);
+  /** Carries out placement's decision for a want: a lane now (starting a container if needed), or null to wait. */
+  private tryGrant(want: Want): { worker: Worker; lane: number } | null {
+    // A slot known from a stored route (the broker restarted): its directory is still on disk.
+    if (want.slotId && !this.slots.has(want.slotId)) this.addSlot(want, want.slotId);
+    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null }));
+    const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null }));
+    const d = place(want, live, slots);
+    if (d.kind === "wait") return null;
+    if (d.kind === "lane") return { worker: d.container.worker, lane: d.lane };
+    if (d.evict) void this.removeWorker(d.evict.worker, "evicted to make room");
+    const slot = d.slotId !== null ? this.slots.get(d.slotId)! : this.addSlot(want, randomUUID().slice(0, 8));
+    return { worker: this.startWorker(want, slot), lane: d.lane };
+  }
+
+  /** A CODEX_HOME slot of the want's key: a new one, or one a stored route names. */
+  private addSlot(want: Want, id: string): Slot {
+    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
+    this.slots.set(id, slot);
+    return slot;
   }
 
   /** A slot of this key whose container is gone, else a new one. */
   private freeSlot(want: Want): Slot {
     for (const s of this.slots.values()) if (s.key === want.key && !s.worker) return s;
-    const id = randomUUID().slice(0, 8);
-    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
-    this.slots.set(id, slot);
-    return slot;
-  }
-
-  /** A slot known from a stored route (the broker restarted): its directory is still on disk. */
-  private adoptSlot(want: Want): Slot {
-    const id = want.slotId!;
-    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
-    this.slots.set(id, slot);
-    return slot;
+    return this.addSlot(want, randomUUID().slice(0, 8));
   }
 
   private startWorker(want: Want, slot: Slot, ahead = false): Worker {
-    const { profile, workspace, sandbox, network, allow } = want;
     if (ahead) this.starts.ahead++;
     else this.starts.onDemand++;
-    const user = workerUser(workspace);
-    const cmd = profile.protocol === "app-server" ? ["codex", "app-server"] : profile.protocol === "mcp-server" ? ["codex", "mcp-server"] : ["sleep", "infinity"];
-    const container = new WorkerContainer({
-      docker: this.opts.docker,
-      logger: this.logger,
-      instanceLabel: this.opts.config.label,
-      channel: this.opts.config.channel,
-      session: this.session,
-      profile,
-      workspace,
-      sandbox,
-      slotId: slot.id,
-      codexHomeDir: slot.dir,
-      cmd,
-      extraLabels: this.opts.extraLabels,
-      user,
-      network,
-      dockerNetwork: profile.docker_network,
-    });
-    const worker: Worker = {
-      key: want.key,
-      profile,
-      workspace,
-      sandbox,
-      network,
-      allow,
-      relay: null,
-      grant: null,
-      usageByThread: new Map(),
-      budgets: new Map(),
-      listeners: new Set(),
-      slot,
-      container,
-      driver: null,
-      lanes: new Array<boolean>(profile.capacity).fill(false),
-      lastUsed: Date.now(),
-      dead: false,
-      removing: false,
-      ready: Promise.resolve(),
-      ahead,
-      turns: 0,
-      oomKillsSeen: 0,
-    };
+    const user = workerUser(want.workspace);
+    const worker = newWorker({ docker: this.opts.docker, logger: this.logger, config: this.opts.config, session: this.session, extraLabels: this.opts.extraLabels }, want, slot, user, ahead);
     slot.worker = worker;
     this.workers.add(worker);
-    worker.ready = this.bringUp(worker, user);
+    worker.ready = bringUp(this.bringUpContext(want.profile.name), worker, user);
     worker.ready.then(
       () => this.warmFailures.delete(want.key),
       (e: unknown) => {
-        this.logger.error("worker failed to start", { container: container.name, error: describeError(e) });
-        if (this.warmKeys.has(want.key)) {
-          const count = (this.warmFailures.get(want.key)?.count ?? 0) + 1;
-          this.warmFailures.set(want.key, { count, retryAt: Date.now() + Math.min(60_000, 5_000 * 2 ** (count - 1)) });
-        }
+        this.logger.error("worker failed to start", { container: worker.container.name, error: describeError(e) });
+        if (this.warmKeys.has(want.key)) this.warmFailures.set(want.key, warmBackoff(this.warmFailures.get(want.key), Date.now()));
         void this.removeWorker(worker, "failed to start");
       },
     );
     return worker;
   }
 
-  private async bringUp(worker: Worker, user: { uid: number; gid: number }): Promise<void> {
-    const { profile, slot, container } = worker;
-    const began = performance.now();
-    const seeder = this.seeder!;
-    // The container's own relay token is all it gets: the sentinel in its auth.json (or, for a
-    // ChatGPT login over app-server, the placeholder access token pushed to it).
-    const grant = this.relay!.grant({
-      container: container.name,
-      upstream: this.upstreams.get(profile.name)!,
-      ...(seeder.kind === "chatgpt" ? { token: chatgptRelayToken(randomUUID(), this.planType) } : {}),
-      egress: worker.network === "allowlist" ? { allow: worker.allow } : undefined,
-      onUsage: (u) => this.onUsage(worker, u),
-      admit: (threadId) => (threadId ? (worker.budgets.get(threadId)?.refusal() ?? null) : null),
-      onRefused: (r) => worker.listeners.forEach((tell) => tell(r)),
-    });
-    worker.grant = grant;
-    const pushed = seeder.kind === "chatgpt" && profile.protocol === "app-server";
-    const auth = pushed ? null : sentinelAuth(seeder.kind, grant.token, this.planType);
-    privateDir(slot.dir, user);
-    if (profile.protocol === "exec") {
-      // One CODEX_HOME per concurrent exec process: lanes/<n> (mounted under /codex-home).
-      privateDir(path.join(slot.dir, "lanes"), user);
-      for (let lane = 0; lane < profile.capacity; lane++) {
-        const dir = path.join(slot.dir, "lanes", String(lane));
-        privateDir(dir, user);
-        seeder.seed({ dir, user, auth });
-      }
-    } else seeder.seed({ dir: slot.dir, user, auth });
-    await container.start();
-    worker.relay = new RelayLink({
+  private bringUpContext(profile: string): BringUpContext {
+    return {
       docker: this.opts.docker,
-      relay: this.relay!,
-      grant,
-      containerId: container.id,
-      container: container.name,
       logger: this.logger,
-      egress: worker.network === "allowlist",
-      alive: () => !worker.dead && !worker.removing,
-      socket: (this.opts.relayChannel ?? (this.opts.docker.local ? "socket" : "stdio")) === "socket" ? { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user } : undefined,
-    });
-    await worker.relay.open();
-    const streams = container.streams!;
-    const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: this.planType };
-    const driver: CodexDriver =
-      profile.protocol === "app-server"
-        ? new AppServerDriver({
-            name: container.name,
-            streams,
-            exited: container.exited,
-            cwd: CONTAINER_PATHS.workspace,
-            tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
-          })
-        : profile.protocol === "mcp-server"
-          ? new McpServerDriver({ name: container.name, streams, exited: container.exited })
-          : new ExecDriver({ name: container.name, docker: this.opts.docker, containerId: () => container.id, exited: container.exited });
-    void container.exited.then((exit) => this.onWorkerExit(worker, exit.reason));
-    const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      driver.open(),
-      container.exited.then((e) => Promise.reject(new WrapperError("WORKER_EXITED", `${e.reason}${e.stderrTail ? `; last stderr lines:\n${e.stderrTail}` : ""}`))),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`)), timeoutMs))),
-    ]).finally(() => clearTimeout(timer));
-    worker.driver = driver;
-    this.opts.onContainerReady?.({ name: container.name, profile: profile.name, ms: performance.now() - began });
+      config: this.opts.config,
+      session: this.session,
+      extraLabels: this.opts.extraLabels,
+      relay: this.access.relay!,
+      seeder: this.seeder!,
+      planType: this.access.planType,
+      upstream: this.access.upstream(profile)!,
+      relayChannel: this.opts.relayChannel,
+      startTimeoutMs: this.opts.startTimeoutMs,
+      onContainerReady: this.opts.onContainerReady,
+      onExit: (worker, reason) => this.onWorkerExit(worker, reason),
+    };
   }
 
   private onWorkerExit(worker: Worker, reason: string): void {
@@ -742,7 +499,7 @@ export class WorkerPool {
     this.maxInFlightSeen.delete(worker.container.name);
     // The link revokes the container's token; a worker that failed before it had one, directly.
     if (worker.relay) worker.relay.close();
-    else if (worker.grant) this.relay?.revoke(worker.grant);
+    else if (worker.grant) this.access.relay?.revoke(worker.grant);
     if (!worker.removing) this.logger.warn("worker container ended unexpectedly", { container: worker.container.name, reason });
     void worker.container.remove().catch(() => {}); // if the engine is away, a health round removes it later
     this.drain(worker.profile.name);
@@ -757,36 +514,22 @@ export class WorkerPool {
   private topUpWarm(): void {
     if (!this.started || this.closed) return;
     const now = Date.now();
-    let nextRetry = Infinity;
-    for (const want of this.warmKeys.values()) {
-      const live = this.liveWorkers(want.profile.name);
-      let have = live.filter((w) => w.key === want.key).length;
-      let room = want.profile.max_containers - live.length;
-      if (have >= want.profile.warm || room <= 0) continue;
-      const failed = this.warmFailures.get(want.key);
-      if (failed && failed.retryAt > now) {
-        nextRetry = Math.min(nextRetry, failed.retryAt);
-        continue;
-      }
-      while (have < want.profile.warm && room > 0) {
-        this.startWorker(want, this.freeSlot(want), true);
-        have++;
-        room--;
-      }
-    }
-    if (nextRetry !== Infinity && !this.warmTimer) {
+    const live = [...this.workers].filter((w) => !w.dead && !w.removing).map((w) => ({ profile: w.profile.name, key: w.key }));
+    const { starts, retryAt } = warmStarts(this.warmKeys.values(), live, this.warmFailures, now);
+    for (const want of starts) this.startWorker(want, this.freeSlot(want), true);
+    if (retryAt !== null && !this.warmTimer) {
       this.warmTimer = setTimeout(() => {
         this.warmTimer = undefined;
         this.topUpWarm();
-      }, nextRetry - now);
+      }, retryAt - now);
       this.warmTimer.unref();
     }
   }
 
   /** Whether removing this idle worker would take its key below the warm floor. */
   private holdsWarmFloor(w: Worker): boolean {
-    if (!this.warmKeys.has(w.key)) return false;
-    return this.liveWorkers(w.profile.name).filter((o) => o.key === w.key).length <= w.profile.warm;
+    const live = this.liveWorkers(w.profile.name).map((o) => ({ profile: o.profile.name, key: o.key }));
+    return holdsWarmFloor({ profile: w.profile.name, key: w.key }, w.profile.warm, this.warmKeys.has(w.key), live);
   }
 
   private release(worker: Worker, lane: number): void {
@@ -803,24 +546,6 @@ export class WorkerPool {
     await worker.driver?.close().catch(() => {});
     await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container; a health round will", { container: worker.container.name, error: describeError(e) }));
     this.onWorkerExit(worker, why);
-  }
-
-  /** The relay metered an answer on this worker's container: counted to the thread it named. */
-  private onUsage(worker: Worker, u: Usage): void {
-    const key = u.threadId ?? "";
-    const seen = worker.usageByThread.get(key);
-    worker.usageByThread.set(key, { usage: addUsage(seen?.usage ?? ZERO_USAGE, u), model: u.model ?? seen?.model ?? null });
-    if (u.threadId) worker.budgets.get(u.threadId)?.spend(u);
-  }
-
-  /** Notes for a turn in which `killed` commands died of SIGKILL, if the kernel's OOM killer did it. */
-  private async oomNotes(worker: Worker, killed: number): Promise<string[]> {
-    const total = await worker.container.oomKills();
-    if (total === null || total <= worker.oomKillsSeen) return [];
-    const n = total - worker.oomKillsSeen;
-    worker.oomKillsSeen = total;
-    const limit = Math.round(worker.profile.memory / 1024 / 1024);
-    return [`out of memory: the kernel killed ${n} process${n > 1 ? "es" : ""} in container ${worker.container.name} for exceeding its memory limit (${limit} MiB; workers.memory), and ${killed} command${killed > 1 ? "s" : ""} of this turn ended by SIGKILL (exit code 137)`];
   }
 
   /** Replaces dead or frozen containers and stops idle ones. */
@@ -842,8 +567,7 @@ export class WorkerPool {
     );
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
-      const idle = w.lanes.every((b) => !b);
-      if (idle && now - w.lastUsed > w.profile.idle_timeout && !this.holdsWarmFloor(w)) {
+      if (idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
         void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
         continue;
       }
@@ -882,7 +606,7 @@ export class WorkerPool {
       queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
       inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
       starts: { ...this.starts },
-      relay: this.relay ? { ...this.relay.stats } : { requests: 0, refused: 0, budgetRefused: 0 },
+      relay: this.access.relay ? { ...this.access.relay.stats } : { requests: 0, refused: 0, budgetRefused: 0 },
     };
   }
 
@@ -901,19 +625,6 @@ export class WorkerPool {
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
     this.seeder?.close();
-    this.ownTokens?.stop();
-    this.relay?.close();
-    await this.rehearsal?.close();
+    await this.access.close();
   }
-}
-
-/** One note per refused target: what was refused, why, and how often. */
-function refusalNotes(refusals: EgressRefusal[]): string[] {
-  const byTarget = new Map<string, { reason: string; count: number }>();
-  for (const r of refusals) {
-    const seen = byTarget.get(r.target);
-    if (seen) seen.count++;
-    else byTarget.set(r.target, { reason: r.reason, count: 1 });
-  }
-  return [...byTarget].map(([target, { reason, count }]) => `egress refused: ${target}${count > 1 ? ` (${count} times)` : ""}: ${reason}`);
 }

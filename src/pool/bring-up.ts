@@ -1,0 +1,147 @@
+// Bringing a worker up: its container (the command its protocol runs), its CODEX_HOME seeded
+// with a sentinel (never the real credential), its own relay grant and link, and its driver,
+// ready when its Codex first answers. What differs per protocol comes from codex/protocols.ts.
+import { randomUUID } from "node:crypto";
+import path from "node:path";
+import { chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth, type AuthSeeder } from "../auth/seeder.js";
+import { CODEX_PROTOCOLS } from "../codex/protocols.js";
+import type { WrapperConfig } from "../config/schema.js";
+import { WrapperError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { EgressRefusal } from "../relay/egress.js";
+import type { ModelRelay } from "../relay/model-relay.js";
+import type { UpstreamTarget } from "../relay/upstream.js";
+import type { DockerRuntime } from "../runtime/docker.js";
+import { CONTAINER_PATHS, privateDir, WorkerContainer } from "../worker/container.js";
+import { RelayLink } from "../worker/relay-link.js";
+import type { Want } from "./placement.js";
+import { meterUsage, type Slot, type Worker } from "./worker.js";
+
+/** What bringing a worker up needs from the pool, taken when the worker is started. */
+export interface BringUpContext {
+  docker: DockerRuntime;
+  logger: Logger;
+  config: WrapperConfig;
+  /** The pool's session (a container label). */
+  session: string;
+  extraLabels?: Record<string, string> | undefined;
+  relay: ModelRelay;
+  seeder: AuthSeeder;
+  planType: string | null;
+  upstream: UpstreamTarget;
+  relayChannel?: "socket" | "stdio" | undefined;
+  startTimeoutMs?: number | undefined;
+  onContainerReady?: ((info: { name: string; profile: string; ms: number }) => void) | undefined;
+  /** The container ended (the pool forgets the worker). */
+  onExit: (worker: Worker, reason: string) => void;
+}
+
+/** A worker for `want` on `slot`, its container not yet created. */
+export function newWorker(ctx: Pick<BringUpContext, "docker" | "logger" | "config" | "session" | "extraLabels">, want: Want, slot: Slot, user: { uid: number; gid: number }, ahead: boolean): Worker {
+  const { profile, workspace, sandbox, network, allow } = want;
+  const container = new WorkerContainer({
+    docker: ctx.docker,
+    logger: ctx.logger,
+    instanceLabel: ctx.config.label,
+    channel: ctx.config.channel,
+    session: ctx.session,
+    profile,
+    workspace,
+    sandbox,
+    slotId: slot.id,
+    codexHomeDir: slot.dir,
+    cmd: [...CODEX_PROTOCOLS[profile.protocol].cmd],
+    extraLabels: ctx.extraLabels,
+    user,
+    network,
+    dockerNetwork: profile.docker_network,
+  });
+  return {
+    key: want.key,
+    profile,
+    workspace,
+    sandbox,
+    network,
+    allow,
+    relay: null,
+    grant: null,
+    usageByThread: new Map(),
+    budgets: new Map(),
+    listeners: new Set(),
+    slot,
+    container,
+    driver: null,
+    lanes: new Array<boolean>(profile.capacity).fill(false),
+    lastUsed: Date.now(),
+    dead: false,
+    removing: false,
+    ready: Promise.resolve(),
+    ahead,
+    turns: 0,
+    oomKillsSeen: 0,
+  };
+}
+
+/** Seeds the slot, starts the container, opens its relay link and its driver; sets them on the worker. */
+export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: number; gid: number }): Promise<void> {
+  const { profile, slot, container } = worker;
+  const began = performance.now();
+  const seeder = ctx.seeder;
+  // The container's own relay token is all it gets: the sentinel in its auth.json (or, for a
+  // ChatGPT login over app-server, the placeholder access token pushed to it).
+  const grant = ctx.relay.grant({
+    container: container.name,
+    upstream: ctx.upstream,
+    ...(seeder.kind === "chatgpt" ? { token: chatgptRelayToken(randomUUID(), ctx.planType) } : {}),
+    egress: worker.network === "allowlist" ? { allow: worker.allow } : undefined,
+    onUsage: (u) => meterUsage(worker, u),
+    admit: (threadId) => (threadId ? (worker.budgets.get(threadId)?.refusal() ?? null) : null),
+    onRefused: (r: EgressRefusal) => worker.listeners.forEach((tell) => tell(r)),
+  });
+  worker.grant = grant;
+  const protocol = CODEX_PROTOCOLS[profile.protocol];
+  const pushed = seeder.kind === "chatgpt" && protocol.pushesChatgptTokens;
+  const auth = pushed ? null : sentinelAuth(seeder.kind, grant.token, ctx.planType);
+  privateDir(slot.dir, user);
+  if (protocol.laneHomes !== null) {
+    // One CODEX_HOME per concurrent Codex process: <laneHomes>/<n> (mounted under /codex-home).
+    privateDir(path.join(slot.dir, protocol.laneHomes), user);
+    for (let lane = 0; lane < profile.capacity; lane++) {
+      const dir = path.join(slot.dir, protocol.laneHomes, String(lane));
+      privateDir(dir, user);
+      seeder.seed({ dir, user, auth });
+    }
+  } else seeder.seed({ dir: slot.dir, user, auth });
+  await container.start();
+  worker.relay = new RelayLink({
+    docker: ctx.docker,
+    relay: ctx.relay,
+    grant,
+    containerId: container.id,
+    container: container.name,
+    logger: ctx.logger,
+    egress: worker.network === "allowlist",
+    alive: () => !worker.dead && !worker.removing,
+    socket: (ctx.relayChannel ?? (ctx.docker.local ? "socket" : "stdio")) === "socket" ? { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user } : undefined,
+  });
+  await worker.relay.open();
+  const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: ctx.planType };
+  const driver = protocol.driver({
+    name: container.name,
+    docker: ctx.docker,
+    containerId: () => container.id,
+    streams: container.streams!,
+    exited: container.exited,
+    tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
+  });
+  void container.exited.then((exit) => ctx.onExit(worker, exit.reason));
+  const timeoutMs = ctx.startTimeoutMs ?? 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    driver.open(),
+    container.exited.then((e) => Promise.reject(new WrapperError("WORKER_EXITED", `${e.reason}${e.stderrTail ? `; last stderr lines:\n${e.stderrTail}` : ""}`))),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`)), timeoutMs))),
+  ]).finally(() => clearTimeout(timer));
+  worker.driver = driver;
+  ctx.onContainerReady?.({ name: container.name, profile: profile.name, ms: performance.now() - began });
+}

@@ -1,0 +1,192 @@
+// Placement: which container and lane a turn gets, when a container is started (or an idle one
+// evicted to make room), which CODEX_HOME slot a new container takes, what the warm floor starts
+// and when an idle container may stop, and whether a task's preferred_worker is free. Pure
+// decisions over plain data, no I/O: the pool gathers a view of its containers, asks, and
+// carries the answer out. A new dimension of placement (an engine) is one more field of the view.
+import type { NetworkMode, SandboxMode, WorkerProfile } from "../config/schema.js";
+
+/** What a turn needs: a container of its key; a reply also names its slot and, exec, its lane. */
+export interface Want {
+  profile: WorkerProfile;
+  workspace: string;
+  sandbox: SandboxMode;
+  network: NetworkMode;
+  allow: string[];
+  key: string;
+  slotId?: string | undefined;
+  lane?: number | null | undefined;
+}
+
+/** A live container (not dead, not being removed) of the wanted profile, as placement sees it. */
+export interface ContainerView {
+  key: string;
+  slotId: string;
+  /** Busy flags, one per unit of capacity. */
+  lanes: readonly boolean[];
+  /** Its Codex has answered (a container still starting is never evicted). */
+  ready: boolean;
+}
+
+/** A CODEX_HOME slot: its key, and whether a container holds it (one being removed still does, until it is gone). */
+export interface SlotView {
+  id: string;
+  key: string;
+  held: boolean;
+}
+
+/** What a turn gets now: a lane of a live container, a container to start, or a wait. */
+export type Placement<C> =
+  | { kind: "lane"; container: C; lane: number }
+  /** Start a container on this slot (null: a new one), after removing `evict` when there is no room. */
+  | { kind: "start"; slotId: string | null; lane: number; evict?: C | undefined }
+  | { kind: "wait" };
+
+/** The identity of what a container serves: turns of one key share containers. */
+export const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = []): string =>
+  [profile, workspace, sandbox, network, allow.join(",")].join("\u0000");
+
+/** The network a turn gets: what it asks, else "allowlist" if it names hosts, else the profile's. */
+export function networkOf(profile: WorkerProfile, network: NetworkMode | undefined, allow: string[] | undefined): { network: NetworkMode; allow: string[] } {
+  const mode = network ?? (allow?.length ? "allowlist" : profile.network);
+  return { network: mode, allow: mode === "allowlist" ? [...new Set([...profile.allow, ...(allow ?? [])])].sort() : [] };
+}
+
+/**
+ * Where a turn goes, given the live containers of its profile and the slots. A reply goes to the
+ * container holding its slot (its own lane for exec), or a new container on that slot. A new
+ * conversation takes the least busy container of its key with a free lane, else a new container
+ * on a free slot of its key. Without room (max_containers), an idle ready container of another
+ * key is evicted; else the turn waits.
+ */
+export function place<C extends ContainerView>(want: Want, live: readonly C[], slots: readonly SlotView[]): Placement<C> {
+  const fixedLane = want.lane !== undefined && want.lane !== null ? want.lane : null;
+  const freeLane = (c: C): number => (fixedLane !== null ? (c.lanes[fixedLane] ? -1 : fixedLane) : c.lanes.indexOf(false));
+  const room = live.length < want.profile.max_containers;
+  const start = (slotId: string | null, lane: number): Placement<C> => {
+    if (room) return { kind: "start", slotId, lane };
+    const evict = live.find((c) => c.key !== want.key && c.lanes.every((b) => !b) && c.ready);
+    return evict ? { kind: "start", slotId, lane, evict } : { kind: "wait" };
+  };
+
+  if (want.slotId) {
+    const holder = live.find((c) => c.slotId === want.slotId);
+    if (holder) {
+      const lane = freeLane(holder);
+      return lane >= 0 ? { kind: "lane", container: holder, lane } : { kind: "wait" };
+    }
+    return start(want.slotId, fixedLane ?? 0);
+  }
+
+  const busy = (c: C): number => c.lanes.filter(Boolean).length;
+  const candidates = live.filter((c) => c.key === want.key).map((c) => ({ c, lane: freeLane(c) })).filter((x) => x.lane >= 0);
+  candidates.sort((a, b) => busy(a.c) - busy(b.c));
+  if (candidates[0]) return { kind: "lane", container: candidates[0].c, lane: candidates[0].lane };
+  return start(freeSlot(want.key, slots), 0);
+}
+
+/** A slot of this key that no live container holds (a dead container's CODEX_HOME), else null. */
+export function freeSlot(key: string, slots: readonly SlotView[]): string | null {
+  return slots.find((s) => s.key === key && !s.held)?.id ?? null;
+}
+
+/**
+ * Grants waiters in arrival order, each what it can have now (asked in turn, so an earlier grant
+ * is seen by the next ask); the rest keep waiting in order. A waiter whose ask throws is removed
+ * and failed.
+ */
+export function drainQueue<W, G>(queue: W[], ask: (w: W) => G | null, grant: (w: W, g: G) => void, fail: (w: W, e: Error) => void): void {
+  for (let i = 0; i < queue.length; ) {
+    const waiter = queue[i]!;
+    let granted: G | null;
+    try {
+      granted = ask(waiter);
+    } catch (e) {
+      queue.splice(i, 1);
+      fail(waiter, e as Error);
+      continue;
+    }
+    if (granted !== null) {
+      queue.splice(i, 1);
+      grant(waiter, granted);
+    } else i++;
+  }
+}
+
+/** A live container as the warm floor counts it. */
+export interface FloorView {
+  profile: string;
+  key: string;
+}
+
+/** A warm key whose last start failed: failures in a row, and when to try again. */
+export interface WarmFailure {
+  count: number;
+  retryAt: number;
+}
+
+/**
+ * The containers to start so that each warm key has its profile's `warm` live containers, within
+ * max_containers (a start for one key leaves less room for the next key of its profile), and when
+ * to look again for keys still backing off after failed starts (null: none is).
+ */
+export function warmStarts(floors: Iterable<Want>, live: readonly FloorView[], failures: ReadonlyMap<string, WarmFailure>, now: number): { starts: Want[]; retryAt: number | null } {
+  const starts: Want[] = [];
+  const startedBy = new Map<string, number>();
+  let retryAt = Infinity;
+  for (const want of floors) {
+    const started = startedBy.get(want.profile.name) ?? 0;
+    const mine = live.filter((c) => c.profile === want.profile.name);
+    let have = mine.filter((c) => c.key === want.key).length + starts.filter((s) => s.key === want.key).length;
+    let room = want.profile.max_containers - mine.length - started;
+    if (have >= want.profile.warm || room <= 0) continue;
+    const failed = failures.get(want.key);
+    if (failed && failed.retryAt > now) {
+      retryAt = Math.min(retryAt, failed.retryAt);
+      continue;
+    }
+    while (have < want.profile.warm && room > 0) {
+      starts.push(want);
+      startedBy.set(want.profile.name, (startedBy.get(want.profile.name) ?? 0) + 1);
+      have++;
+      room--;
+    }
+  }
+  return { starts, retryAt: retryAt === Infinity ? null : retryAt };
+}
+
+/** After a failed start of a warm key: retried later, backing off 5 s, 10 s, … up to a minute. */
+export function warmBackoff(previous: WarmFailure | undefined, now: number): WarmFailure {
+  const count = (previous?.count ?? 0) + 1;
+  return { count, retryAt: now + Math.min(60_000, 5_000 * 2 ** (count - 1)) };
+}
+
+/** Whether removing this container would take its key below the warm floor. */
+export function holdsWarmFloor(c: FloorView, warm: number, isWarmKey: boolean, live: readonly FloorView[]): boolean {
+  if (!isWarmKey) return false;
+  return live.filter((o) => o.profile === c.profile && o.key === c.key).length <= warm;
+}
+
+/** Whether an idle container has outlived its profile's idle_timeout (and holds no warm floor). */
+export function idleExpired(c: { lanes: readonly boolean[]; lastUsed: number; idleTimeoutMs: number }, now: number, holdsFloor: boolean): boolean {
+  return c.lanes.every((b) => !b) && now - c.lastUsed > c.idleTimeoutMs && !holdsFloor;
+}
+
+/** A container as preferred_worker sees it: every one the pool holds (starting, ready or being removed). */
+export interface LoadView {
+  profile: string;
+  inFlight: number;
+  capacity: number;
+}
+
+/**
+ * The profile a new task runs on: its preferred_worker when that profile has a free lane or room
+ * for a container, else its profile (none: the pool's first).
+ */
+export function chooseProfile(preferred: string | undefined, profile: string | undefined, profiles: readonly WorkerProfile[], load: readonly LoadView[]): string | undefined {
+  if (!preferred) return profile;
+  const p = profiles.find((w) => w.name === preferred);
+  if (!p) return profile;
+  const mine = load.filter((c) => c.profile === preferred);
+  const free = mine.some((c) => c.inFlight < c.capacity) || mine.length < p.max_containers;
+  return free ? preferred : profile;
+}

@@ -1,0 +1,177 @@
+// Placement decisions without Docker: plain views of containers and slots in, a decision out.
+import { describe, expect, it } from "vitest";
+import { WorkerProfileSchema, type WorkerProfile } from "../../../src/config/schema.js";
+import {
+  chooseProfile,
+  drainQueue,
+  freeSlot,
+  holdsWarmFloor,
+  idleExpired,
+  keyOf,
+  networkOf,
+  place,
+  warmBackoff,
+  warmStarts,
+  type ContainerView,
+  type Placement,
+  type SlotView,
+  type Want,
+} from "../../../src/pool/placement.js";
+
+function profile(o: Partial<Record<string, unknown>> & { name: string }): WorkerProfile {
+  const p = WorkerProfileSchema.parse(o);
+  return { ...p, image: "x/worker:dev", network: "none" };
+}
+
+const P = profile({ name: "p", capacity: 2, max_containers: 2 });
+const want = (workspace: string, extra: Partial<Want> = {}, p: WorkerProfile = P): Want => ({ profile: p, workspace, sandbox: "read-only", network: "none", allow: [], key: keyOf(p.name, workspace, "read-only"), ...extra });
+const A = want("/a");
+const B = want("/b");
+
+interface C extends ContainerView {
+  name: string;
+}
+const c = (name: string, key: string, slotId: string, lanes: boolean[], ready = true): C => ({ name, key, slotId, lanes, ready });
+const slot = (id: string, key: string, held: boolean): SlotView => ({ id, key, held });
+
+/** A decision with the container named, for readable expectations. */
+const named = (d: Placement<C>): unknown => (d.kind === "lane" ? { kind: "lane", container: d.container.name, lane: d.lane } : d.kind === "start" ? { kind: "start", slotId: d.slotId, lane: d.lane, evict: d.evict?.name } : d);
+
+describe("place", () => {
+  const cases: { name: string; want: Want; live: C[]; slots: SlotView[]; expected: unknown }[] = [
+    { name: "a new conversation starts a container on a new slot when none serves its key", want: A, live: [], slots: [], expected: { kind: "start", slotId: null, lane: 0, evict: undefined } },
+    { name: "a new conversation reuses the free slot of its key (a dead container's CODEX_HOME)", want: A, live: [], slots: [slot("s1", B.key, false), slot("s2", A.key, false)], expected: { kind: "start", slotId: "s2", lane: 0, evict: undefined } },
+    { name: "a held slot of its key is not reused", want: A, live: [c("w1", A.key, "s1", [true, true])], slots: [slot("s1", A.key, true)], expected: { kind: "start", slotId: null, lane: 0, evict: undefined } },
+    { name: "a new conversation takes a free lane of a container of its key", want: A, live: [c("w1", A.key, "s1", [true, false])], slots: [], expected: { kind: "lane", container: "w1", lane: 1 } },
+    {
+      name: "the least busy container of its key wins",
+      want: A,
+      live: [c("w1", A.key, "s1", [true, false, true]), c("w2", A.key, "s2", [false, false, true])],
+      slots: [],
+      expected: { kind: "lane", container: "w2", lane: 0 },
+    },
+    { name: "containers of another key are not shared", want: A, live: [c("w1", B.key, "s1", [false, false])], slots: [], expected: { kind: "start", slotId: null, lane: 0, evict: undefined } },
+    {
+      name: "without room an idle ready container of another key is evicted",
+      want: A,
+      live: [c("w1", B.key, "s1", [true, false]), c("w2", B.key, "s2", [false, false])],
+      slots: [],
+      expected: { kind: "start", slotId: null, lane: 0, evict: "w2" },
+    },
+    { name: "a container still starting is never evicted", want: A, live: [c("w1", B.key, "s1", [false, false], false), c("w2", B.key, "s2", [true, false])], slots: [], expected: { kind: "wait" } },
+    { name: "without room or an idle container the turn waits", want: A, live: [c("w1", A.key, "s1", [true, true]), c("w2", B.key, "s2", [true, false])], slots: [], expected: { kind: "wait" } },
+    { name: "a reply goes to the container that holds its slot", want: { ...A, slotId: "s2" }, live: [c("w1", A.key, "s1", [false, false]), c("w2", A.key, "s2", [true, false])], slots: [], expected: { kind: "lane", container: "w2", lane: 1 } },
+    { name: "a reply waits for its busy holder rather than go elsewhere", want: { ...A, slotId: "s2" }, live: [c("w1", A.key, "s1", [false, false]), c("w2", A.key, "s2", [true, true])], slots: [], expected: { kind: "wait" } },
+    { name: "an exec reply keeps its lane", want: { ...A, slotId: "s1", lane: 1 }, live: [c("w1", A.key, "s1", [false, true])], slots: [], expected: { kind: "wait" } },
+    { name: "an exec reply gets its own lane when free", want: { ...A, slotId: "s1", lane: 1 }, live: [c("w1", A.key, "s1", [true, false])], slots: [], expected: { kind: "lane", container: "w1", lane: 1 } },
+    { name: "a reply whose container died starts a replacement on its slot, on its lane", want: { ...A, slotId: "s9", lane: 1 }, live: [], slots: [slot("s9", A.key, false)], expected: { kind: "start", slotId: "s9", lane: 1, evict: undefined } },
+    { name: "a replacement on a slot (no lane kept) uses lane 0", want: { ...A, slotId: "s9", lane: null }, live: [], slots: [], expected: { kind: "start", slotId: "s9", lane: 0, evict: undefined } },
+    {
+      name: "a replacement without room evicts an idle container of another key",
+      want: { ...A, slotId: "s9" },
+      live: [c("w1", B.key, "s1", [false, false]), c("w2", A.key, "s2", [true, true])],
+      slots: [],
+      expected: { kind: "start", slotId: "s9", lane: 0, evict: "w1" },
+    },
+    { name: "a replacement without room or an idle container waits", want: { ...A, slotId: "s9" }, live: [c("w1", B.key, "s1", [true, false]), c("w2", A.key, "s2", [false, false])], slots: [], expected: { kind: "wait" } },
+  ];
+  it.each(cases)("$name", ({ want: w, live, slots, expected }) => {
+    expect(named(place(w, live, slots))).toEqual(expected);
+  });
+});
+
+describe("keys, networks and slots", () => {
+  it("gives a key per profile, workspace, sandbox and network", () => {
+    expect(keyOf("p", "/a", "read-only")).toBe(keyOf("p", "/a", "read-only", "none", []));
+    expect(new Set([keyOf("p", "/a", "read-only"), keyOf("q", "/a", "read-only"), keyOf("p", "/b", "read-only"), keyOf("p", "/a", "workspace-write"), keyOf("p", "/a", "read-only", "allowlist", ["x.org"])]).size).toBe(5);
+  });
+
+  it("reads the network a turn asks for, else allowlist for named hosts, else the profile's", () => {
+    const q = { ...profile({ name: "q" }), network: "allowlist" as const, allow: ["b.org"] };
+    expect(networkOf(P, undefined, undefined)).toEqual({ network: "none", allow: [] });
+    expect(networkOf(P, undefined, ["z.org", "a.org"])).toEqual({ network: "allowlist", allow: ["a.org", "z.org"] });
+    expect(networkOf(q, undefined, ["a.org", "b.org"])).toEqual({ network: "allowlist", allow: ["a.org", "b.org"] });
+    expect(networkOf(q, "open", ["a.org"])).toEqual({ network: "open", allow: [] });
+  });
+
+  it("finds the first unheld slot of a key", () => {
+    expect(freeSlot("k", [slot("1", "k", true), slot("2", "j", false), slot("3", "k", false), slot("4", "k", false)])).toBe("3");
+    expect(freeSlot("k", [slot("1", "k", true)])).toBeNull();
+  });
+});
+
+describe("the queue", () => {
+  it("grants waiters in arrival order, keeps the rest in order, and fails those whose ask throws", () => {
+    let free = 2;
+    const queue = ["a", "b", "bad", "c", "d"];
+    const granted: string[] = [];
+    const failed: string[] = [];
+    drainQueue(
+      queue,
+      (w) => {
+        if (w === "bad") throw new Error("no profile");
+        return w === "b" || free === 0 ? null : free--;
+      },
+      (w) => granted.push(w),
+      (w, e) => failed.push(`${w}: ${e.message}`),
+    );
+    expect(granted).toEqual(["a", "c"]);
+    expect(failed).toEqual(["bad: no profile"]);
+    expect(queue).toEqual(["b", "d"]);
+  });
+});
+
+describe("the warm floor", () => {
+  const W = profile({ name: "w", warm: 2, max_containers: 3 });
+  const X = want("/x", {}, W);
+  const Y = want("/y", {}, W);
+
+  it.each([
+    { name: "starts up to `warm` containers for a key", floors: [X], live: [], expected: [X.key, X.key] },
+    { name: "counts the key's live containers", floors: [X], live: [{ profile: "w", key: X.key }], expected: [X.key] },
+    { name: "stops at max_containers, counting the starts of earlier keys", floors: [X, Y], live: [], expected: [X.key, X.key, Y.key] },
+    { name: "counts other keys' containers against max_containers", floors: [X], live: [{ profile: "w", key: Y.key }, { profile: "w", key: Y.key }], expected: [X.key] },
+    { name: "leaves other profiles out of the count", floors: [X], live: [{ profile: "other", key: "k" }], expected: [X.key, X.key] },
+  ])("$name", ({ floors, live, expected }) => {
+    const { starts, retryAt } = warmStarts(floors, live, new Map(), 0);
+    expect({ keys: starts.map((s) => s.key), retryAt }).toEqual({ keys: expected, retryAt: null });
+  });
+
+  it("skips a key that is backing off and says when to look again", () => {
+    const failures = new Map([[X.key, { count: 1, retryAt: 5_000 }]]);
+    expect(warmStarts([X], [], failures, 1_000)).toEqual({ starts: [], retryAt: 5_000 });
+    expect(warmStarts([X], [], failures, 5_000).starts).toHaveLength(2);
+  });
+
+  it("backs off 5 s, 10 s, 20 s … up to a minute", () => {
+    const steps: number[] = [];
+    let f = warmBackoff(undefined, 0);
+    for (let i = 0; i < 6; i++, f = warmBackoff(f, 0)) steps.push(f.retryAt);
+    expect(steps).toEqual([5_000, 10_000, 20_000, 40_000, 60_000, 60_000]);
+  });
+
+  it("keeps a container that holds its key's floor, and lets an idle one go past idle_timeout otherwise", () => {
+    const live = [{ profile: "w", key: X.key }, { profile: "w", key: X.key }, { profile: "w", key: Y.key }];
+    expect(holdsWarmFloor(live[0]!, 2, true, live)).toBe(true);
+    expect(holdsWarmFloor(live[0]!, 1, true, live)).toBe(false);
+    expect(holdsWarmFloor(live[2]!, 2, false, live)).toBe(false);
+    expect(idleExpired({ lanes: [false, false], lastUsed: 0, idleTimeoutMs: 100 }, 101, false)).toBe(true);
+    expect(idleExpired({ lanes: [false, false], lastUsed: 0, idleTimeoutMs: 100 }, 100, false)).toBe(false);
+    expect(idleExpired({ lanes: [false, true], lastUsed: 0, idleTimeoutMs: 100 }, 101, false)).toBe(false);
+    expect(idleExpired({ lanes: [false, false], lastUsed: 0, idleTimeoutMs: 100 }, 101, true)).toBe(false);
+  });
+});
+
+describe("preferred_worker", () => {
+  const fast = profile({ name: "fast", max_containers: 1 });
+  const slow = profile({ name: "slow" });
+  it.each([
+    { name: "no preference: the task's profile", preferred: undefined, load: [], expected: "slow" },
+    { name: "an unknown preference: the task's profile", preferred: "gone", load: [], expected: "slow" },
+    { name: "room for a container: the preferred profile", preferred: "fast", load: [], expected: "fast" },
+    { name: "a free lane: the preferred profile", preferred: "fast", load: [{ profile: "fast", inFlight: 3, capacity: 4 }], expected: "fast" },
+    { name: "full and at max_containers: the task's profile", preferred: "fast", load: [{ profile: "fast", inFlight: 4, capacity: 4 }], expected: "slow" },
+  ])("$name", ({ preferred, load, expected }) => {
+    expect(chooseProfile(preferred, "slow", [fast, slow], load)).toBe(expected);
+  });
+});

@@ -4,7 +4,7 @@
 //   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -78,6 +78,8 @@ function cleanup() {
   const rows = execFileSync("docker", ["ps", "-a", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.ID}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" }).split("\n").filter(Boolean);
   const ids = rows.map((r) => r.split(" ")).filter(([, l]) => l.startsWith(`cmw-${RUN}`)).map(([id]) => id);
   if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore" });
+  // Its workspaces, CODEX_HOMEs and state directories: nothing of a run stays in /tmp.
+  rmSync(tmp, { recursive: true, force: true });
 }
 process.on("SIGINT", () => {
   cleanup();

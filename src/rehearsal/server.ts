@@ -129,6 +129,14 @@ export async function startRehearsalServer(opts: RehearsalServerOptions = {}): P
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => void answer(Buffer.concat(chunks)));
   });
+  // Codex's built-in provider (the images' config) tries the Responses WebSocket first. Like the
+  // broker's relay, answer 426 so that it uses HTTP at once: a socket closed on it instead makes
+  // Codex retry its WebSocket five times, about 6 s a turn (measured with 0.169.0, the image run
+  // by hand).
+  server.on("upgrade", (_req: http.IncomingMessage, socket: Socket) => {
+    const body = JSON.stringify({ error: { message: "rehearsal: no WebSocket; use HTTP", type: "rehearsal_error" } });
+    socket.end(`HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
   server.on("connection", (s: Socket) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));

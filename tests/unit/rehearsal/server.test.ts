@@ -1,3 +1,4 @@
+import http from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { startRehearsalServer, type RehearsalServer } from "../../../src/rehearsal/server.js";
 
@@ -23,6 +24,18 @@ async function post(body: unknown, token?: string, signal?: AbortSignal): Promis
 const prompt = (text: string) => ({ model: "m", input: [{ type: "message", role: "user", content: [{ type: "input_text", text }] }], tools: [] });
 
 describe("rehearsal server", () => {
+  it("answers a WebSocket upgrade 426, so Codex's built-in provider uses HTTP at once", async () => {
+    server = await startRehearsalServer();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const req = http.request(`${server!.url}/responses`, { headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+      req.on("response", (res) => resolve(String(res.statusCode)));
+      req.on("upgrade", () => resolve("upgraded"));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(answer).toBe("426");
+  });
+
   it("streams a completed response as server-sent events", async () => {
     server = await startRehearsalServer();
     const res = await post(prompt("hi"), "sk-x");

@@ -21,7 +21,13 @@ export class ForwarderSocket {
   channel: RelayChannel | undefined;
 
   constructor() {
-    this.server = net.createServer((s) => void this.sort(s));
+    this.server = net.createServer((s) => {
+      // A container that is paused, killed or removed resets its connections (ECONNRESET): that is
+      // the connection's end, seen by whoever holds it as a close, never an uncaught error (which
+      // would end the broker). Found by the docker-pause fault test in a clean-clone CI run.
+      s.on("error", () => s.destroy());
+      void this.sort(s);
+    });
   }
 
   private async sort(socket: net.Socket): Promise<void> {

@@ -232,8 +232,7 @@ export class MissionRunner {
     };
     const checkLog = { file: "", redacted: 0 };
     try {
-      const spent = ctx.budget?.spent ? ctx.budget : undefined;
-      if (spent) throw new BudgetCancel(`cancelled before it started: ${spent.describe()}`);
+      if (ctx.budget?.spent) throw new BudgetCancel(`cancelled before it started: ${ctx.budget.describe()}`);
       for (let attempt = 1; ; attempt++) {
         const began = new Date();
         const result = await this.pool.runTurn(turn);

@@ -14,10 +14,13 @@ const viaProxy = new Map<string, http.Agent>();
 
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
 
+/** The proxy URL the environment names for `url`, or "" (loopback never goes through one). */
+const proxyFor = (url: URL): string => (LOOPBACK.test(url.hostname) ? "" : getProxyForUrl(url.href));
+
 /** The agent for a request to `url`: a proxy's (kept per proxy and scheme) or a direct one. Loopback is always direct. */
 export function upstreamAgent(url: URL): http.Agent {
   const secure = url.protocol === "https:";
-  const proxy = LOOPBACK.test(url.hostname) ? "" : getProxyForUrl(url.href);
+  const proxy = proxyFor(url);
   if (!proxy) return secure ? DIRECT.https : DIRECT.http;
   const key = `${secure ? "https" : "http"} ${proxy}`;
   let agent = viaProxy.get(key);
@@ -30,8 +33,7 @@ export function upstreamAgent(url: URL): http.Agent {
 
 /** The proxy a request to `url` goes through, without its credentials (logs, doctor), or null. */
 export function upstreamProxy(url: URL): string | null {
-  if (LOOPBACK.test(url.hostname)) return null;
-  const proxy = getProxyForUrl(url.href);
+  const proxy = proxyFor(url);
   if (!proxy) return null;
   try {
     const p = new URL(proxy);

@@ -84,7 +84,60 @@ function acceptDirect(name: string, socket: net.Socket, path: string): void {
   });
 }
 
+/** The Responses WebSocket Codex's built-in provider tries first: the broker would answer it 426. */
+const WEBSOCKET_ATTEMPT = /^GET \/v1\/responses(?:\?[^ ]*)? HTTP\/1\.1\r\n(?:[^\r\n]*\r\n)*?upgrade:[ \t]*websocket[ \t]*\r\n/i;
+/** A request head longer than this is no WebSocket attempt of Codex's: carry it as it is. */
+const MAX_HEAD = 16 * 1024;
+const UPGRADE_REFUSED = (() => {
+  const body = JSON.stringify({ error: { message: "relay: WebSocket upgrades are not relayed; use HTTP", type: "relay_error" } });
+  return `HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+})();
+
+/**
+ * A connection to the model listener: Codex opens one for its Responses WebSocket at the start of
+ * each session (thread), and the broker's relay, which carries HTTP only, would answer it 426.
+ * The forwarder answers that attempt itself, as a model on the container's loopback would, so it
+ * costs no trip to the broker (measured: one unix connection, the broker's parse and a reply per
+ * thread on every turn's path). It holds nothing for it: the answer is a refusal, and anything
+ * else (every model call) is carried to the broker untouched, first bytes included.
+ */
+function acceptModel(name: string, socket: net.Socket): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const decide = (): void => {
+    socket.off("data", onData);
+    socket.off("end", onEnd);
+    socket.pause();
+    const head = Buffer.concat(chunks);
+    if (WEBSOCKET_ATTEMPT.test(head.toString("latin1"))) {
+      socket.on("error", () => {});
+      socket.end(UPGRADE_REFUSED);
+      return;
+    }
+    socket.unshift(head);
+    carry(name, socket);
+  };
+  const onData = (d: Buffer): void => {
+    chunks.push(d);
+    size += d.length;
+    const text = Buffer.concat(chunks).toString("latin1");
+    // Decided at the first bytes for a model call (a POST), at the head's end for a GET.
+    if (!text.startsWith("GET ".slice(0, Math.min(4, text.length))) || text.includes("\r\n\r\n") || size > MAX_HEAD) decide();
+  };
+  // Gone before its head was whole: nothing to carry.
+  const onEnd = (): void => void socket.destroy();
+  socket.on("data", onData);
+  socket.once("end", onEnd);
+  socket.once("error", () => socket.destroy());
+}
+
 function accept(name: string, socket: net.Socket): void {
+  if (name === "model") return acceptModel(name, socket);
+  carry(name, socket);
+}
+
+/** Carries a connection to the broker: on a unix connection of its own, or as frames on stdio. */
+function carry(name: string, socket: net.Socket): void {
   if (connectTo) return acceptDirect(name, socket, connectTo);
   const id = nextId;
   nextId = (nextId % 0x7fffffff) + 1;
@@ -105,6 +158,7 @@ function accept(name: string, socket: net.Socket): void {
     if (hadError || !ended) send(encodeFrame(FRAME.RESET, id));
   });
   socket.on("error", () => {}); // close follows
+  if (!channelFull) socket.resume(); // a model connection arrives paused, its first bytes put back
 }
 
 function onFrame(f: Frame): void {

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import net, { type AddressInfo, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -209,17 +209,53 @@ describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (cha
     expect(seen[0]!.headers["transfer-encoding"]).toBeUndefined();
   });
 
-  it("answers a WebSocket upgrade of the Responses path 426, so Codex falls back to HTTP at once", async () => {
-    const w = await worker("w-ws");
-    const answer = await new Promise<string>((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port: w.port, path: "/v1/responses", headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: `Bearer ${w.grant.token}` } });
+  const upgrade = (port: number, urlPath: string, token: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const req = http.request({ host: "127.0.0.1", port, path: urlPath, headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: `Bearer ${token}` } });
       req.on("response", (res) => resolve(String(res.statusCode)));
       req.on("upgrade", () => resolve("upgraded"));
       req.on("error", reject);
       req.end();
     });
-    expect(answer).toBe("426");
+
+  it("answers Codex's WebSocket attempt 426 in the forwarder, with no trip to the broker, so Codex falls back to HTTP at once", async () => {
+    const w = await worker("w-ws");
+    let reachedBroker = 0;
+    w.channel.on("stream", () => reachedBroker++);
+    expect(await upgrade(w.port, "/v1/responses", w.grant.token)).toBe("426");
     expect(seen).toHaveLength(0);
+    expect(reachedBroker).toBe(0);
+    // Any other upgrade still goes to the broker, which refuses it and counts the refusal.
+    const refused = relay.stats.refused;
+    expect(await upgrade(w.port, "/v1/realtime", w.grant.token)).toBe("426");
+    expect(reachedBroker).toBe(1);
+    expect(relay.stats.refused).toBe(refused + 1);
+  });
+
+  it("carries a request whose head arrives a few bytes at a time, first bytes included", async () => {
+    const w = await worker("w-slow-head");
+    behave = (req, body, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ method: req.method, body: body.toString() }));
+    const send = async (head: string, body: string): Promise<string> => {
+      const socket = net.connect(w.port, "127.0.0.1");
+      await new Promise((r) => socket.once("connect", r));
+      let answer = "";
+      socket.on("data", (d: Buffer) => (answer += d.toString()));
+      const closed = new Promise((r) => socket.once("close", r));
+      for (const piece of [head.slice(0, 2), head.slice(2, 9), head.slice(9)]) {
+        socket.write(piece);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      socket.write(body); // no half-close: Codex keeps its side open until the answer ends
+      await closed;
+      return answer;
+    };
+    const auth = `authorization: Bearer ${w.grant.token}\r\nconnection: close\r\n`;
+    const post = await send(`POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 9\r\n${auth}\r\n`, '{"a":"b"}');
+    expect(post).toMatch(/^HTTP\/1\.1 200/);
+    expect(post).toContain('"body":"{\\"a\\":\\"b\\"}"');
+    const get = await send(`GET /v1/models HTTP/1.1\r\nhost: x\r\n${auth}\r\n`, "");
+    expect(get).toMatch(/^HTTP\/1\.1 200/);
+    expect(get).toContain('"method":"GET"');
   });
 
   it("passes an upstream 5xx through, and ends a stalled upstream with an error naming it", async () => {

@@ -26,6 +26,38 @@ export interface AppServerDriverOptions {
   cwd: string;
   tokens?: ChatgptTokenSource | undefined;
   requestTimeoutMs?: number;
+  /**
+   * Threads kept started ahead for each of the last settings tasks used here (0: none): a new
+   * task with the same settings takes one, and only `turn/start` is left on its path.
+   */
+  threadsAhead?: number | undefined;
+  /** Counters to add to (shared by a pool's drivers). */
+  threadStats?: ThreadStats | undefined;
+}
+
+/** How new threads began: taken from the ones started ahead, or started on the task's path. */
+export interface ThreadStats {
+  takenAhead: number;
+  startedFresh: number;
+  startedAhead: number;
+}
+
+/** How many distinct thread settings keep threads started ahead (the most recently used). */
+const AHEAD_KEYS = 2;
+
+type ThreadSettings = Record<string, unknown>;
+
+/** A stable key for thread settings: the same settings in any key order give the same key. */
+export function settingsKey(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(settingsKey).join(",")}]`;
+  if (v && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+    return `{${entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, x]) => `${JSON.stringify(k)}:${settingsKey(x)}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
 }
 
 interface ActiveTurn {
@@ -46,8 +78,12 @@ export class AppServerDriver implements CodexDriver {
   private readonly active = new Map<string, ActiveTurn>();
   private exit: ExitInfo | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** Threads started ahead, by settings key (most recently used key last); each resolves to its id, or null if it failed. */
+  private readonly ahead = new Map<string, Promise<string | null>[]>();
+  private readonly threadStats: ThreadStats;
 
   constructor(private readonly opts: AppServerDriverOptions) {
+    this.threadStats = opts.threadStats ?? { takenAhead: 0, startedFresh: 0, startedAhead: 0 };
     const transport = new StreamTransport(opts.streams.stdout, opts.streams.stdin, { name: opts.name });
     this.peer = new JsonRpcPeer(transport, { name: opts.name, withVersionField: false, defaultTimeoutMs: opts.requestTimeoutMs ?? 60_000 });
     this.peer.setCloseReason(() => this.deathError());
@@ -118,11 +154,21 @@ export class AppServerDriver implements CodexDriver {
       config: { ...req.config, ...envConfig(req.env) },
     };
     let threadId: string;
+    /** Set for a new thread: its settings' key, whose threads ahead are topped up once this turn ends. */
+    let key: string | undefined;
     try {
       if (this.loginPending) await this.login();
       if (!req.threadId) {
-        const r = ThreadStartResponse.parse(await this.peer.request("thread/start", settings, { signal: req.signal }));
-        threadId = r.thread.id;
+        key = settingsKey(settings);
+        const ready = await this.takeAhead(key);
+        if (ready) {
+          threadId = ready;
+          this.threadStats.takenAhead++;
+        } else {
+          const r = ThreadStartResponse.parse(await this.peer.request("thread/start", settings, { signal: req.signal }));
+          threadId = r.thread.id;
+          this.threadStats.startedFresh++;
+        }
         onEvent({ kind: "thread", threadId, resumed: false });
       } else if (!this.loaded.has(req.threadId)) {
         const r = ThreadResumeResponse.parse(await this.peer.request("thread/resume", { ...settings, threadId: req.threadId }, { signal: req.signal }));
@@ -153,6 +199,8 @@ export class AppServerDriver implements CodexDriver {
           clearTimeout(timeout);
           clearTimeout(graceTimer);
           req.signal?.removeEventListener("abort", onAbort);
+          // Replaced after the turn, not during it: starting a thread takes Codex's time from the turn.
+          if (key !== undefined) this.startAhead(key, settings);
           // Ended because we stopped it (Codex's "interrupted", or the grace ran out): say why.
           if (stopReason === "timed_out" && o.status === "cancelled") resolve({ ...o, status: "timed_out", error: `no answer within ${req.timeoutMs} ms; the turn was interrupted` });
           else resolve(o);
@@ -190,6 +238,46 @@ export class AppServerDriver implements CodexDriver {
         })
         .catch((e: unknown) => turn.finish(failed(threadId, (e as Error).message)));
     });
+  }
+
+  /** A thread started ahead with these settings, or null (none, or it failed to start). */
+  private async takeAhead(key: string): Promise<string | null> {
+    const list = this.ahead.get(key);
+    if (!list) return null;
+    // Most recently used last: the keys that stop being used are the first dropped.
+    this.ahead.delete(key);
+    this.ahead.set(key, list);
+    for (let next = list.shift(); next; next = list.shift()) {
+      const id = await next;
+      if (id) return id;
+    }
+    return null;
+  }
+
+  /** Keeps `threadsAhead` threads started for these settings, within the last AHEAD_KEYS settings used. */
+  private startAhead(key: string, settings: ThreadSettings): void {
+    const want = this.opts.threadsAhead ?? 0;
+    if (want <= 0 || this.exit || this.peer.isClosed) return;
+    let list = this.ahead.get(key);
+    if (!list) {
+      list = [];
+      this.ahead.set(key, list);
+      // A started thread unused costs Codex about 1.2 MiB and one rollout file (docs/performance.md):
+      // the threads of settings no longer used are left as they are, no more are started for them.
+      while (this.ahead.size > AHEAD_KEYS) this.ahead.delete(this.ahead.keys().next().value!);
+    }
+    while (list.length < want) {
+      this.threadStats.startedAhead++;
+      const started = this.peer
+        .request("thread/start", settings)
+        .then((raw) => {
+          const id = ThreadStartResponse.parse(raw).thread.id;
+          this.loaded.add(id);
+          return id;
+        })
+        .catch(() => null);
+      list.push(started);
+    }
   }
 
   private onNotification(method: string, params: unknown): void {

@@ -6,7 +6,7 @@ import type { ChatgptTokenSource } from "../auth/token-source.js";
 import type { Protocol } from "../config/schema.js";
 import type { AttachedStreams, DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, type ExitInfo } from "../worker/container.js";
-import { AppServerDriver } from "./app-server-driver.js";
+import { AppServerDriver, type ThreadStats } from "./app-server-driver.js";
 import type { CodexDriver } from "./driver.js";
 import { EXEC_LANE_HOMES, ExecDriver } from "./exec-driver.js";
 import { McpServerDriver } from "./mcp-server-driver.js";
@@ -21,6 +21,9 @@ export interface DriverContext {
   exited: Promise<ExitInfo>;
   /** The access token pushed to Codex, for a protocol that takes a ChatGPT login as tokens. */
   tokens?: ChatgptTokenSource | undefined;
+  /** Threads to keep started ahead per settings (app-server; the profile's threads_ahead). */
+  threadsAhead?: number | undefined;
+  threadStats?: ThreadStats | undefined;
 }
 
 export interface CodexProtocol {
@@ -45,7 +48,7 @@ export const CODEX_PROTOCOLS: Record<Protocol, CodexProtocol> = {
     laneHomes: null,
     pushesChatgptTokens: true,
     resumesThreads: true,
-    driver: (c) => new AppServerDriver({ name: c.name, streams: c.streams, exited: c.exited, cwd: CONTAINER_PATHS.workspace, tokens: c.tokens }),
+    driver: (c) => new AppServerDriver({ name: c.name, streams: c.streams, exited: c.exited, cwd: CONTAINER_PATHS.workspace, tokens: c.tokens, threadsAhead: c.threadsAhead, threadStats: c.threadStats }),
   },
   exec: {
     // Each turn is a `docker exec` of `codex exec`: the main process only keeps the container up.

@@ -82,6 +82,14 @@ export const WorkerProfileSchema = z
     cpus: z.number({ error: "expected a number of CPUs such as 1.5" }).positive({ error: "expected a number of CPUs greater than 0" }).default(2),
     pids_limit: positiveInt().default(512),
     env: z.record(z.string(), z.string({ error: "expected a string value" })).default({}),
+    // app-server: threads kept started ahead for each of the two settings last used in a
+    // container, so a new task's path has only turn/start (docs/performance.md). 0: none.
+    threads_ahead: z
+      .number({ error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
+      .int({ error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
+      .min(0, { error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
+      .max(8, { error: "expected at most 8 threads started ahead (each costs Codex about 1.2 MiB); 1 is the default" })
+      .default(1),
     idle_timeout: duration.default(600_000), // zod 4: a default is the output (milliseconds), not parsed
     turn_timeout: duration.default(1_800_000),
   })

@@ -106,6 +106,18 @@ export class BrokerMetrics {
         this.inc(src.pool().relay.budgetRefused);
       },
     });
+    new Counter({
+      name: "codex_wrapper_threads_total",
+      help: "New Codex threads (app-server), by how they began: taken from those started ahead (ahead), or started on the task's path (fresh)",
+      labelNames: ["start"],
+      registers,
+      collect() {
+        this.reset();
+        const t = src.pool().threads;
+        this.inc({ start: "ahead" }, t.takenAhead);
+        this.inc({ start: "fresh" }, t.startedFresh);
+      },
+    });
     new Gauge({
       name: "codex_wrapper_capacity",
       help: "Lanes (concurrent turns) of the live worker containers",

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth, type AuthSeeder } from "../auth/seeder.js";
+import type { ThreadStats } from "../codex/app-server-driver.js";
 import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import type { WrapperConfig } from "../config/schema.js";
 import { WrapperError } from "../errors.js";
@@ -32,6 +33,8 @@ export interface BringUpContext {
   relayChannel?: "socket" | "stdio" | undefined;
   startTimeoutMs?: number | undefined;
   onContainerReady?: ((info: { name: string; profile: string; ms: number }) => void) | undefined;
+  /** The pool's counts of new threads (shared by its drivers). */
+  threadStats?: ThreadStats | undefined;
   /** The container ended (the pool forgets the worker). */
   onExit: (worker: Worker, reason: string) => void;
 }
@@ -133,6 +136,8 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     streams: container.streams!,
     exited: container.exited,
     tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
+    threadsAhead: profile.threads_ahead,
+    threadStats: ctx.threadStats,
   });
   void container.exited.then((exit) => ctx.onExit(worker, exit.reason));
   const timeoutMs = ctx.startTimeoutMs ?? 60_000;

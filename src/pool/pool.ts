@@ -27,6 +27,7 @@ import { checkImageForChannel } from "../worker/image-policy.js";
 import { RELAY_PORTS } from "../worker/relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
 import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
+import type { ThreadStats } from "../codex/app-server-driver.js";
 import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
 import { chooseProfile, drainQueue, holdsWarmFloor, idleExpired, keyOf, networkOf, place, warmBackoff, warmStarts, type Want, type WarmFailure } from "./placement.js";
 import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
@@ -119,6 +120,8 @@ export interface PoolStats {
   starts: { ahead: number; onDemand: number };
   /** The model relay's counts: calls relayed, requests refused, and calls refused for a spent token budget. */
   relay: RelayStats;
+  /** New threads (app-server): taken from those started ahead, started on a task's path, and started ahead. */
+  threads: ThreadStats;
 }
 
 export class WorkerPool {
@@ -138,6 +141,7 @@ export class WorkerPool {
   private readonly warmFailures = new Map<string, WarmFailure>();
   private warmTimer: NodeJS.Timeout | undefined;
   private readonly starts = { ahead: 0, onDemand: 0 };
+  private readonly threads: ThreadStats = { takenAhead: 0, startedFresh: 0, startedAhead: 0 };
   /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
   private checking = false;
   /** The model relay, its credential and each profile's upstream (the rehearsal model for a rehearsal image). */
@@ -487,6 +491,7 @@ export class WorkerPool {
       relayChannel: this.opts.relayChannel,
       startTimeoutMs: this.opts.startTimeoutMs,
       onContainerReady: this.opts.onContainerReady,
+      threadStats: this.threads,
       onExit: (worker, reason) => this.onWorkerExit(worker, reason),
     };
   }
@@ -606,6 +611,7 @@ export class WorkerPool {
       queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
       inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
       starts: { ...this.starts },
+      threads: { ...this.threads },
       relay: this.access.relay ? { ...this.access.relay.stats } : { requests: 0, refused: 0, budgetRefused: 0 },
     };
   }

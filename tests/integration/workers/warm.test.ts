@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { WorkerPool } from "../../../src/pool/pool.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
-import { docker, poolFixture } from "../support/pool.js";
+import { docker, poolFixture, recalled } from "../support/pool.js";
 import { until } from "../support/wait.js";
 
 const RUN = `warm-${process.pid}`;
@@ -54,6 +54,41 @@ describe("warm workers", () => {
     expect(await running(pool)).toEqual([r.container]);
     const again = await pool.runTurn({ workspace: ws, prompt: "second" });
     expect(again.container).toBe(r.container);
+  });
+
+  it("keeps a thread started ahead for the settings last used: the next such task takes it, with no history of another's, and a reply continues it", async () => {
+    const ws = makeWorkspace();
+    const pool = await pools.start({ workers: [{ name: "w", warm: 1, warm_workspaces: [ws], capacity: 1, max_containers: 1 }] });
+    await until(() => ready(pool).length === 1, 60_000, "the warm container is ready");
+    const first = await pool.runTurn({ workspace: ws, prompt: "#fake recall" });
+    expect(first.outcome.status).toBe("succeeded");
+    expect(pool.stats().threads).toMatchObject({ takenAhead: 0, startedFresh: 1 });
+    // Once the turn ends, one thread is started ahead with the same settings.
+    await until(() => pool.stats().threads.startedAhead === 1, 30_000, "a thread is started ahead");
+
+    const second = await pool.runTurn({ workspace: ws, prompt: "#fake recall" });
+    expect(second.outcome.status).toBe("succeeded");
+    expect(pool.stats().threads).toMatchObject({ takenAhead: 1, startedFresh: 1 });
+    expect(second.container).toBe(first.container);
+    expect(second.outcome.threadId).not.toBe(first.outcome.threadId);
+    // A thread of its own: it remembers only its own prompt, not the first task's.
+    expect(recalled(second.outcome.finalMessage)).toEqual(["#fake recall"]);
+    const reply = await pool.runTurn({ conversationId: second.conversationId!, prompt: "#fake recall" });
+    expect(reply.outcome.threadId).toBe(second.outcome.threadId);
+    expect(recalled(reply.outcome.finalMessage)).toEqual(["#fake recall", "#fake recall"]);
+
+    // Other settings (a model of their own) take no thread started for the first ones.
+    const other = await pool.runTurn({ workspace: ws, prompt: "#fake recall", model: "rehearsal-other" });
+    expect(other.outcome.status).toBe("succeeded");
+    expect(pool.stats().threads).toMatchObject({ takenAhead: 1, startedFresh: 2 });
+  });
+
+  it("threads_ahead = 0 starts none ahead", async () => {
+    const ws = makeWorkspace();
+    const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0 }] });
+    for (let i = 0; i < 2; i++) expect((await pool.runTurn({ workspace: ws, prompt: "#fake recall" })).outcome.status).toBe("succeeded");
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(pool.stats().threads).toEqual({ takenAhead: 0, startedFresh: 2, startedAhead: 0 });
   });
 
   it("refuses a warm workspace outside the allowed roots, naming the key", async () => {

@@ -93,10 +93,21 @@ export function freeSlot(key: string, slots: readonly SlotView[]): string | null
  * Grants waiters in arrival order, each what it can have now (asked in turn, so an earlier grant
  * is seen by the next ask); the rest keep waiting in order. A waiter whose ask throws is removed
  * and failed.
+ *
+ * `alike` names waiters that want the same thing (new conversations of one key): once one of them
+ * must wait, the later ones are not asked in this pass, since a grant only ever takes room, never
+ * makes it. So a pass over a queue of 200 tasks of one key asks about as many times as it grants,
+ * not 200 times (each ask looks at every container and slot).
  */
-export function drainQueue<W, G>(queue: W[], ask: (w: W) => G | null, grant: (w: W, g: G) => void, fail: (w: W, e: Error) => void): void {
+export function drainQueue<W, G>(queue: W[], ask: (w: W) => G | null, grant: (w: W, g: G) => void, fail: (w: W, e: Error) => void, alike?: (w: W) => string | null): void {
+  const waiting = new Set<string>();
   for (let i = 0; i < queue.length; ) {
     const waiter = queue[i]!;
+    const kind = alike?.(waiter) ?? null;
+    if (kind !== null && waiting.has(kind)) {
+      i++;
+      continue;
+    }
     let granted: G | null;
     try {
       granted = ask(waiter);
@@ -108,7 +119,10 @@ export function drainQueue<W, G>(queue: W[], ask: (w: W) => G | null, grant: (w:
     if (granted !== null) {
       queue.splice(i, 1);
       grant(waiter, granted);
-    } else i++;
+    } else {
+      if (kind !== null) waiting.add(kind);
+      i++;
+    }
   }
 }
 

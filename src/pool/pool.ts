@@ -418,6 +418,8 @@ export class WorkerPool {
         waiter.grant(granted);
       },
       (waiter, e) => waiter.fail(e),
+      // New conversations of one key want the same; a reply wants its own slot (and lane).
+      (waiter) => (waiter.want.slotId ? null : waiter.want.key),
     );
   }
 

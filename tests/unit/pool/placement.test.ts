@@ -121,6 +121,30 @@ describe("the queue", () => {
   });
 });
 
+describe("the queue, waiters alike", () => {
+  it("asks no later waiter of a kind once one of that kind must wait, and still asks the others", () => {
+    let free = 1;
+    const queue = ["a1", "a2", "b1", "a3", "r1", "b2"];
+    const asked: string[] = [];
+    const granted: string[] = [];
+    drainQueue(
+      queue,
+      (w) => {
+        asked.push(w);
+        if (w.startsWith("b")) return w;
+        return free > 0 ? free-- : null;
+      },
+      (w) => granted.push(w),
+      () => {},
+      (w) => (w.startsWith("r") ? null : w[0]!),
+    );
+    expect(granted).toEqual(["a1", "b1", "b2"]);
+    // a3 is not asked: a2 of its kind had to wait. r1 (a reply: no kind) is asked.
+    expect(asked).toEqual(["a1", "a2", "b1", "r1", "b2"]);
+    expect(queue).toEqual(["a2", "a3", "r1"]);
+  });
+});
+
 describe("the warm floor", () => {
   const W = profile({ name: "w", warm: 2, max_containers: 3 });
   const X = want("/x", {}, W);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay] [--cells 200x4,50x1] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -171,9 +171,11 @@ async function startBroker(workers, extra = {}) {
   await broker.start();
   const firstEvent = new Map();
   const append = broker.store.appendEvent.bind(broker.store);
+  const onEvent = [];
   broker.store.appendEvent = (missionId, taskId, e) => {
     if (e?.type === "turn_started" && !firstEvent.has(`${missionId}/${taskId}`)) firstEvent.set(`${missionId}/${taskId}`, performance.now());
     append(missionId, taskId, e);
+    for (const f of onEvent) f(e);
   };
   const http = serve({ fetch: createApp({ broker }).fetch, hostname: "127.0.0.1", port: 0 });
   await new Promise((r) => http.once("listening", r));
@@ -183,6 +185,8 @@ async function startBroker(workers, extra = {}) {
     broker,
     client,
     firstEvent,
+    /** Called with each event after it is in the task's record (events.jsonl). */
+    onEvent,
     async batch(workspace, tasks, wait = true) {
       const r = await client.callTool({ name: "batch", arguments: { workspace, wait, mission: { name: "bench", tasks } } }, undefined, { timeout: 900_000 });
       if (r.isError) throw new Error(JSON.stringify(r.content));
@@ -286,6 +290,50 @@ async function warm() {
   await b.stop();
   results.warm = { broker: summary(broker), floor: summary(floor), addedMsP50: round(median(broker) - median(floor)), ratio: round2(median(broker) / median(floor)), threads, containerMemory: memory };
   say(`warm: broker p50 ${results.warm.broker.median} ms, floor p50 ${results.warm.floor.median} ms`);
+}
+
+/**
+ * A long streamed answer through the broker (#fake deltas N): the rate at which its message deltas
+ * reach the task's record (events.jsonl, written as each arrives), against the rate a direct
+ * client of an app-server sees them; and the bench process's peak RSS meanwhile (the broker runs
+ * in it), so that an unbounded buffer would show.
+ */
+async function deltas() {
+  const n = QUICK ? 2000 : 10000;
+  const runs = QUICK ? 2 : 5;
+  const ws = ownedDir("ws");
+  const b = await startBroker([{ capacity: 1, max_containers: 1, warm: 1, warm_workspaces: [ws] }]);
+  await b.waitReady(1);
+  const d = new DirectAppServer();
+  await d.init();
+  await (await d.turn("hello")).completed;
+  await b.batch(ws, [{ id: "t", prompt: "hello" }]);
+  let times = [];
+  b.onEvent.push((e) => {
+    if (e?.type === "codex" && e.message?.method === "item/agentMessage/delta") times.push(performance.now());
+  });
+  const rateOf = (xs) => ((xs.length - 1) / (xs.at(-1) - xs[0])) * 1000;
+  const broker = [];
+  const direct = [];
+  const rss0 = process.memoryUsage().rss;
+  let peak = rss0;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  for (let i = 0; i < runs; i++) {
+    times = [];
+    await b.batch(ws, [{ id: "t", prompt: `#fake deltas ${n}` }]);
+    if (times.length !== n) throw new Error(`deltas: the record got ${times.length} deltas of ${n}`);
+    broker.push(rateOf(times));
+    d.deltas = [];
+    await (await d.turn(`#fake deltas ${n}`)).completed;
+    if (d.deltas.length !== n) throw new Error(`deltas: the direct client got ${d.deltas.length} deltas of ${n}`);
+    direct.push(rateOf(d.deltas));
+    d.deltas = undefined;
+  }
+  clearInterval(sampler);
+  d.close();
+  await b.stop();
+  results.deltas = { n, broker: summary(broker), direct: summary(direct), ratio: round2(median(broker) / median(direct)), rssBeforeMiB: round(rss0 / 2 ** 20), peakRssMiB: round(peak / 2 ** 20) };
+  say(`deltas: ${n} a turn, broker ${results.deltas.broker.median}/s, direct ${results.deltas.direct.median}/s`);
 }
 
 /**
@@ -550,6 +598,11 @@ function table() {
     const t = results.throughput;
     lines.push(`throughput, ${t.tasks} tasks on ${t.containers}×${t.capacity}, ${t.rounds} round(s): broker ${t.brokerTasksPerSecond}/s, direct ${t.directTasksPerSecond}/s (medians), ratio ${t.ratio} (rounds: ${t.ratios.join(", ")}; target ≥ 0.8)${t.brokerFailed ? `, ${t.brokerFailed} failed` : ""}`);
   }
+  if (results.deltas) {
+    const r = results.deltas;
+    lines.push(row(`deltas/s, ${r.n} a turn, to the record`, r.broker), row(`deltas/s, ${r.n} a turn, direct client`, r.direct));
+    lines.push(`  deltas: broker/direct ${r.ratio}× at p50 (target ≥ 0.9); bench process RSS ${r.rssBeforeMiB} MiB before, ${r.peakRssMiB} MiB at its peak`);
+  }
   if (results.relay) {
     const r = results.relay;
     lines.push(row("warm turn, direct model", r.turn.direct), row("warm turn, relay over a unix socket", r.turn.socket), row("warm turn, relay over the engine", r.turn.stdio));
@@ -566,7 +619,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, warm, relay, throughput, drivers, scale })) {
+  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, scale })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

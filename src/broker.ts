@@ -23,6 +23,7 @@ export class Broker {
     readonly docker = new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }),
   ) {
     this.store = new StateStore(config.stateDir);
+    this.store.onEventsLost = (file, count, error) => logger.warn("cannot append task events", { file, count, error: error.message });
     this.metrics = new BrokerMetrics({
       label: config.label,
       channel: config.channel,
@@ -76,5 +77,6 @@ export class Broker {
   async stop(): Promise<void> {
     this.runner.cancelAll();
     await this.pool.shutdown();
+    this.store.flushEvents();
   }
 }

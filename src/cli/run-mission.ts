@@ -106,6 +106,7 @@ export async function runMission(argv: string[]): Promise<number> {
   const mission = loadMission(positionals[0]!, config);
   const logger = createLogger({ level: "warn" });
   const store = new StateStore(config.stateDir);
+  store.onEventsLost = (file, count, error) => logger.warn("cannot append task events", { file, count, error: error.message });
   const pool = new WorkerPool({ config, docker: new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }), logger, onRoute: (r) => store.saveRoute(r) });
   const runner = new MissionRunner(pool, store, logger);
   const out = (line: string): void => void process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);

@@ -20,7 +20,7 @@ const record = (store: StateStore, status: MissionRecord["status"]): MissionReco
 });
 
 describe("StateStore", () => {
-  it("keeps records across instances and marks missions a dead broker left running as interrupted", () => {
+  it("keeps records across instances and marks missions a dead broker left running as interrupted", async () => {
     const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-"));
     const first = new StateStore(root);
     const running = record(first, "running");
@@ -28,6 +28,9 @@ describe("StateStore", () => {
     first.createMission(running, { name: "m" });
     first.createMission(finished, { name: "m" });
     first.appendEvent(running.missionId, "busy", { type: "x" });
+    // Events reach the file when the event loop's turn they arrived in ends.
+    expect(existsSync(path.join(first.taskDir(running.missionId, "busy"), "events.jsonl"))).toBe(false);
+    await new Promise((r) => setImmediate(r));
 
     const second = new StateStore(root); // the broker restarted
     expect(second.markInterrupted()).toEqual([running.missionId]);
@@ -73,5 +76,18 @@ describe("records on disk", () => {
     writeFileSync(path.join(store.missionDir(id), "record.json"), JSON.stringify({ missionId: id, name: "x", status: "exploded", workspace: "/w", createdAt: "a", updatedAt: "b", tasks: [] }));
     expect(() => store.readMission(id)).toThrow(expect.objectContaining({ code: "STATE_ERROR", message: expect.stringMatching(/record\.json: not a mission record: status: /) }));
     expect(store.listMissions()).toEqual([]);
+  });
+});
+
+describe("task events", () => {
+  it("writes the events of one event-loop turn in one append per task, in order, and before any record write", () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-events-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    for (let i = 0; i < 3; i++) for (const t of ["a", "b"]) store.appendEvent(rec.missionId, t, { type: "delta", i });
+    const file = (t: string): string => path.join(store.taskDir(rec.missionId, t), "events.jsonl");
+    expect(existsSync(file("a"))).toBe(false);
+    store.saveMission(rec); // a record write brings the events with it first
+    for (const t of ["a", "b"]) expect(readFileSync(file(t), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
   });
 });

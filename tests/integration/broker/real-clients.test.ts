@@ -132,8 +132,9 @@ describe("mcp-remote (stdio to a remote server, with a bearer token header)", ()
       const configDir = mkdtempSync(path.join(os.tmpdir(), "cmw-mcp-auth-"));
       const transportToRemote = new StdioClientTransport({
         command: process.execPath,
-        args: [MCP_REMOTE, `${broker.base}/${endpoint}`, "--transport", transport, "--header", `Authorization:Bearer ${TOKEN}`],
-        env: { ...(process.env as Record<string, string>), MCP_REMOTE_CONFIG_DIR: configDir },
+        args: [MCP_REMOTE, `${broker.base}/${endpoint}`, "--transport", transport, "--header", "Authorization:${CMW_RC_AUTH}"],
+        // As docs/clients.md configures it: mcp-remote expands ${…} in a header from its environment.
+        env: { ...(process.env as Record<string, string>), CMW_RC_AUTH: `Bearer ${TOKEN}`, MCP_REMOTE_CONFIG_DIR: configDir },
         stderr: "pipe",
       });
       let stderr = "";

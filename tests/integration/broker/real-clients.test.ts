@@ -17,7 +17,7 @@ import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, removeTestContainers, 
 import { NODE_MODULES, runNode22, SUPPORT } from "../support/node22.js";
 import { docker } from "../support/pool.js";
 import { listenStdioBroker, type StdioSocket } from "../support/stdio-socket.js";
-import { until } from "../support/wait.js";
+import { until, within } from "../support/wait.js";
 
 const RUN = `cmw-realclients-${process.pid}`;
 const TOKEN = `rc-${process.pid}-0123456789abcdef`;
@@ -107,7 +107,8 @@ describe("the MCP Inspector CLI (--cli)", () => {
       const target = ["--transport", "stdio", "--", "node", `${SUPPORT}/stdio-socket-pipe.mjs`, "/sock/stdio.sock"];
       const call = async (method: string[]): Promise<unknown> => {
         const result = await inspector(target, method, [`${dir}:/sock`]);
-        await sock.idle(); // the Inspector's end closed the broker's stdin: that broker has exited
+        // The Inspector's end closed the broker's stdin: that broker exits (and removes its containers).
+        await within(sock.idle(), 60_000, "the stdio broker exits when the Inspector that spawned it ends");
         return result;
       };
       const listed = (await call(["--method", "tools/list"])) as { tools: { name: string }[] };

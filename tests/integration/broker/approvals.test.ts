@@ -135,6 +135,21 @@ describe("approvals forwarded to the MCP client (app-server driver)", () => {
     expect(task.notes).toContainEqual(expect.stringMatching(/late\.txt.*: declined: no answer within approval_timeout \(2000 ms\)$/));
   });
 
+  // The container is the sandbox: Codex runs with danger-full-access, where on-request has nothing
+  // to escalate from. A model that asks anyway (sandbox_permissions: "require_escalated") is not
+  // asked about: the command runs. Only "untrusted" makes this Codex ask (docs/mcp.md).
+  it("on-request: an escalation the model asks for runs without a question (Codex runs with danger-full-access)", async () => {
+    questions.length = 0;
+    answer = async () => ({ action: "accept", content: { decision: "decline" } });
+    const ws = makeWorkspace();
+    const r = await asking.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "approvals", tasks: [{ id: "t1", prompt: "#fake run-escalated touch escalated.txt", approval_policy: "on-request" }] } } }, undefined, { timeout: 170_000 });
+    const task = (r.structuredContent as MissionOut).tasks[0]!;
+    expect(task.finalMessage).toMatch(/^ran touch escalated\.txt:/);
+    expect(questions).toHaveLength(0);
+    expect(existsSync(path.join(ws, "escalated.txt"))).toBe(true);
+    expect(task.notes ?? []).not.toContainEqual(expect.stringMatching(/^approval for /));
+  });
+
   it("reply forwards its turn's approvals to its own client", async () => {
     answer = async () => ({ action: "accept", content: { decision: "accept" } });
     const ws = makeWorkspace();

@@ -135,6 +135,36 @@ describe("approvals forwarded to the MCP client (app-server driver)", () => {
     expect(task.notes).toContainEqual(expect.stringMatching(/late\.txt.*: declined: no answer within approval_timeout \(2000 ms\)$/));
   });
 
+  it("a client that ends its session while asked declines, and the task runs on", async () => {
+    const leaving = new Client({ name: "leaving", version: "0" }, { capabilities: { elicitation: {} } });
+    let asked!: () => void;
+    const wasAsked = new Promise<void>((r) => (asked = r));
+    leaving.setRequestHandler(ElicitRequestSchema, () => {
+      asked();
+      return new Promise<ElicitResult>(() => {}); // gone before it answers
+    });
+    const transport = new StreamableHTTPClientTransport(url);
+    await leaving.connect(transport);
+    const ws = makeWorkspace();
+    const call = leaving.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "leaving", tasks: [{ id: "t1", prompt: "#fake write gone.txt made" }] } } }, undefined, { timeout: 170_000 }).catch(() => null);
+    await wasAsked;
+    // Ends its session (DELETE), as a client that quits does; a dropped stream alone is not an end
+    // (Streamable HTTP lets a client resume): that one is declined at approval_timeout.
+    await transport.terminateSession();
+    await leaving.close();
+    await call;
+    const [m] = ((await plain.callTool({ name: "status", arguments: {} })).structuredContent as { missions: { missionId: string; name: string }[] }).missions.filter((x) => x.name === "leaving");
+    let task: TaskOut | undefined;
+    for (let i = 0; i < 300 && !task; i++) {
+      const r = (await plain.callTool({ name: "status", arguments: { missionId: m!.missionId } })).structuredContent as MissionOut;
+      if (r.status !== "running") task = r.tasks[0];
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(task?.status).toBe("succeeded");
+    expect(existsSync(path.join(ws, "gone.txt"))).toBe(false);
+    expect(task?.notes).toContainEqual(expect.stringMatching(/gone\.txt.*: declined: the client went away before answering/));
+  });
+
   // The container is the sandbox: Codex runs with danger-full-access, where on-request has nothing
   // to escalate from. A model that asks anyway (sandbox_permissions: "require_escalated") is not
   // asked about: the command runs. Only "untrusted" makes this Codex ask (docs/mcp.md).

@@ -8,13 +8,15 @@ import { StreamTransport } from "../worker/stream-transport.js";
 import type { AttachedStreams } from "../runtime/docker.js";
 import {
   ChatgptAuthTokensLoginParams,
+  CommandApprovalParams,
+  FileChangeApprovalParams,
   InitializeResponse,
   ThreadResumeResponse,
   ThreadStartResponse,
   TurnCompletedNotification,
   TurnStartResponse,
 } from "./app-server-protocol.js";
-import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { approvalEvent, askApproval, asText, CANCEL_GRACE_MS, envConfig, errorText, type ApprovalRequest, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { JsonRpcPeer } from "./jsonrpc.js";
 import type { z } from "zod";
 import type { Turn } from "./app-server-protocol.js";
@@ -62,6 +64,8 @@ export function settingsKey(v: unknown): string {
 
 interface ActiveTurn {
   turnId: string | null;
+  /** The turn's request: who answers its approvals, and how long they may wait. */
+  req: TurnRequest;
   onEvent: (e: DriverEvent) => void;
   finish: (o: TurnOutcome) => void;
   messages: string[];
@@ -188,6 +192,7 @@ export class AppServerDriver implements CodexDriver {
       let graceTimer: NodeJS.Timeout | undefined;
       const turn: ActiveTurn = {
         turnId: null,
+        req,
         started: false,
         onEvent,
         messages: [],
@@ -332,18 +337,25 @@ export class AppServerDriver implements CodexDriver {
     }
   }
 
-  /** Server requests are always answered: approvals declined (no human is here), tokens given. */
+  /**
+   * Server requests are always answered: tokens given; approvals asked of the turn's approver (the
+   * MCP client that started it, by elicitation) and declined when there is none, it says no, or
+   * no answer comes within the turn's approval timeout.
+   */
   private async onServerRequest(method: string, params: unknown): Promise<unknown> {
-    const p = (params ?? {}) as { threadId?: string; command?: unknown; itemId?: unknown };
     if (method === "account/chatgptAuthTokens/refresh") {
       if (!this.opts.tokens) throw new Error("this broker holds no ChatGPT login");
       const t = await this.opts.tokens.current();
       return { accessToken: t.accessToken, chatgptAccountId: t.accountId, chatgptPlanType: t.planType };
     }
     if (method.endsWith("/requestApproval")) {
-      const turn = p.threadId ? this.active.get(p.threadId) : undefined;
-      turn?.onEvent({ kind: "approval_declined", request: method, detail: typeof p.command === "string" ? p.command : asText(p.itemId) });
-      return { decision: "decline" };
+      const approval = approvalOf(method, params);
+      const threadId = (params as { threadId?: unknown } | null)?.threadId;
+      const turn = typeof threadId === "string" ? this.active.get(threadId) : undefined;
+      // An approval for no turn of ours (it ended meanwhile) has nobody to ask.
+      const answer = turn ? await askApproval(turn.req, approval) : ({ decision: "decline", why: "no_client" } as const);
+      turn?.onEvent(approvalEvent(method, approval, answer));
+      return { decision: answer.decision };
     }
     throw new Error(`codex-mcp-wrapper does not answer ${method}`);
   }
@@ -358,6 +370,19 @@ export class AppServerDriver implements CodexDriver {
     this.failAll(this.exit || this.peer.isClosed ? this.deathError() : new WorkerError("WORKER_EXITED", `${this.opts.name} was closed by the broker`));
     await this.peer.close();
   }
+}
+
+/** An approval request of app-server in the broker's words: the command, its directory, the reason. */
+function approvalOf(method: string, params: unknown): ApprovalRequest {
+  const text = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
+  if (method === "item/commandExecution/requestApproval") {
+    const p = CommandApprovalParams.safeParse(params);
+    const raw = (p.success ? p.data : (params ?? {})) as { command?: unknown; cwd?: unknown; reason?: unknown };
+    return { kind: "command", command: text(raw.command), cwd: text(raw.cwd), reason: text(raw.reason) };
+  }
+  const p = FileChangeApprovalParams.safeParse(params);
+  const raw = (p.success ? p.data : (params ?? {})) as { reason?: unknown; grantRoot?: unknown };
+  return { kind: "patch", cwd: text(raw.grantRoot), reason: text(raw.reason) };
 }
 
 function failed(threadId: string | null, error: string): TurnOutcome {

@@ -64,8 +64,8 @@ export const ErrorNotification = z.looseObject({ error: TurnError, willRetry: z.
 export const ThreadStartedNotification = z.looseObject({ thread: ThreadRef });
 
 // Requests from the app-server the broker answers.
-export const CommandApprovalParams = z.looseObject({ threadId: z.string(), turnId: z.string(), itemId: z.string(), command: z.string().nullable().optional(), cwd: z.string().nullable().optional() });
-export const FileChangeApprovalParams = z.looseObject({ threadId: z.string(), turnId: z.string(), itemId: z.string() });
+export const CommandApprovalParams = z.looseObject({ threadId: z.string(), turnId: z.string(), itemId: z.string(), command: z.string().nullable().optional(), cwd: z.string().nullable().optional(), reason: z.string().nullable().optional() });
+export const FileChangeApprovalParams = z.looseObject({ threadId: z.string(), turnId: z.string(), itemId: z.string(), reason: z.string().nullable().optional(), grantRoot: z.string().nullable().optional() });
 export const ApprovalDecision = z.enum(["accept", "decline", "cancel"]);
 export const ApprovalResponse = z.object({ decision: ApprovalDecision });
 export const ChatgptAuthTokensRefreshParams = z.looseObject({ reason: z.string() });

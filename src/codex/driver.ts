@@ -11,7 +11,9 @@ export type DriverEvent =
   | { kind: "command_finished"; command: string; exitCode: number | null; output: string }
   | { kind: "agent_message"; text: string }
   | { kind: "file_change"; paths: string[] }
-  | { kind: "approval_declined"; request: string; detail: string }
+  /** Codex asked for an approval and the broker's answer went back (see `askApproval`). */
+  | { kind: "approval_accepted"; request: string; detail: string; approval: ApprovalRequest }
+  | { kind: "approval_declined"; request: string; detail: string; approval?: ApprovalRequest; why?: DeclineReason; message?: string }
   | { kind: "warning"; message: string }
   /** The protocol message as received, for the task's event log. */
   | { kind: "raw"; message: unknown };
@@ -45,6 +47,71 @@ export interface TurnRequest {
   /** exec only: which CODEX_HOME lane of the container the turn runs in. */
   lane?: number | undefined;
   onEvent?: ((e: DriverEvent) => void) | undefined;
+  /** Who answers the approvals Codex asks for in this turn; none: each is declined. */
+  approve?: Approver | undefined;
+  /** How long an approval may wait for its answer before it is declined (default 5 min). */
+  approvalTimeoutMs?: number | undefined;
+}
+
+/** An approval Codex asks for, in the broker's words. */
+export interface ApprovalRequest {
+  kind: "command" | "patch";
+  command?: string | undefined;
+  cwd?: string | undefined;
+  reason?: string | undefined;
+}
+
+/** Why an approval was declined: nobody to ask, the asked one said no or cancelled, no answer in time, the asker went away. */
+export type DeclineReason = "no_client" | "client_declined" | "client_cancelled" | "timed_out" | "client_gone";
+
+/** What an approver answers: accept, or decline with why. */
+export type ApprovalAnswer = { decision: "accept" } | { decision: "decline"; why: DeclineReason; message?: string };
+
+/** Asks someone (an MCP client, by elicitation) about one approval; `signal` aborts when it is too late to answer. */
+export type Approver = (req: ApprovalRequest, opts: { signal: AbortSignal; timeoutMs: number }) => Promise<ApprovalAnswer>;
+
+/** The default `approval_timeout`: an approval unanswered for this long is declined. */
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * Asks the turn's approver about one approval and always answers: with no approver the approval is
+ * declined ("no_client"), past the turn's approval timeout it is declined ("timed_out"), and an
+ * approver that fails is read as a client gone. Ends early (declined) when `signal` aborts (the
+ * turn was cancelled).
+ */
+export async function askApproval(req: Pick<TurnRequest, "approve" | "approvalTimeoutMs" | "signal">, approval: ApprovalRequest): Promise<ApprovalAnswer> {
+  const approve = req.approve;
+  if (!approve) return { decision: "decline", why: "no_client" };
+  const timeoutMs = req.approvalTimeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS;
+  const ctl = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => ctl.abort();
+  req.signal?.addEventListener("abort", onAbort, { once: true });
+  const late = new Promise<ApprovalAnswer>((resolve) => {
+    timer = setTimeout(() => {
+      resolve({ decision: "decline", why: "timed_out", message: `${timeoutMs} ms` });
+      ctl.abort(); // after: the first answer stands
+    }, timeoutMs);
+    ctl.signal.addEventListener("abort", () => resolve({ decision: "decline", why: "client_gone", message: "the turn ended before an answer came" }), { once: true });
+  });
+  try {
+    return await Promise.race([
+      approve(approval, { signal: ctl.signal, timeoutMs }).catch((e: unknown): ApprovalAnswer => ({ decision: "decline", why: "client_gone", message: asText((e as Error)?.message ?? e) })),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+    req.signal?.removeEventListener("abort", onAbort);
+    ctl.abort();
+  }
+}
+
+/** An approval's event for the task's log: accepted, or declined with why. */
+export function approvalEvent(request: string, approval: ApprovalRequest, answer: ApprovalAnswer): DriverEvent {
+  const detail = approval.command ?? approval.reason ?? approval.kind;
+  return answer.decision === "accept"
+    ? { kind: "approval_accepted", request, detail, approval }
+    : { kind: "approval_declined", request, detail, approval, why: answer.why, ...(answer.message ? { message: answer.message } : {}) };
 }
 
 export interface CodexDriver {
@@ -106,4 +173,22 @@ export function errorText(raw: string): string {
     // not JSON
   }
   return raw;
+}
+
+const DECLINED_BECAUSE: Record<DeclineReason, string> = {
+  no_client: "declined: no client to ask (none that declared elicitation is waiting on this task)",
+  client_declined: "declined by the client",
+  client_cancelled: "declined: the client dismissed the question",
+  timed_out: "declined: no answer within approval_timeout",
+  client_gone: "declined: the client went away before answering",
+};
+
+/** One line for a task's notes on an approval event, or null for any other event. */
+export function approvalNote(e: DriverEvent): string | null {
+  if (e.kind !== "approval_accepted" && e.kind !== "approval_declined") return null;
+  const a = e.approval;
+  const what = a ? `${a.kind}${a.command ? ` \`${a.command.split("\n")[0]!.slice(0, 200)}\`` : ""}${a.cwd ? ` in ${a.cwd}` : ""}` : e.detail;
+  const how = e.kind === "approval_accepted" ? "accepted by the client" : DECLINED_BECAUSE[e.why ?? "no_client"];
+  const more = e.kind === "approval_declined" && e.message ? ` (${e.message})` : "";
+  return `approval for ${what}: ${how}${more}`;
 }

@@ -73,6 +73,8 @@ export const WorkerProfileSchema = z
     warm_workspaces: z.array(z.string().min(1, { error: "expected a workspace path" }), { error: "expected a list of workspace paths" }).default([]),
     sandbox: oneOf(SANDBOXES).default("read-only"),
     approval_policy: oneOf(APPROVAL_POLICIES).default("never"),
+    /** How long an approval Codex asks for may wait for the MCP client's answer before it is declined. */
+    approval_timeout: duration.default(300_000),
     // "none" | "allowlist" | "open"; any other value is a Docker network name (before 0.2:
     // network = "bridge"), read as "open" on that network, with a warning at start.
     network: z.string().min(1).default("none"),

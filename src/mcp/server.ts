@@ -24,6 +24,7 @@ import type { StateStore } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../pool/pool.js";
 import { resolveInsideRoots } from "../worker/workspace.js";
+import { clientApprover } from "./approvals.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";
 import { artifactLinks, artifactUri, missionText, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
@@ -197,7 +198,10 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           const progress = e.kind === "task_finished" ? meter.finish(e.taskId) : meter.event(e.taskId);
           sent.push(extra.sendNotification({ method: "notifications/progress", params: { progressToken, progress, total: meter.total, message: progressMessage(e) } }).catch(() => {}));
         };
-        const { missionId, done } = deps.runner.start(mission, { workspace: args.workspace, onProgress });
+        // Approvals go to this client (if it declared elicitation) while this call waits for the mission.
+        const callOver = new AbortController();
+        const approver = (taskId: string) => clientApprover(server, extra, () => `Task ${taskId} of mission ${mission.name}`, () => waiting && !callOver.signal.aborted, callOver.signal);
+        const { missionId, done } = deps.runner.start(mission, { workspace: args.workspace, onProgress, approve: approver });
         if (!waiting) {
           const out = missionOut(deps.runner.status(missionId));
           return { structuredContent: out, content: [{ type: "text", text: `mission ${missionId} started (${mission.tasks.length} tasks); call status with this missionId to follow it` }] };
@@ -215,6 +219,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           return missionResult(rec);
         } finally {
           open = false;
+          callOver.abort();
           abort.dispose();
         }
       },
@@ -241,8 +246,10 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         const abort = onCancelled(server, extra.signal, () => {
           if (!args.detach) turn.abort();
         });
+        const callOver = new AbortController();
+        const approve = clientApprover(server, extra, () => `Conversation ${args.conversationId}`, () => !callOver.signal.aborted, callOver.signal);
         try {
-          const r = await deps.pool.runTurn({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal });
+          const r = await deps.pool.runTurn({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve });
           const out: TaskResultOut = {
             id: args.conversationId,
             status: r.outcome.status,
@@ -258,6 +265,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           const text = taskText(out, `reply to ${args.conversationId}`, "structuredContent.finalMessage");
           return { structuredContent: out, content: [{ type: "text", text }], isError: r.outcome.status !== "succeeded" };
         } finally {
+          callOver.abort();
           abort.dispose();
         }
       },

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { collectArtifacts, packArtifacts, packZip, storeArtifact } from "../artifacts/collect.js";
-import type { DriverEvent } from "../codex/driver.js";
+import type { Approver, DriverEvent } from "../codex/driver.js";
 import { describeError, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { addUsage, type TaskUsage } from "../relay/usage.js";
@@ -33,6 +33,8 @@ export interface RunOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Overrides the mission's bundle format. */
   bundle?: "tar.gz" | "zip" | "both" | undefined;
+  /** Who answers the approvals Codex asks for (the MCP client that started the mission); none: declined. */
+  approve?: ((taskId: string) => Approver | undefined) | undefined;
 }
 
 interface Running {
@@ -54,6 +56,7 @@ interface TaskContext {
   budgetSpent: (by: string, b: TokenBudget) => void;
   /** Why the runner cancelled a task, when it did (the mission's budget). */
   cancelledFor: Map<string, string>;
+  approve: RunOptions["approve"];
 }
 
 /** How long a record change that is not a task's end may wait to be written with others. */
@@ -138,6 +141,7 @@ export class MissionRunner {
       onProgress: opts.onProgress,
       budget: mission.max_tokens ? new TokenBudget("the mission's max_tokens", mission.max_tokens) : undefined,
       cancelledFor,
+      approve: opts.approve,
       budgetSpent: (by, b) => {
         const why = `cancelled: ${b.describe()} (its last answer was task ${by}'s)`;
         this.logger.warn("a mission's token budget is spent: cancelling its other tasks", { missionId: record.missionId, used: b.used, limit: b.limit });
@@ -216,6 +220,8 @@ export class MissionRunner {
       config: { ...d.config, ...task.config },
       env,
       approvalPolicy: task.approval_policy ?? d.approval_policy,
+      approve: ctx.approve?.(task.id),
+      approvalTimeoutMs: task.approval_timeout ?? d.approval_timeout,
       timeoutMs: task.timeout ?? d.timeout,
       signal,
       onEvent,

@@ -18,7 +18,8 @@ name: starter-mission
 defaults:
   # read-only | workspace-write | danger-full-access (enforced by the container)
   sandbox: workspace-write
-  # never | on-request | untrusted (the broker declines any approval Codex asks for)
+  # never | on-request | untrusted: an approval Codex asks for goes to the MCP client that started
+  # the mission if it declared elicitation (app-server workers), else it is declined
   approval_policy: never
   # A turn that runs longer is interrupted and marked timed_out: "90s", "10m", or seconds.
   timeout: 10m

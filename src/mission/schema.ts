@@ -34,6 +34,8 @@ const artifactGlob = z.string().superRefine((g, ctx) => {
 const settings = {
   sandbox: oneOf(SANDBOXES).optional(),
   approval_policy: oneOf(APPROVAL_POLICIES).optional(),
+  /** How long an approval may wait for the MCP client's answer before it is declined (default: the profile's, 5 min). */
+  approval_timeout: timeout.optional(),
   model: z.string().min(1).optional(),
   profile: z.string().min(1).optional(),
   "base-instructions": z.string().optional(),

@@ -12,7 +12,7 @@ import { AuthFileError } from "../auth/auth-file.js";
 import { AuthSeeder } from "../auth/seeder.js";
 import type { ChatgptTokenSource } from "../auth/token-source.js";
 import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
-import type { DriverEvent, TurnOutcome } from "../codex/driver.js";
+import { approvalNote, type Approver, type DriverEvent, type TurnOutcome } from "../codex/driver.js";
 import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
@@ -62,6 +62,10 @@ export interface PoolTurnRequest {
   onAssigned?: ((info: { container: string; slotId: string }) => void) | undefined;
   /** A token budget over the turn's model calls: the relay refuses a call it says no to. */
   budget?: TurnBudget | undefined;
+  /** Who answers the approvals Codex asks for (the MCP client, by elicitation); none: each is declined. */
+  approve?: Approver | undefined;
+  /** How long an approval may wait for an answer (default: the profile's approval_timeout). */
+  approvalTimeoutMs?: number | undefined;
 }
 
 /** A command (a task's check) to run beside a conversation's Codex. */
@@ -305,6 +309,7 @@ export class WorkerPool {
         if (early) req.budget.spend(early.usage);
       };
       if (route) watch(route.threadId);
+      const approvals: string[] = [];
       let outcome = await driver
         .runTurn({
         threadId: route?.threadId,
@@ -318,11 +323,15 @@ export class WorkerPool {
         timeoutMs: req.timeoutMs ?? profile.turn_timeout,
         signal: req.signal,
         lane,
+        approve: req.approve,
+        approvalTimeoutMs: req.approvalTimeoutMs ?? profile.approval_timeout,
         // A task's commands can read the worker's credential (Codex must, so any sandbox mode
         // lets them) and print it: what they report leaves the worker with known secrets scrubbed.
         onEvent: (e) => {
           if (e.kind === "command_finished" && e.exitCode === 137) killed++;
           if (e.kind === "thread") watch(e.threadId);
+          const note = approvalNote(e);
+          if (note) approvals.push(scrubValue(note));
           req.onEvent?.(scrubValue(e));
         },
       })
@@ -332,7 +341,7 @@ export class WorkerPool {
         });
       outcome = scrubValue(outcome);
       // A command that died of SIGKILL may have been the kernel's doing: the cgroup says.
-      const notes = [...(killed > 0 ? await oomNotes(worker, killed) : []), ...refusalNotes(refused), ...(this.opts.config.rehearsal ? [this.opts.config.rehearsal.notice] : [])];
+      const notes = [...(killed > 0 ? await oomNotes(worker, killed) : []), ...refusalNotes(refused), ...approvals, ...(this.opts.config.rehearsal ? [this.opts.config.rehearsal.notice] : [])];
       const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
       const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {

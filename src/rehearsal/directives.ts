@@ -5,6 +5,8 @@
 export type Directive =
   | { kind: "write"; path: string; text: string }
   | { kind: "run"; command: string }
+  /** A shell call that asks to run outside Codex's sandbox (`sandbox_permissions: "require_escalated"`). */
+  | { kind: "run-escalated"; command: string }
   | { kind: "env"; name: string }
   | { kind: "sleep"; ms: number }
   | { kind: "fail"; message: string }
@@ -20,10 +22,10 @@ export type Directive =
   | { kind: "on-attempt"; attempt: number; directive: Directive };
 
 /** Directives that become a shell tool call run by Codex. */
-export type ToolDirective = Extract<Directive, { kind: "write" | "run" | "env" | "sleep" | "crash" }>;
+export type ToolDirective = Extract<Directive, { kind: "write" | "run" | "run-escalated" | "env" | "sleep" | "crash" }>;
 
 export function isToolDirective(d: Directive): d is ToolDirective {
-  return d.kind === "write" || d.kind === "run" || d.kind === "env" || d.kind === "sleep" || d.kind === "crash";
+  return d.kind === "write" || d.kind === "run" || d.kind === "run-escalated" || d.kind === "env" || d.kind === "sleep" || d.kind === "crash";
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -61,6 +63,8 @@ function parseOne(verb: string, arg: string, line: string): Directive {
     }
     case "run":
       return arg ? { kind: "run", command: arg } : bad("expected `#fake run <command>`");
+    case "run-escalated":
+      return arg ? { kind: "run-escalated", command: arg } : bad("expected `#fake run-escalated <command>`");
     case "env":
       return ENV_NAME.test(arg) ? { kind: "env", name: arg } : bad("expected `#fake env <NAME>` with a variable name");
     case "sleep": {
@@ -93,7 +97,7 @@ function parseOne(verb: string, arg: string, line: string): Directive {
       return Number.isInteger(n) && n >= 1 && n <= 100_000 ? { kind: "deltas", count: n } : bad("expected `#fake deltas <count>` (1 to 100000)");
     }
     default:
-      return bad("unknown verb; known: write, run, env, sleep, fail, crash, stall, recall, auth, deltas, tokens, on-attempt");
+      return bad("unknown verb; known: write, run, run-escalated, env, sleep, fail, crash, stall, recall, auth, deltas, tokens, on-attempt");
   }
 }
 
@@ -110,6 +114,7 @@ export function commandFor(d: ToolDirective): string {
       return `mkdir -p -- "$(dirname -- ${p})" && printf '%s' ${shellQuote(d.text)} > ${p}`;
     }
     case "run":
+    case "run-escalated":
       return d.command;
     case "env":
       // A marker around the value tells an empty value from an unset one.

@@ -102,19 +102,24 @@ export function tokenFingerprint(token: string): string {
 interface ShellTools {
   exec: { name: string; style: "cmd" | "argv" };
   poll: string | null;
+  /** Whether the exec tool takes `sandbox_permissions` (Codex offers it under on-request). */
+  escalation: boolean;
 }
 
 function findShellTools(tools: ToolSpec[]): ShellTools | null {
   let exec: ShellTools["exec"] | null = null;
   let poll: string | null = null;
+  let escalation = false;
   for (const t of tools) {
     if (t.type !== "function" || !t.name) continue;
     const props = t.parameters?.properties ?? {};
-    if (!exec && "cmd" in props) exec = { name: t.name, style: "cmd" };
-    else if (!exec && "command" in props && t.name === "shell") exec = { name: t.name, style: "argv" };
+    if (!exec && ("cmd" in props || ("command" in props && t.name === "shell"))) {
+      exec = { name: t.name, style: "cmd" in props ? "cmd" : "argv" };
+      escalation = "sandbox_permissions" in props;
+    }
     if ("session_id" in props && "chars" in props) poll = t.name;
   }
-  return exec ? { exec, poll } : null;
+  return exec ? { exec, poll, escalation } : null;
 }
 
 /** Plans the model's answer to one request. */
@@ -171,10 +176,15 @@ export function planResponse(body: RequestView, ctx: PlanContext): Plan {
     }
     const cmd = commandFor(d);
     const wait = d.kind === "sleep" ? Math.min(Math.max(d.ms + 2000, 250), 30000) : 30000;
-    const args =
+    const args: Record<string, unknown> =
       shell.exec.style === "cmd"
         ? { cmd, yield_time_ms: wait }
         : { command: ["bash", "-lc", cmd], timeout_ms: d.kind === "sleep" ? d.ms + 60000 : 600000 };
+    // Asks to leave the sandbox, as a real model does under on-request (the field exists only where Codex offers it).
+    if (d.kind === "run-escalated") {
+      if (!shell.escalation) return { kind: "fail", status: 400, message: "rehearsal: Codex's shell tool offers no sandbox_permissions here (run-escalated needs approval_policy on-request with a sandbox)" };
+      Object.assign(args, { sandbox_permissions: "require_escalated", justification: `May I run ${d.command}?` });
+    }
     return call(i, 0, shell.exec.name, args);
   }
 
@@ -215,6 +225,7 @@ function finalAnswer(
         lines.push(r && r.exitCode === 0 ? `wrote ${d.path}` : `write ${d.path} failed${status}: ${r?.output ?? "no output"}`);
         break;
       case "run":
+      case "run-escalated":
         lines.push(`ran ${d.command}${status}:`, r?.output ?? "");
         break;
       case "env": {

@@ -29,7 +29,7 @@ describe("wrapper.toml", () => {
     expect(c.workers).toHaveLength(1);
     expect(c.workers[0]).toMatchObject({ name: "default", image: "codex-mcp-wrapper/worker:dev", protocol: "app-server", sandbox: "read-only", approval_policy: "never", capacity: 4 });
     // durations are milliseconds, defaults included (zod 4 does not parse a default)
-    expect(c.workers[0]).toMatchObject({ idle_timeout: 600_000, turn_timeout: 1_800_000, memory: 2 * 1024 ** 3 });
+    expect(c.workers[0]).toMatchObject({ idle_timeout: 600_000, turn_timeout: 1_800_000, approval_timeout: 300_000, memory: 2 * 1024 ** 3 });
     expect(c.stateDir).toContain(path.join("codex-mcp-wrapper", "codex-wrapper-dev"));
   });
 
@@ -70,6 +70,13 @@ describe("wrapper.toml", () => {
       'workers[1].name: "a" is used by another profile; give each profile its own name',
     ]);
     expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", warm: 5, max_containers: 2 }] }, "t", {}))).toEqual(["workers[0].warm: expected at most max_containers (2), got 5"]);
+  });
+
+  it("reads a profile's approval_timeout, and names it when it is not a duration", () => {
+    expect(resolveConfig({ workers: [{ name: "a", approval_timeout: "90s" }] }, "t", {}).workers[0]!.approval_timeout).toBe(90_000);
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", approval_timeout: "soon" }] }, "t", {}))).toEqual([
+      'workers[0].approval_timeout: expected a duration such as "30s", "10m" or a number of seconds, got "soon"',
+    ]);
   });
 
   it("says where a TOML syntax error is, and that an unreadable file cannot be read", () => {

@@ -95,6 +95,14 @@ describe("mission fields: check, check_timeout, attempts, max_tokens", () => {
     expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", check: "x", check_timeout: "soon" }] })[0]).toMatch(/^tasks\[0\] \("a"\)\.check_timeout: expected a duration/);
   });
 
+  it("reads approval_timeout as milliseconds, and names the field when it is not a duration", () => {
+    const m = validateMission({ name: "m", defaults: { approval_timeout: "2m" }, tasks: [{ id: "a", prompt: "p", approval_timeout: 30 }] }, config);
+    expect(m.defaults?.approval_timeout).toBe(120_000);
+    expect(m.tasks[0]!.approval_timeout).toBe(30_000);
+    expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", approval_timeout: "forever" }] })[0]).toMatch(/^tasks\[0\] \("a"\)\.approval_timeout: expected a duration/);
+    expect(problems({ name: "m", defaults: { approval_timeout: 0 }, tasks: [{ id: "a", prompt: "p" }] })[0]).toMatch(/^defaults\.approval_timeout: expected a duration/);
+  });
+
   it("refuses attempts without a check to decide them", () => {
     expect(problems({ name: "m", tasks: [{ id: "a", prompt: "p", attempts: 2 }] })).toEqual([
       'tasks[0] ("a").attempts: 2 attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts',

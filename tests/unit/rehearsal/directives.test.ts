@@ -21,6 +21,8 @@ describe("parseDirectives", () => {
     expect(parseDirectives("#fake sleep soon")[0]).toMatchObject({ kind: "fail", message: expect.stringContaining("#fake sleep soon") });
     expect(parseDirectives("#fake env 1BAD")[0]).toMatchObject({ kind: "fail" });
     expect(parseDirectives("#fake dance")[0]).toMatchObject({ kind: "fail", message: expect.stringContaining("unknown verb") });
+    expect(parseDirectives("#fake run-escalated")[0]).toMatchObject({ kind: "fail", message: expect.stringContaining("expected `#fake run-escalated <command>`") });
+    expect(parseDirectives("#fake run-escalated touch x")).toEqual([{ kind: "run-escalated", command: "touch x" }]);
   });
 
   it("gives no directives for a plain prompt", () => {

@@ -69,6 +69,14 @@ describe("planResponse", () => {
     expect(final).toEqual({ kind: "message", text: "write a.txt failed (exit 1): Read-only file system" });
   });
 
+  it("asks to leave the sandbox for #fake run-escalated, where Codex's shell tool offers it", () => {
+    const escalating = [{ type: "function", name: "exec_command", parameters: { properties: { cmd: {}, sandbox_permissions: {}, justification: {} } } }];
+    const first = expectCall(planResponse({ input: [user("#fake run-escalated touch x")], tools: escalating }, ctx));
+    expect(JSON.parse(first.arguments)).toMatchObject({ cmd: "touch x", sandbox_permissions: "require_escalated", justification: "May I run touch x?" });
+    expect(JSON.parse(expectCall(planResponse({ input: [user("#fake run touch x")], tools: escalating }, ctx)).arguments)).not.toHaveProperty("sandbox_permissions");
+    expect(planResponse({ input: [user("#fake run-escalated touch x")], tools }, ctx)).toMatchObject({ kind: "fail", status: 400, message: expect.stringContaining("no sandbox_permissions") });
+  });
+
   it("says so when Codex offers no shell tool", () => {
     expect(planResponse({ input: [user("#fake run ls")], tools: [] }, ctx)).toMatchObject({ kind: "fail", status: 400, message: expect.stringContaining("no shell tool") });
   });

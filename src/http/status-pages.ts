@@ -73,7 +73,7 @@ export function timelineSvg(m: MissionRecord, now: number): string {
   const ends = m.tasks.map((t) => (t.finishedAt ? Date.parse(t.finishedAt) : t.startedAt ? now : t0));
   const t1 = Math.max(m.finishedAt ? Date.parse(m.finishedAt) : now, ...ends, t0 + 1);
   const W = 1000;
-  const LABEL = 330;
+  const LABEL = 420;
   const ROW = 36;
   const span = W - LABEL - 10;
   const x = (at: number): number => LABEL + ((at - t0) / (t1 - t0)) * span;

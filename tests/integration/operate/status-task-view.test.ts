@@ -53,6 +53,15 @@ afterAll(async () => {
 
 const record = (missionId: string): MissionRecord => broker.store.readMission(missionId);
 
+/** Console messages of a page that report a refused script or style (the pages' own must all pass). */
+function cspViolations(page: Page): string[] {
+  const seen: string[] = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) seen.push(m.text());
+  });
+  return seen;
+}
+
 /** Reloads the page until `selector` is there (the mission page is rendered once per load). */
 async function reloadUntil(page: Page, selector: string): Promise<void> {
   for (let i = 0; i < 240; i++) {
@@ -88,6 +97,7 @@ describe("status page: mission and task views", () => {
 
     const context = await browser.newContext({ httpCredentials: { username: "me", password: TOKEN }, viewport: { width: 1200, height: 900 } });
     const page = await context.newPage();
+    const refused = cspViolations(page);
     // From the main page, the mission's name links to its page.
     await page.goto(`${base}/`);
     await page.locator(`section[data-mission="${missionId}"] a.mission-link`).click();
@@ -153,6 +163,8 @@ describe("status page: mission and task views", () => {
     expect(await patch.text()).toBe("--- a/x +++ b/x");
     expect(await page.locator('tr[data-task="slow"] a.patch').count()).toBe(0);
     await page.screenshot({ path: path.join(SHOTS, "status-mission-done.png"), fullPage: true });
+    // The main page, the mission's and the task's ran their own style and script under the policy.
+    expect(refused).toEqual([]);
     await context.close();
   });
 

@@ -84,8 +84,8 @@ describe("the mission and task pages", () => {
     expect(svg).toContain('>box-a</text>');
     expect(svg).toContain('>box-b</text>');
     expect(svg).toContain(">not placed</text>");
-    // 10 s over 660 units from x=330: the second task's bar from 5 s (x=660) to 10 s (width 330).
-    expect(svg).toMatch(/data-task="t1"[^]*?<rect class="bar succeeded" x="660\.0" y="\d+" width="330\.0"/);
+    // 10 s over 570 units from x=420: the second task's bar from 5 s (x=705) to 10 s (width 285).
+    expect(svg).toMatch(/data-task="t1"[^]*?<rect class="bar succeeded" x="705\.0" y="\d+" width="285\.0"/);
   });
 
   it("formats durations and escapes quotes", () => {

@@ -231,6 +231,15 @@ function readRecord(broker: Broker, missionId: string): MissionRecord | null {
   }
 }
 
+/** A running mission's record as the runner holds it (no disk read), else the stored one. */
+function liveRecord(broker: Broker, missionId: string): MissionRecord | null {
+  try {
+    return broker.runner.status(missionId);
+  } catch {
+    return null;
+  }
+}
+
 const notFound = (c: Context, what: string): Response => c.text(`No such ${what}`, 404);
 
 /** Adds the mission and task pages and the task event stream, each behind `guard`. */
@@ -263,6 +272,7 @@ export function addMissionPages(app: Hono<{ Bindings: HttpBindings }>, broker: B
       let offset = Number.isSafeInteger(resume) && resume > 0 ? resume : 0;
       let skipping = false; // inside a line longer than a chunk: dropped to its end
       const state = newShownState();
+      let finished: string | undefined; // the task's end status, once its task_finished event is read
       const buf = Buffer.alloc(READ_CHUNK);
       while (!closed) {
         const read = await readAt(file, buf, offset);
@@ -287,7 +297,9 @@ export function addMissionPages(app: Hono<{ Bindings: HttpBindings }>, broker: B
           for (const line of text.split("\n")) {
             if (!line) continue;
             try {
-              shown.push(...shownEvents(JSON.parse(line), state));
+              const event = JSON.parse(line) as { type?: unknown; status?: unknown };
+              if (event.type === "task_finished") finished = String(event.status);
+              shown.push(...shownEvents(event, state));
             } catch {
               // a line that is not JSON (a torn write after a crash): nothing to show
             }
@@ -295,12 +307,15 @@ export function addMissionPages(app: Hono<{ Bindings: HttpBindings }>, broker: B
           if (shown.length) await stream.writeSSE({ event: "events", id: String(offset), data: JSON.stringify(joinOutput(shown)) });
           continue;
         }
-        // At the end of the log: done once the record says the task has ended (its last event
-        // is written before its record), else wait for more.
-        const t = readRecord(broker, missionId)?.tasks.find((x) => x.id === taskId);
-        if (!t || (t.status !== "running" && t.status !== "queued")) {
+        // At the end of the log: done once the task's last event (task_finished) has been read,
+        // or its mission is no longer running (a broker that stopped under it: no such event
+        // comes). Not the task's status: it reads `succeeded` while the task's check runs, and
+        // the record is written after the log's last event.
+        const mission = liveRecord(broker, missionId);
+        if (finished || !mission || mission.status !== "running") {
           if ((await readAt(file, buf, offset)) > 0) continue;
-          await stream.writeSSE({ event: "end", id: String(offset), data: JSON.stringify({ status: t?.status ?? "unknown" }) });
+          const status = finished ?? mission?.tasks.find((x) => x.id === taskId)?.status ?? "unknown";
+          await stream.writeSSE({ event: "end", id: String(offset), data: JSON.stringify({ status }) });
           return;
         }
         await stream.sleep(POLL_MS);

@@ -192,6 +192,20 @@ describe("status page: mission and task views", () => {
     expect(html.match(/<script/g)).toHaveLength(1); // the page's own
   });
 
+  it("a task's event stream, opened as it starts, lasts through its check to the task's end", async () => {
+    const r = await client.callTool({
+      name: "batch",
+      arguments: { workspace: makeWorkspace(), wait: false, mission: { name: "checked", tasks: [{ id: "checked", prompt: "#fake write out/x.txt ok", sandbox: "workspace-write", check: "sleep 3; echo check-done" }] } },
+    });
+    const id = (r.structuredContent as { missionId: string }).missionId;
+    // While the check runs, the task's status reads `succeeded` (its turn did): not its end.
+    const text = await (await fetch(`${base}/status/missions/${id}/tasks/checked/events`, { headers: auth })).text();
+    const events = [...text.matchAll(/^event: events\ndata: (.*)$/gm)].flatMap((m) => JSON.parse(m[1]!) as { kind: string; text: string }[]);
+    expect(events.filter((e) => e.kind === "check").map((e) => e.text)).toEqual(["check (attempt 1): $ sleep 3; echo check-done", "check exited 0\ncheck-done"]);
+    expect(events.at(-1)).toMatchObject({ kind: "end", text: "finished: succeeded" });
+    expect(text).toMatch(/^event: end\ndata: \{"status":"succeeded"\}\nid: \d+$/m);
+  });
+
   it("the event stream resumes from Last-Event-ID; unknown tasks are 404; every new path needs the token", async () => {
     const url = `${base}/status/missions/${missionId}/tasks/slow/events`;
     const whole = await (await fetch(url, { headers: auth })).text();

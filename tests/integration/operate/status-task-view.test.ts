@@ -181,11 +181,12 @@ describe("status page: mission and task views", () => {
     expect(await page.locator(".final-message").textContent()).toContain(EVIL);
     expect(await page.locator("img").count()).toBe(0);
     expect(await page.evaluate("typeof window.pwned")).toBe("undefined");
+    await page.screenshot({ path: path.join(SHOTS, "status-task-escaped.png"), fullPage: true });
     await page.goto(`${base}/status/missions/${missionId}`);
     expect(await page.locator('tr[data-task="evil"] .final-message').textContent()).toContain(EVIL);
     expect(await page.locator("img").count()).toBe(0);
     expect(await page.evaluate("typeof window.pwned")).toBe("undefined");
-    await page.screenshot({ path: path.join(SHOTS, "status-task-escaped.png"), fullPage: true });
+    await page.screenshot({ path: path.join(SHOTS, "status-mission-escaped.png"), fullPage: true });
     await context.close();
     const html = await (await fetch(`${base}/status/missions/${missionId}/tasks/evil`, { headers: auth })).text();
     expect(html).toContain("&lt;script&gt;window.pwned=1&lt;/script&gt;");

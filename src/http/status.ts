@@ -1,15 +1,17 @@
 // The status page: `/` (one self-contained HTML page), `/status.json` (the same facts as JSON),
-// `/status/events` (server-sent events: a fresh snapshot whenever it changes) and the
-// artifact downloads it links to. The page renders with textContent only, so nothing a task
-// wrote can run in the browser.
-import { createReadStream, existsSync, statSync } from "node:fs";
+// `/status/events` (server-sent events: a fresh snapshot whenever it changes), the mission and
+// task pages (./status-pages.ts) and the artifact downloads they link to. The page renders with
+// textContent only, so nothing a task wrote can run in the browser.
+import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
 import type { HttpBindings } from "@hono/node-server";
 import type { Context, Hono, MiddlewareHandler } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Broker } from "../broker.js";
+import { artifactMimeType } from "../artifacts/mime.js";
 import { attemptLabel, type MissionRecord } from "../state/store.js";
+import { addMissionPages, artifactHref, missionPagePath, pagePolicy, taskPagePath } from "./status-pages.js";
 
 export interface StatusSnapshot {
   /** `rehearsal`: only in rehearsal mode, the notice the page shows as a banner. */
@@ -23,7 +25,9 @@ export interface StatusSnapshot {
     finishedAt: string | null;
     progress: Record<string, number>;
     bundle: string | null;
-    tasks: { id: string; status: string; attempt: string | null; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; tokens: { input: number; cached: number; output: number } | null; artifacts: { path: string; size: number; href: string }[] }[];
+    /** The mission's own page (its timeline and tasks). */
+    page: string;
+    tasks: { id: string; page: string; status: string; attempt: string | null; container: string | null; startedAt: string | null; finishedAt: string | null; error: string | null; tokens: { input: number; cached: number; output: number } | null; artifacts: { path: string; size: number; href: string }[] }[];
   }[];
 }
 
@@ -62,10 +66,12 @@ function missionView(m: MissionRecord, banner?: string): StatusSnapshot["mission
     finishedAt: m.finishedAt,
     progress,
     bundle: m.bundle ? `${base}/bundle.tar.gz` : null,
+    page: missionPagePath(m.missionId),
     tasks: m.tasks.map((t) => {
       const error = [t.error, ...(t.notes ?? []).filter((n) => n !== banner)].filter(Boolean).join("\n"); // notes show with the error
       return {
         id: t.id,
+        page: taskPagePath(m.missionId, t.id),
         status: t.status,
         attempt: attemptLabel(t),
         container: t.container,
@@ -73,7 +79,7 @@ function missionView(m: MissionRecord, banner?: string): StatusSnapshot["mission
         finishedAt: t.finishedAt,
         error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error || null,
         tokens: t.usage ? { input: t.usage.inputTokens, cached: t.usage.cachedInputTokens, output: t.usage.outputTokens } : null,
-        artifacts: t.artifacts.map((a) => ({ path: a.path, size: a.size, href: `${base}/artifacts/${encodeURIComponent(t.id)}/${a.path.split("/").map(encodeURIComponent).join("/")}` })),
+        artifacts: t.artifacts.map((a) => ({ path: a.path, size: a.size, href: artifactHref(m.missionId, t.id, a.path) })),
       };
     }),
   };
@@ -88,7 +94,10 @@ export function addStatusRoutes(app: Hono<{ Bindings: HttpBindings }>, broker: B
     if (!shared || Date.now() - shared.at >= 500) shared = { at: Date.now(), snapshot: statusSnapshot(broker) };
     return shared.snapshot;
   };
-  app.get("/", guard, (c) => c.html(PAGE));
+  app.get("/", guard, (c) => {
+    const { nonce, headers } = pagePolicy();
+    return c.html(PAGE.replaceAll("NONCE", nonce), 200, headers);
+  });
   app.get("/status.json", guard, async (c) => c.json(await statusSnapshot(broker)));
   app.get("/status/events", guard, (c) =>
     streamSSE(c, async (stream) => {
@@ -115,8 +124,9 @@ export function addStatusRoutes(app: Hono<{ Bindings: HttpBindings }>, broker: B
     const rel = decodeURIComponent(new URL(c.req.url).pathname.slice(prefix.length));
     const entry = record?.tasks.find((t) => t.id === taskId)?.artifacts.find((a) => a.path === rel);
     if (!record || !entry) return c.text("No such artifact: the mission's record does not list it", 404);
-    return sendFile(c, path.join(broker.store.missionDir(record.missionId), "artifacts", taskId, entry.path), path.basename(entry.path));
+    return sendFile(c, path.join(broker.store.missionDir(record.missionId), "artifacts", taskId, entry.path), path.basename(entry.path), true);
   });
+  addMissionPages(app, broker, guard);
   app.get("/missions/:missionId/bundle.tar.gz", guard, (c) => {
     const record = readRecord(broker, c.req.param("missionId"));
     if (!record?.bundle) return c.text("No bundle: this mission kept no artifacts", 404);
@@ -132,17 +142,43 @@ function readRecord(broker: Broker, missionId: string): MissionRecord | null {
   }
 }
 
-function sendFile(c: Context, file: string, name: string): Response {
+// Shown in the browser rather than saved: plain text and raster images, which cannot run script.
+const INLINE = /^(text\/(plain|markdown|csv|tab-separated-values|x-diff|x-[a-z+-]+)|image\/(png|jpeg|gif|webp))$/;
+
+/**
+ * A file as a download, or (`typed`: an artifact) with its type from artifacts/mime.ts, shown
+ * inline when that type cannot run script. Either way sandboxed: an HTML or SVG artifact opened
+ * from the page runs nothing on this origin.
+ */
+function sendFile(c: Context, file: string, name: string, typed = false): Response {
   if (!existsSync(file)) return c.text("The file is listed but missing from the state directory", 410);
+  const type = typed ? artifactMimeType(name, headIsUtf8(file)) : "application/octet-stream";
+  const text = /^text\/|^application\/(json|jsonl|x-ndjson|xml|yaml|toml|sql|x-sh)$|^image\/svg\+xml$/.test(type);
   const body = Readable.toWeb(createReadStream(file)) as ReadableStream;
   return new Response(body, {
     headers: {
-      "content-type": "application/octet-stream",
+      "content-type": text ? `${type}; charset=utf-8` : type,
       "content-length": String(statSync(file).size),
-      "content-disposition": `attachment; filename="${name.replace(/["\\\r\n]/g, "_")}"`,
+      "content-disposition": `${INLINE.test(type) ? "inline" : "attachment"}; filename="${name.replace(/["\\\r\n]/g, "_")}"`,
+      "content-security-policy": "sandbox; default-src 'none'",
       "x-content-type-options": "nosniff",
     },
   });
+}
+
+/** Whether a file's first 64 KiB are UTF-8 (a character cut at the end is allowed). */
+function headIsUtf8(file: string): boolean {
+  const fd = openSync(file, "r");
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(0, n), { stream: true });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const PAGE = `<!doctype html>
@@ -151,7 +187,7 @@ const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>codex-mcp-wrapper</title>
-<style>
+<style nonce="NONCE">
   :root { font-family: system-ui, sans-serif; color: #1d2125; background: #f6f7f9; }
   body { margin: 0 auto; max-width: 1100px; padding: 1.2rem; }
   h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
@@ -185,7 +221,7 @@ const PAGE = `<!doctype html>
 <div id="workers"></div>
 <h2>Missions</h2>
 <div id="missions"></div>
-<script>
+<script nonce="NONCE">
 "use strict";
 const el = (tag, props, ...kids) => {
   const e = document.createElement(tag);
@@ -224,11 +260,11 @@ function render(s) {
     const tasks = el("table", { class: "tasks" }, el("tr", {}, ...["task", "status", "container", "tokens (in / cached / out)", "artifacts", "error"].map((h) => el("th", { text: h }))));
     for (const t of m.tasks) {
       const arts = el("td");
-      for (const a of t.artifacts) arts.append(el("a", { href: a.href, text: a.path }), " ");
-      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("code", { text: t.id })), el("td", {}, el("span", { class: "status " + t.status, text: t.status }), t.attempt ? el("span", { class: "attempt", text: " attempt " + t.attempt }) : null), el("td", {}, t.container ? el("code", { text: t.container }) : null), el("td", { class: "tokens", text: t.tokens ? t.tokens.input + " / " + t.tokens.cached + " / " + t.tokens.output : "" }), arts, el("td", { class: "error", text: t.error || "" })));
+      for (const a of t.artifacts) arts.append(el("a", { class: "artifact", href: a.href, text: a.path }), " ");
+      tasks.append(el("tr", { "data-task": t.id }, el("td", {}, el("a", { class: "task-link", href: t.page }, el("code", { text: t.id }))), el("td", {}, el("span", { class: "status " + t.status, text: t.status }), t.attempt ? el("span", { class: "attempt", text: " attempt " + t.attempt }) : null), el("td", {}, t.container ? el("code", { text: t.container }) : null), el("td", { class: "tokens", text: t.tokens ? t.tokens.input + " / " + t.tokens.cached + " / " + t.tokens.output : "" }), arts, el("td", { class: "error", text: t.error || "" })));
     }
-    const header = el("header", {}, el("strong", { text: m.name }), el("code", { text: m.missionId }), el("span", { class: "status " + m.status, text: m.status }), el("span", { class: "meta", text: done + " of " + total + " task(s) done · started " + new Date(m.createdAt).toLocaleString() }));
-    if (m.bundle) header.append(el("a", { href: m.bundle, text: "artifacts (tar.gz)" }));
+    const header = el("header", {}, el("a", { class: "mission-link", href: m.page }, el("strong", { text: m.name })), el("code", { text: m.missionId }), el("span", { class: "status " + m.status, text: m.status }), el("span", { class: "meta", text: done + " of " + total + " task(s) done · started " + new Date(m.createdAt).toLocaleString() }));
+    if (m.bundle) header.append(el("a", { class: "bundle", href: m.bundle, text: "artifacts (tar.gz)" }));
     missions.append(el("section", { class: "mission", "data-mission": m.missionId }, header, bar, tasks));
   }
 }

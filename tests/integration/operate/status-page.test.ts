@@ -149,13 +149,13 @@ describe("status page and metrics", () => {
     // The task with a check shows the attempt it ended on; a task of one attempt shows none.
     expect(await mission.locator('tr[data-task="slow-1"] .attempt').textContent()).toBe(" attempt 2/2");
     expect(await mission.locator('tr[data-task="slow-2"] .attempt').count()).toBe(0);
-    const link = mission.locator('tr[data-task="writer"] a');
+    const link = mission.locator('tr[data-task="writer"] a.artifact');
     expect(await link.textContent()).toBe("out/report.txt");
     const href = await link.getAttribute("href");
     const download = await fetch(new URL(href!, base), { headers: auth });
     expect(download.status).toBe(200);
     expect(await download.text()).toBe("all good");
-    expect(await mission.locator("header a").getAttribute("href")).toBe(`/missions/${missionId}/bundle.tar.gz`);
+    expect(await mission.locator("header a.bundle").getAttribute("href")).toBe(`/missions/${missionId}/bundle.tar.gz`);
     await page.screenshot({ path: path.join(SHOTS, "status-page-done.png"), fullPage: true });
     await context.close();
 

@@ -58,6 +58,7 @@ export function newWorker(ctx: Pick<BringUpContext, "docker" | "logger" | "confi
     user,
     network,
     dockerNetwork: profile.docker_network,
+    volume: slot.volume,
   });
   return {
     key: want.key,

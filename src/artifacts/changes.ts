@@ -39,7 +39,9 @@ function git(args: string[], opts: { cwd?: string; env?: Record<string, string>;
         },
       },
       (err, stdout, stderr) => {
-        if (err) {
+        if ((err as NodeJS.ErrnoException | null)?.code === "ENOENT") {
+          reject(new Error(`workspace_mode "isolated" needs git on the broker's machine, and there is none on PATH; install git (apt-get install git) or use workspace_mode "shared"`));
+        } else if (err) {
           const why = stderr.toString("utf8").trim().split("\n").slice(0, 5).join("; ");
           reject(new Error(`git ${args[0]} failed: ${why || err.message}`));
         } else resolve(stdout);

@@ -632,7 +632,8 @@ export class WorkerPool {
     await worker.driver?.close().catch(() => {});
     await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container; a health round will", { container: worker.container.name, error: describeError(e) }));
     this.onWorkerExit(worker, why);
-    if (worker.slot.volume) await this.dropVolume(worker.slot, why);
+    // Not when a reply already started the slot's next container on the same copy.
+    if (worker.slot.volume && worker.slot.worker === null) await this.dropVolume(worker.slot, why);
   }
 
   /**

@@ -73,6 +73,9 @@ describe("workspace_mode isolated", () => {
     expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toBe("base\n");
     expect(existsSync(path.join(ws, "new"))).toBe(false);
     expect(execFileSync("git", ["-c", "safe.directory=*", "-C", ws, "status", "--porcelain"], { encoding: "utf8" })).toBe("");
+    // A reply continues on the task's copy, not on the source.
+    const reply = await pool.runTurn({ conversationId: t.conversationId!, prompt: "#fake run cat f.txt" });
+    expect(reply.outcome.finalMessage).toContain("edited");
     // The copy lives in a volume of the pool's labels until its container goes; then it goes too.
     expect(volumes()).toHaveLength(1);
     await pool.shutdown();

@@ -252,10 +252,6 @@ export class WorkerPool {
   }
 
   /**
-   * An isolated conversation's copy of its workspace as a tar stream (entries \`./…\`), given to
-   * \`consume\` (the copy is read through a helper container, whatever its worker is doing).
-   */
-  /**
    * The caller has read an isolated conversation's copy back: its container may now be evicted
    * or stopped when idle (which removes the copy).
    */
@@ -267,6 +263,10 @@ export class WorkerPool {
     this.drain(this.profile(route!.profile).name);
   }
 
+  /**
+   * An isolated conversation's copy of its workspace as a tar stream (entries `./…`), given to
+   * `consume` (the copy is read through a helper container, whatever its worker is doing).
+   */
   async readIsolated<T>(id: ConversationId, consume: (tar: Readable) => Promise<T>): Promise<T> {
     const route = this.routes.get(id);
     if (!route?.volume) throw new WrapperError("NOT_FOUND", `conversationId: ${id} has no isolated workspace`);

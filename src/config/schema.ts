@@ -10,6 +10,8 @@ export const APPROVAL_POLICIES = ["never", "on-request", "untrusted"] as const;
 export const TRANSPORTS = ["http", "stdio"] as const;
 /** What a task's commands may reach: nothing, named hosts through the broker's proxy, or anything. */
 export const NETWORKS = ["none", "allowlist", "open"] as const;
+/** Where a task works: the workspace itself (a bind mount), or its own copy whose changes come back as a patch. */
+export const WORKSPACE_MODES = ["shared", "isolated"] as const;
 
 /** An allowlist entry: a host name, `*.` wildcard or IP address, with an optional `:port`. */
 export const AllowEntry = z
@@ -94,6 +96,8 @@ export const WorkerProfileSchema = z
       .default(1),
     idle_timeout: duration.default(600_000), // zod 4: a default is the output (milliseconds), not parsed
     turn_timeout: duration.default(1_800_000),
+    /** "shared" (the default): the workspace is bind-mounted; "isolated": each task gets its own copy (docs/workspaces.md). */
+    workspace_mode: oneOf(WORKSPACE_MODES).default("shared"),
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
@@ -140,6 +144,7 @@ export type SandboxMode = (typeof SANDBOXES)[number];
 export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
 export type NetworkMode = (typeof NETWORKS)[number];
+export type WorkspaceMode = (typeof WORKSPACE_MODES)[number];
 
 /** A worker profile with every default filled in (image resolved for the channel, network read). */
 export type WorkerProfile = Omit<z.output<typeof WorkerProfileSchema>, "network"> & { image: string; network: NetworkMode };

@@ -4,9 +4,9 @@
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import type { WrapperConfig } from "../config/schema.js";
+import type { WorkerProfile, WorkspaceMode, WrapperConfig } from "../config/schema.js";
 import { describeInvalidType, formatPath, MissionError } from "../errors.js";
-import { MissionSchema, type Mission } from "./schema.js";
+import { MissionSchema, type Mission, type Task } from "./schema.js";
 
 /** The largest mission file read: the same as the largest request body the HTTP endpoint takes. */
 export const MAX_MISSION_FILE_BYTES = 16 * 1024 * 1024;
@@ -105,6 +105,12 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
       if (attempts !== undefined && attempts > 1 && !(t.check ?? m.defaults?.check)) {
         problems.push(`${where}.attempts: ${attempts} attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts`);
       }
+      const mode = workspaceModeOf(t, m.defaults, config.workers);
+      for (const key of ["apply", "copy_ignored"] as const) {
+        if ((t[key] ?? m.defaults?.[key]) === true && mode !== "isolated") {
+          problems.push(`${where}.${key}: only an isolated task has a copy (${key === "apply" ? "a patch to apply" : "to copy ignored files into"}), and this one is "${mode}"; set workspace_mode = "isolated" on the task or in defaults, or drop ${key}`);
+        }
+      }
       const bytes = Buffer.byteLength(t.prompt);
       if (bytes > config.maxPromptBytes) problems.push(`${where}.prompt: ${bytes} bytes, more than the ${config.maxPromptBytes} allowed (broker.max_prompt_bytes)`);
     });
@@ -118,4 +124,14 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
 /** Reads and validates a mission file. */
 export function loadMission(file: string, config: WrapperConfig): Mission {
   return validateMission(readMissionFile(file), config, file);
+}
+
+/**
+ * Where a task works: its workspace_mode, else the defaults', else its profile's (the task's, the
+ * defaults', else the first). A preferred_worker does not change it: it is decided before placement.
+ */
+export function workspaceModeOf(t: Task, defaults: Mission["defaults"], workers: readonly WorkerProfile[]): WorkspaceMode {
+  const name = t.profile ?? defaults?.profile;
+  const profile = (name ? workers.find((w) => w.name === name) : undefined) ?? workers[0];
+  return t.workspace_mode ?? defaults?.workspace_mode ?? profile?.workspace_mode ?? "shared";
 }

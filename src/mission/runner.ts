@@ -1,9 +1,11 @@
 // Runs a mission: its tasks go to the pool concurrently (bounded by capacity), each as one Codex
 // turn with the task's settings (task → mission defaults → worker profile). Each task's events go
 // to its JSONL log, its record is updated as it runs, and its artifacts are collected at the end.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import { collectArtifacts, packArtifacts, packZip, storeArtifact } from "../artifacts/collect.js";
+import { applyPatch, changesFrom, packCopy, snapshot, type Baseline, type Changes } from "../artifacts/changes.js";
+import { collectArtifacts, packArtifacts, packZip, readInside, storeArtifact } from "../artifacts/collect.js";
 import type { Approver, DriverEvent } from "../codex/driver.js";
 import { describeError, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -14,6 +16,7 @@ import { TaskBudget, TokenBudget } from "./budget.js";
 import { TaskEventLog } from "./event-log.js";
 import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
 import { resolveWorkspace } from "../worker/workspace.js";
+import { workspaceModeOf } from "./load.js";
 import type { Mission, Task } from "./schema.js";
 
 /** What the runner reports while a mission runs (MCP progress, the CLI's lines). */
@@ -70,6 +73,8 @@ export interface RunnerHooks {
 
 export class MissionRunner {
   private readonly running = new Map<string, Running>();
+  /** Patches being applied, by workspace: one at a time, so each is checked against the last one's result. */
+  private readonly applying = new Map<string, Promise<unknown>>();
   private readonly logger: Logger;
 
   constructor(
@@ -237,8 +242,17 @@ export class MissionRunner {
       },
     };
     const checkLog = { file: "", redacted: 0 };
+    const isolated = workspaceModeOf(task, d, this.pool.config.workers) === "isolated";
+    const workDir = isolated ? mkdtempSync(path.join(os.tmpdir(), "cmw-isolated-")) : null;
+    let baseline: Baseline | undefined;
+    let changes: Changes | undefined;
     try {
       if (ctx.budget?.spent) throw new BudgetCancel(`cancelled before it started: ${ctx.budget.describe()}`);
+      if (workDir) {
+        baseline = await snapshot(workspace, task.copy_ignored ?? d.copy_ignored ?? false, workDir);
+        const b = baseline;
+        turn.isolated = { copy: (user, prefix) => packCopy(b, user, prefix) };
+      }
       for (let attempt = 1; ; attempt++) {
         const began = new Date();
         const result = await this.pool.runTurn(turn);
@@ -305,6 +319,17 @@ export class MissionRunner {
       rec.status = signal.aborted || e instanceof BudgetCancel ? "cancelled" : "failed";
       rec.error = describeError(e);
     }
+    if (baseline && rec.conversationId) {
+      // The copy comes back after the last attempt (its check ran on the same copy).
+      try {
+        changes = await this.pool.readIsolated(rec.conversationId, (tar) => changesFrom(baseline, tar));
+      } catch (e) {
+        if (rec.status === "succeeded") rec.status = "failed";
+        rec.error = `${rec.error ? `${rec.error}; ` : ""}its isolated copy could not be read back: ${describeError(e)}`;
+      } finally {
+        this.pool.unpin(rec.conversationId);
+      }
+    }
     events.close();
     const why = ctx.cancelledFor.get(task.id);
     if (why && (rec.status === "cancelled" || signal.aborted)) {
@@ -317,7 +342,9 @@ export class MissionRunner {
     const globs = task.artifacts ?? d.artifacts ?? [];
     const dir = path.join(this.store.missionDir(mrec.missionId), "artifacts", task.id);
     try {
-      rec.artifacts = collectArtifacts(workspace, globs, dir);
+      // An isolated task's artifacts are files of its own copy, never another task's.
+      rec.artifacts = collectArtifacts(changes?.resultDir ?? workspace, globs, dir);
+      if (changes) await this.storeChanges(changes, rec, dir, workspace, task.apply ?? d.apply ?? false, log);
       if (checkLog.file) {
         const name = rec.artifacts.some((x) => x.path === "check.log") ? "check.broker.log" : "check.log";
         rec.artifacts.push(storeArtifact(dir, name, readFileSync(checkLog.file), checkLog.redacted));
@@ -327,10 +354,55 @@ export class MissionRunner {
       if (rec.status === "succeeded") rec.status = "failed";
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
     await save(true);
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
+  }
+
+  /**
+   * An isolated task's changes as artifacts: each changed file of its copy (with its sha256, unless
+   * its globs took it already) and changes.patch; with apply, the patch goes onto the workspace if
+   * the task succeeded and it applies cleanly (else the task fails with patch_not_applied and why).
+   */
+  private async storeChanges(changes: Changes, rec: TaskRecord, dir: string, workspace: string, apply: boolean, log: (e: unknown) => void): Promise<void> {
+    const have = new Set(rec.artifacts.map((a) => a.path));
+    for (const f of changes.files) {
+      if (f.status === "deleted" || have.has(f.path)) continue;
+      const data = readInside(changes.resultDir, f.path); // a symlink is in the patch only
+      if (data !== null) rec.artifacts.push(storeArtifact(dir, f.path, data));
+    }
+    if (changes.patch.length === 0) {
+      rec.notes = [...(rec.notes ?? []), "isolated: no changes (its copy is as it was)"];
+      return;
+    }
+    const name = have.has("changes.patch") ? "changes.broker.patch" : "changes.patch";
+    rec.artifacts.push(storeArtifact(dir, name, changes.patch));
+    const summary = `isolated: ${changes.files.length} file${changes.files.length > 1 ? "s" : ""} changed, in ${name}`;
+    if (!apply) {
+      rec.notes = [...(rec.notes ?? []), `${summary}; the workspace is untouched (apply = true applies it)`];
+      return;
+    }
+    if (rec.status !== "succeeded") {
+      rec.notes = [...(rec.notes ?? []), `${summary}; not applied: the task did not succeed`];
+      return;
+    }
+    const file = path.join(path.dirname(changes.resultDir), "changes.patch");
+    writeFileSync(file, changes.patch, { mode: 0o600 });
+    const prior = this.applying.get(workspace) ?? Promise.resolve();
+    const mine = prior.catch(() => {}).then(() => applyPatch(workspace, file, path.dirname(changes.resultDir)));
+    this.applying.set(workspace, mine);
+    const refused = await mine.finally(() => this.applying.get(workspace) === mine && this.applying.delete(workspace));
+    if (refused === null) {
+      rec.notes = [...(rec.notes ?? []), `${summary}; applied to the workspace`];
+      log({ type: "patch_applied", files: changes.files.length });
+      return;
+    }
+    rec.status = "failed";
+    rec.errorCode = "patch_not_applied";
+    rec.error = `${rec.error ? `${rec.error}; ` : ""}patch_not_applied: its changes do not apply cleanly to ${workspace} (${refused}); the workspace is untouched and the patch is kept in ${name}: apply it by hand, or run the task again on the changed workspace`;
+    log({ type: "patch_not_applied", reason: refused });
   }
 
   /** Cancels a running mission, or one of its tasks. Returns false when nothing is running. */

@@ -2,7 +2,7 @@
 // tasks. A task's settings fall back to the defaults, then to its worker profile.
 import path from "node:path";
 import { z } from "zod";
-import { AllowList, APPROVAL_POLICIES, NETWORKS, parseDuration, parsedBy, SANDBOXES } from "../config/schema.js";
+import { AllowList, APPROVAL_POLICIES, NETWORKS, parseDuration, parsedBy, SANDBOXES, WORKSPACE_MODES } from "../config/schema.js";
 import { TASK_ID } from "../state/task-id.js";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -63,6 +63,12 @@ const settings = {
     .optional(),
   /** The task's token budget (input + output tokens of all its model calls, every attempt). */
   max_tokens: maxTokens.optional(),
+  /** "shared": the workspace itself; "isolated": the task's own copy, its changes returned as changes.patch (default: the profile's). */
+  workspace_mode: oneOf(WORKSPACE_MODES).optional(),
+  /** Isolated only: apply the task's patch to the workspace when it applies cleanly. */
+  apply: z.boolean({ error: "expected true or false" }).optional(),
+  /** Isolated only: copy the files .gitignore excludes too (node_modules and the like; default false). */
+  copy_ignored: z.boolean({ error: "expected true or false" }).optional(),
 };
 
 export const MissionDefaultsSchema = z.strictObject(settings);

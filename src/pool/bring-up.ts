@@ -58,6 +58,7 @@ export function newWorker(ctx: Pick<BringUpContext, "docker" | "logger" | "confi
     user,
     network,
     dockerNetwork: profile.docker_network,
+    volume: slot.volume,
   });
   return {
     key: want.key,
@@ -136,7 +137,8 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     streams: container.streams!,
     exited: container.exited,
     tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
-    threadsAhead: profile.threads_ahead,
+    // An isolated task's container serves that task alone: a thread started ahead would never be taken.
+    threadsAhead: slot.volume ? 0 : profile.threads_ahead,
     threadStats: ctx.threadStats,
   });
   void container.exited.then((exit) => ctx.onExit(worker, exit.reason));

@@ -15,6 +15,8 @@ export interface Want {
   key: string;
   slotId?: string | undefined;
   lane?: number | null | undefined;
+  /** An isolated task's workspace volume (part of its key: no other task shares its containers). */
+  volume?: string | undefined;
 }
 
 /** A live container (not dead, not being removed) of the wanted profile, as placement sees it. */
@@ -25,6 +27,8 @@ export interface ContainerView {
   lanes: readonly boolean[];
   /** Its Codex has answered (a container still starting is never evicted). */
   ready: boolean;
+  /** Holds an isolated copy not yet read back (never evicted). */
+  pinned?: boolean | undefined;
 }
 
 /** A CODEX_HOME slot: its key, and whether a container holds it (one being removed still does, until it is gone). */
@@ -42,8 +46,8 @@ export type Placement<C> =
   | { kind: "wait" };
 
 /** The identity of what a container serves: turns of one key share containers. */
-export const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = []): string =>
-  [profile, workspace, sandbox, network, allow.join(",")].join("\u0000");
+export const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = [], volume = ""): string =>
+  [profile, workspace, sandbox, network, allow.join(","), ...(volume ? [volume] : [])].join("\u0000");
 
 /** The network a turn gets: what it asks, else "allowlist" if it names hosts, else the profile's. */
 export function networkOf(profile: WorkerProfile, network: NetworkMode | undefined, allow: string[] | undefined): { network: NetworkMode; allow: string[] } {
@@ -64,7 +68,7 @@ export function place<C extends ContainerView>(want: Want, live: readonly C[], s
   const room = live.length < want.profile.max_containers;
   const start = (slotId: string | null, lane: number): Placement<C> => {
     if (room) return { kind: "start", slotId, lane };
-    const evict = live.find((c) => c.key !== want.key && c.lanes.every((b) => !b) && c.ready);
+    const evict = live.find((c) => c.key !== want.key && c.lanes.every((b) => !b) && c.ready && !c.pinned);
     return evict ? { kind: "start", slotId, lane, evict } : { kind: "wait" };
   };
 

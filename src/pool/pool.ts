@@ -8,6 +8,7 @@
 // is bring-up.ts's; how workers reach the model is model-access.ts's.
 import { randomUUID } from "node:crypto";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { AuthFileError } from "../auth/auth-file.js";
 import { AuthSeeder } from "../auth/seeder.js";
 import type { ChatgptTokenSource } from "../auth/token-source.js";
@@ -26,6 +27,7 @@ import { CONTAINER_PATHS, egressEnv, LABELS, workerUser } from "../worker/contai
 import { checkImageForChannel } from "../worker/image-policy.js";
 import { RELAY_PORTS } from "../worker/relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
+import { createWorkspaceVolume, readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
 import type { ThreadStats } from "../codex/app-server-driver.js";
 import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
@@ -66,6 +68,12 @@ export interface PoolTurnRequest {
   approve?: Approver | undefined;
   /** How long an approval may wait for an answer (default: the profile's approval_timeout). */
   approvalTimeoutMs?: number | undefined;
+  /**
+   * A new conversation on its own copy of the workspace (workspace_mode "isolated"): the pool
+   * makes a volume, fills it with this tar (owned by the given user) and runs the conversation's
+   * containers on it alone. A reply needs nothing: its route names its volume.
+   */
+  isolated?: { copy: (user: { uid: number; gid: number }, prefix: string) => Readable } | undefined;
 }
 
 /** A command (a task's check) to run beside a conversation's Codex. */
@@ -152,6 +160,8 @@ export class WorkerPool {
   private readonly access: ModelAccess;
   /** The most turns each live container has run at once (kept while it lives). */
   readonly maxInFlightSeen = new Map<string, number>();
+  /** Helper containers of workspace volumes, alive for a copy in or out: no health round reaps them. */
+  private readonly helpers = new Set<string>();
 
   constructor(private readonly opts: PoolOptions) {
     this.logger = (opts.logger ?? silentLogger).child({ instance: opts.config.label });
@@ -217,7 +227,55 @@ export class WorkerPool {
   async reapOrphans(): Promise<string[]> {
     const names = await this.removeUnheld(false);
     if (names.length) this.logger.info("removed orphan containers", { count: names.length, names });
+    const volumes = await this.removeVolumes(false);
+    if (volumes.length) this.logger.info("removed orphan workspace volumes", { count: volumes.length, volumes });
     return names;
+  }
+
+  /**
+   * Removes the workspace volumes of this instance's label (only this pool's with `thisSession`)
+   * that no slot holds: an earlier broker's at start, whatever is left at shutdown.
+   */
+  private async removeVolumes(thisSession: boolean): Promise<string[]> {
+    const found = await this.opts.docker.listVolumesByLabels({ [LABELS.instance]: this.opts.config.label, [LABELS.volume]: "", ...(thisSession ? { [LABELS.session]: this.session } : {}) });
+    const held = new Set([...this.slots.values()].filter((s) => s.worker).map((s) => s.volume));
+    const unheld = found.filter((v) => !held.has(v.name));
+    await Promise.all(unheld.map((v) => this.opts.docker.removeVolume(v.name)));
+    return unheld.map((v) => v.name);
+  }
+
+  /** What the volume helpers need: the volume's name and labels, an image, and the reaping guard. */
+  private volumeOptions(name: string, profile: WorkerProfile): VolumeOptions {
+    return {
+      docker: this.opts.docker,
+      name,
+      image: profile.image,
+      labels: { [LABELS.instance]: this.opts.config.label, [LABELS.channel]: this.opts.config.channel, [LABELS.session]: this.session, [LABELS.volume]: name, ...this.opts.extraLabels },
+      hold: (helper, held) => (held ? this.helpers.add(helper) : this.helpers.delete(helper)),
+    };
+  }
+
+  /**
+   * The caller has read an isolated conversation's copy back: its container may now be evicted
+   * or stopped when idle (which removes the copy).
+   */
+  unpin(id: ConversationId): void {
+    const route = this.routes.get(id);
+    const slot = route ? this.slots.get(route.slotId) : undefined;
+    if (!slot?.pinned) return;
+    slot.pinned = false;
+    this.drain(this.profile(route!.profile).name);
+  }
+
+  /**
+   * An isolated conversation's copy of its workspace as a tar stream (entries `./…`), given to
+   * `consume` (the copy is read through a helper container, whatever its worker is doing).
+   */
+  async readIsolated<T>(id: ConversationId, consume: (tar: Readable) => Promise<T>): Promise<T> {
+    const route = this.routes.get(id);
+    if (!route?.volume) throw new WrapperError("NOT_FOUND", `conversationId: ${id} has no isolated workspace`);
+    if (route.lost) throw new WrapperError("NOT_FOUND", `conversationId: ${id}: ${route.lost}`);
+    return readWorkspaceVolume(this.volumeOptions(route.volume, this.profile(route.profile)), consume);
   }
 
   /**
@@ -228,7 +286,7 @@ export class WorkerPool {
    */
   private async removeUnheld(thisSession: boolean): Promise<string[]> {
     const found = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, ...(thisSession ? { [LABELS.session]: this.session } : {}) });
-    const held = new Set([...this.workers].map((w) => w.container.name)); // after the list: a worker added since is held
+    const held = new Set([...[...this.workers].map((w) => w.container.name), ...this.helpers]); // after the list: a worker added since is held
     const unheld = found.filter((c) => !held.has(c.name));
     await Promise.all(unheld.map((c) => this.opts.docker.remove(c.id)));
     return unheld.map((c) => c.name);
@@ -255,23 +313,42 @@ export class WorkerPool {
     if (req.conversationId && !route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${req.conversationId}; use an id returned by batch or reply`);
     if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
 
+    if (route?.volume && !this.slots.has(route.slotId)) {
+      // The engine would make an empty volume of that name: the copy was this broker's and is gone.
+      route.lost = "conversation ended: its isolated workspace copy did not outlive the broker that made it (a restart removes it); its changes are in its task's changes.patch";
+      await this.saveRoute(route);
+      return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+    }
     const profile = this.profile(route?.profile ?? this.chooseProfile(req.preferredProfile, req.profile));
     const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
     const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
     const net = route?.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, req.network, req.allow);
-    if (sandbox !== "read-only") {
+    // An isolated copy is written as the worker's user: the source's owner does not matter.
+    if (sandbox !== "read-only" && !route?.volume && !req.isolated) {
       const problem = checkWorkspaceWritable(workspace, workerUser(workspace), sandbox);
       if (problem) return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: problem } };
     }
-    const want: Want = { profile, workspace, sandbox, ...net, key: keyOf(profile.name, workspace, sandbox, net.network, net.allow), slotId: route?.slotId, lane: route?.lane };
+    let volume = route?.volume;
+    if (!route && req.isolated) {
+      volume = `${this.opts.config.label}-ws-${randomUUID().slice(0, 12)}`;
+      try {
+        const user = workerUser(workspace);
+        const copy = req.isolated.copy;
+        await createWorkspaceVolume(this.volumeOptions(volume, profile), (prefix) => copy(user, prefix));
+      } catch (e) {
+        return { conversationId: null, container: null, outcome: { status: "failed", threadId: null, finalMessage: null, error: `workspace_mode "isolated": cannot copy ${workspace} into a volume: ${describeError(e)}` } };
+      }
+    }
+    const want: Want = { profile, workspace, sandbox, ...net, key: keyOf(profile.name, workspace, sandbox, net.network, net.allow, volume), slotId: route?.slotId, lane: route?.lane, volume };
     // warm without warm_workspaces: every workspace a turn has used keeps its floor from then on.
-    // (Its floor is topped up once this turn has its own container: see release.)
-    if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { ...want, slotId: undefined, lane: undefined });
+    // (Its floor is topped up once this turn has its own container: see release.) Never an isolated key: it is one task's.
+    if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !volume && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { ...want, slotId: undefined, lane: undefined });
 
     let grant: { worker: Worker; lane: number };
     try {
       grant = await this.acquire(want, req.signal);
     } catch (e) {
+      if (volume && !route) await this.opts.docker.removeVolume(volume).catch(() => {}); // no container ever used it
       if (req.signal?.aborted) return { conversationId: route?.id ?? null, container: null, outcome: { status: "cancelled", threadId: route?.threadId ?? null, finalMessage: null, error: "cancelled while waiting for a worker" } };
       return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: describeError(e) } };
     }
@@ -347,8 +424,10 @@ export class WorkerPool {
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
       }
+      // A new isolated conversation with no thread cannot be read back or replied to: nothing to hold.
+      if (!route && !outcome.threadId && worker.slot.pinned) worker.slot.pinned = false;
       if (!route && outcome.threadId) {
-        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null, threadId: outcome.threadId };
+        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null, threadId: outcome.threadId, ...(volume ? { volume } : {}) };
         this.routes.set(route.id, route);
         await this.saveRoute(route);
       }
@@ -368,7 +447,7 @@ export class WorkerPool {
     if (!route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${conversationId}`);
     const profile = this.profile(route.profile);
     const net = route.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, undefined, undefined);
-    const want: Want = { profile, workspace: route.workspace, sandbox: route.sandbox, ...net, key: keyOf(profile.name, route.workspace, route.sandbox, net.network, net.allow), slotId: route.slotId, lane: route.lane };
+    const want: Want = { profile, workspace: route.workspace, sandbox: route.sandbox, ...net, key: keyOf(profile.name, route.workspace, route.sandbox, net.network, net.allow, route.volume), slotId: route.slotId, lane: route.lane, volume: route.volume };
     const { worker, lane } = await this.acquire(want, req.signal);
     try {
       await worker.ready;
@@ -446,7 +525,7 @@ export class WorkerPool {
   private tryGrant(want: Want): { worker: Worker; lane: number } | null {
     // A slot known from a stored route (the broker restarted): its directory is still on disk.
     if (want.slotId && !this.slots.has(want.slotId)) this.addSlot(want, want.slotId);
-    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null }));
+    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pinned }));
     const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null }));
     const d = place(want, live, slots);
     if (d.kind === "wait") return null;
@@ -458,7 +537,7 @@ export class WorkerPool {
 
   /** A CODEX_HOME slot of the want's key: a new one, or one a stored route names. */
   private addSlot(want: Want, id: string): Slot {
-    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null };
+    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null, volume: want.volume, pinned: want.volume !== undefined };
     this.slots.set(id, slot);
     return slot;
   }
@@ -562,6 +641,24 @@ export class WorkerPool {
     await worker.driver?.close().catch(() => {});
     await worker.container.remove().catch((e: unknown) => this.logger.warn("cannot remove a worker container; a health round will", { container: worker.container.name, error: describeError(e) }));
     this.onWorkerExit(worker, why);
+    // Not when a reply already started the slot's next container on the same copy.
+    if (worker.slot.volume && worker.slot.worker === null) await this.dropVolume(worker.slot, why);
+  }
+
+  /**
+   * Removes an isolated slot's volume once the broker took its container away (idle, evicted,
+   * shutdown; a container that died keeps it for its replacement): the conversation's copy is
+   * gone, so a reply to it is answered "lost" with the reason.
+   */
+  private async dropVolume(slot: Slot, why: string): Promise<void> {
+    const volume = slot.volume!;
+    this.slots.delete(slot.id);
+    for (const r of this.routes.values()) {
+      if (r.slotId !== slot.id || r.lost) continue;
+      r.lost = `conversation ended: its isolated workspace copy was removed with its container (${why}); its changes are in its task's changes.patch`;
+      await this.saveRoute(r);
+    }
+    await this.opts.docker.removeVolume(volume).catch((e: unknown) => this.logger.warn("cannot remove a workspace volume; the next broker start removes it", { volume, error: describeError(e) }));
   }
 
   /** Replaces dead or frozen containers and stops idle ones. */
@@ -583,7 +680,7 @@ export class WorkerPool {
     );
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver) continue;
-      if (idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
+      if (!w.slot.pinned && idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
         void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
         continue;
       }
@@ -641,6 +738,8 @@ export class WorkerPool {
     clearTimeout(this.warmTimer);
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
+    // Volumes of slots whose container had died (kept for a replacement that will not come now).
+    await this.removeVolumes(true).catch((e: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { error: describeError(e) }));
     this.seeder?.close();
     await this.access.close();
   }

@@ -23,6 +23,10 @@ export interface Slot {
   key: string;
   dir: string;
   worker: Worker | null;
+  /** An isolated task's workspace volume: mounted by every container of the slot, removed with the slot's last one. */
+  volume?: string | undefined;
+  /** Its copy is not yet read back (the runner unpins it): its container is neither evicted nor stopped idle. */
+  pinned?: boolean | undefined;
 }
 
 export interface Worker {

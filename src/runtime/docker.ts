@@ -1,14 +1,22 @@
 // The one place that speaks to the Docker engine (the only import of dockerode). The rest of
 // the broker sees containers through the small interface below: create, attach, start, exec,
-// stop, remove, inspect, list by label, image inspect.
+// stop, remove, inspect, list by label, image inspect, and named volumes with the archive API
+// (a tar into or out of a container's path: what an engine on another machine needs).
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import Docker from "dockerode";
 import { DockerUnavailableError } from "../errors.js";
 
 export interface Mount {
+  /** A host path (bind, the default) or a named volume's name (volume). */
   source: string;
   target: string;
   readOnly: boolean;
+  type?: "bind" | "volume";
+}
+
+export interface VolumeSummary {
+  name: string;
+  labels: Record<string, string>;
 }
 
 export interface ContainerSpec {
@@ -183,7 +191,7 @@ export class DockerRuntime {
         AttachStderr: true,
         Tty: false,
         HostConfig: {
-          Mounts: spec.mounts.map((m) => ({ Type: "bind" as const, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+          Mounts: spec.mounts.map((m) => ({ Type: m.type ?? ("bind" as const), Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
           Tmpfs: spec.tmpfs,
           ReadonlyRootfs: spec.readOnlyRootfs ?? false,
           NetworkMode: spec.network,
@@ -347,5 +355,39 @@ export class DockerRuntime {
       state: c.State,
       labels: c.Labels ?? {},
     }));
+  }
+
+  /** Creates a named volume with these labels (the instance's, so reaping finds it). */
+  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
+    await this.call(`create volume ${name}`, () => this.docker.createVolume({ Name: name, Labels: labels }));
+  }
+
+  /** Removes a named volume; one already gone is not an error. */
+  async removeVolume(name: string): Promise<void> {
+    try {
+      await this.call(`remove volume ${name}`, () => this.docker.getVolume(name).remove({ force: true }));
+    } catch (e) {
+      if (statusOf(e) !== 404) throw e;
+    }
+  }
+
+  /** Named volumes carrying every given label (value "" matches any value). */
+  async listVolumesByLabels(labels: Record<string, string>): Promise<VolumeSummary[]> {
+    const filters = { label: Object.entries(labels).map(([k, v]) => (v === "" ? k : `${k}=${v}`)) };
+    const r = await this.call("list volumes", () => this.docker.listVolumes({ filters }));
+    return (r.Volumes ?? []).map((v) => ({ name: v.Name, labels: v.Labels ?? {} }));
+  }
+
+  /**
+   * Extracts a tar stream into a path of a container (created or running; a path on a writable
+   * volume works even under a read-only root filesystem). Entries keep the owners their headers name.
+   */
+  async putArchive(id: string, target: string, tar: Readable): Promise<void> {
+    await this.call(`copy files into ${id}:${target}`, () => this.docker.getContainer(id).putArchive(tar, { path: target }));
+  }
+
+  /** A tar stream of a container's path (`<dir>/.` gives the directory's entries as `./…`). */
+  async getArchive(id: string, source: string): Promise<Readable> {
+    return (await this.call(`copy files out of ${id}:${source}`, () => this.docker.getContainer(id).getArchive({ path: source }))) as Readable;
   }
 }

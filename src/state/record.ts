@@ -20,7 +20,7 @@ export const ArtifactEntrySchema = z.object({
 });
 export type ArtifactEntry = z.infer<typeof ArtifactEntrySchema>;
 
-export const TaskErrorCodeSchema = z.enum(["check_failed", "check_timed_out", "budget_exceeded"]);
+export const TaskErrorCodeSchema = z.enum(["check_failed", "check_timed_out", "budget_exceeded", "patch_not_applied"]);
 export type TaskErrorCode = z.infer<typeof TaskErrorCodeSchema>;
 
 /** One run of a task's check. */
@@ -59,7 +59,7 @@ export const TaskRecordSchema = z.object({
   artifacts: z.array(ArtifactEntrySchema).default([]),
   notes: z.array(z.string()).optional().describe("what the broker saw besides Codex's own account, e.g. a command killed for exceeding the memory limit"),
   usage: TaskUsageSchema.optional().describe("tokens the task's model calls used, metered by the broker's relay from the model's own answers"),
-  errorCode: TaskErrorCodeSchema.optional().describe("what decided a failure the broker found: the task's check, or a token budget (max_tokens)"),
+  errorCode: TaskErrorCodeSchema.optional().describe("what decided a failure the broker found: the task's check, a token budget (max_tokens), or an isolated task's patch that did not apply (apply = true)"),
   maxAttempts: z.number().optional().describe("the attempts the task may take to pass its check"),
   attempts: z.array(AttemptRecordSchema).optional().describe("each attempt of a task with a check: its turn, its check's result, time and usage"),
 });

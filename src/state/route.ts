@@ -16,6 +16,8 @@ export interface ConversationRoute {
   slotId: string;
   lane: number | null;
   threadId: string;
+  /** An isolated conversation's workspace volume (its own copy of the workspace). */
+  volume?: string | undefined;
   /** Set when the conversation cannot be continued (mcp-server process ended). */
   lost?: string;
 }

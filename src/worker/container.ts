@@ -14,6 +14,8 @@ export const LABELS = {
   sandbox: "io.codex-mcp-wrapper.sandbox",
   workspace: "io.codex-mcp-wrapper.workspace",
   session: "io.codex-mcp-wrapper.session",
+  /** On an isolated task's workspace volume (and its helper containers): the volume's name. */
+  volume: "io.codex-mcp-wrapper.volume",
 } as const;
 
 /** Where things are inside every worker container. */
@@ -53,6 +55,8 @@ export interface WorkerContainerOptions {
   network: NetworkMode;
   /** The Docker network of an "open" container. */
   dockerNetwork: string;
+  /** An isolated task's workspace: this named volume (its own copy) is mounted instead of the workspace. */
+  volume?: string | undefined;
 }
 
 /**
@@ -162,7 +166,9 @@ export class WorkerContainer {
       workdir: CONTAINER_PATHS.workspace,
       mounts: [
         { source: this.opts.codexHomeDir, target: CONTAINER_PATHS.codexHome, readOnly: false },
-        { source: this.opts.workspace, target: CONTAINER_PATHS.workspace, readOnly: sandbox === "read-only" },
+        this.opts.volume
+          ? { type: "volume" as const, source: this.opts.volume, target: CONTAINER_PATHS.workspace, readOnly: sandbox === "read-only" }
+          : { source: this.opts.workspace, target: CONTAINER_PATHS.workspace, readOnly: sandbox === "read-only" },
       ],
       tmpfs: readOnlyRoot ? { "/tmp": "rw,nosuid,nodev,mode=1777,size=512m" } : undefined,
       readOnlyRootfs: readOnlyRoot,

@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "../../../src/config/load.js";
 import { MissionError } from "../../../src/errors.js";
-import { loadMission, validateMission } from "../../../src/mission/load.js";
+import { loadMission, validateMission, workspaceModeOf } from "../../../src/mission/load.js";
 import { scaffoldMission } from "../../../src/mission/scaffold.js";
 
 const config = resolveConfig({ workers: [{ name: "default" }, { name: "big" }], broker: { max_prompt_bytes: 100, max_tasks_per_mission: 3 } }, "t", {});
@@ -108,5 +108,35 @@ describe("mission fields: check, check_timeout, attempts, max_tokens", () => {
       'tasks[0] ("a").attempts: 2 attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts',
     ]);
     expect(() => validateMission({ name: "m", defaults: { check: "true" }, tasks: [{ id: "a", prompt: "p", attempts: 2 }] }, config)).not.toThrow();
+  });
+});
+
+describe("workspace_mode, apply and copy_ignored", () => {
+  const iso = resolveConfig({ workers: [{ name: "default" }, { name: "iso", workspace_mode: "isolated" }] }, "t", {});
+  const problemsWith = (input: unknown): string[] => {
+    try {
+      validateMission(input, iso);
+      return [];
+    } catch (e) {
+      if (e instanceof MissionError) return e.details?.problems as string[];
+      throw e;
+    }
+  };
+
+  it("default to shared; a profile, the defaults or the task makes a task isolated", () => {
+    expect(iso.workers.map((w) => w.workspace_mode)).toEqual(["shared", "isolated"]);
+    const m = validateMission({ name: "m", tasks: [{ id: "a", prompt: "p" }, { id: "b", prompt: "p", profile: "iso", apply: true }, { id: "c", prompt: "p", workspace_mode: "isolated", copy_ignored: true }] }, iso);
+    expect(m.tasks.map((t) => workspaceModeOf(t, m.defaults, iso.workers))).toEqual(["shared", "isolated", "isolated"]);
+    const d = validateMission({ name: "m", defaults: { workspace_mode: "isolated", apply: true }, tasks: [{ id: "a", prompt: "p" }, { id: "b", prompt: "p", workspace_mode: "shared", apply: false }] }, iso);
+    expect(d.tasks.map((t) => workspaceModeOf(t, d.defaults, iso.workers))).toEqual(["isolated", "shared"]);
+  });
+
+  it("name the field and the fix for a bad value, and for apply or copy_ignored on a shared task", () => {
+    expect(problemsWith({ name: "m", tasks: [{ id: "a", prompt: "p", workspace_mode: "copy" }] })).toEqual(['tasks[0] ("a").workspace_mode: expected one of "shared", "isolated"']);
+    expect(problemsWith({ name: "m", tasks: [{ id: "a", prompt: "p", workspace_mode: "isolated", apply: "yes" }] })).toEqual(['tasks[0] ("a").apply: expected true or false']);
+    expect(problemsWith({ name: "m", defaults: { apply: true }, tasks: [{ id: "a", prompt: "p" }, { id: "b", prompt: "p", copy_ignored: true, workspace_mode: "isolated" }] })).toEqual([
+      'tasks[0] ("a").apply: only an isolated task has a copy (a patch to apply), and this one is "shared"; set workspace_mode = "isolated" on the task or in defaults, or drop apply',
+    ]);
+    expect(() => resolveConfig({ workers: [{ name: "a", workspace_mode: "private" }] }, "wrapper.toml", {})).toThrow(/workers\[0\]\.workspace_mode: expected one of "shared", "isolated"/);
   });
 });

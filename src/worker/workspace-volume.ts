@@ -1,0 +1,66 @@
+// An isolated task's workspace: a named volume, filled and read back through the engine's archive
+// API (a tar in, a tar out), never a host path, so it works the same on an engine on another
+// machine. Filling and reading go through a short-lived container that is created and never
+// started (no process runs in it): it only gives the archive API a path on the volume.
+import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
+import type { DockerRuntime } from "../runtime/docker.js";
+
+/** Where the helper container mounts the volume (a directory name under its root). */
+const MOUNT = "copy";
+
+export interface VolumeOptions {
+  docker: DockerRuntime;
+  /** The volume's name (and the helper containers' first word). */
+  name: string;
+  /** The instance's labels (instance, channel, session, …): reaping finds the volume and its helpers by them. */
+  labels: Record<string, string>;
+  /** An image present on the engine (the worker's): the helper container is made from it. */
+  image: string;
+  /** Told the helper's name before it exists and when it is gone (the pool must not reap it meanwhile). */
+  hold?: ((name: string, held: boolean) => void) | undefined;
+}
+
+/** Runs `fn` with a created (never started) container that mounts the volume at MOUNT. */
+async function withHelper<T>(o: VolumeOptions, readOnly: boolean, fn: (id: string) => Promise<T>): Promise<T> {
+  const name = `${o.name}-io-${randomUUID().slice(0, 6)}`;
+  o.hold?.(name, true);
+  let id = "";
+  try {
+    id = await o.docker.createContainer({
+      name,
+      image: o.image,
+      cmd: ["true"],
+      labels: o.labels,
+      mounts: [{ type: "volume", source: o.name, target: `/${MOUNT}`, readOnly }],
+      network: "none",
+      capDrop: ["ALL"],
+      securityOpt: ["no-new-privileges"],
+    });
+    return await fn(id);
+  } finally {
+    if (id) await o.docker.remove(id).catch(() => {}); // a leftover carries the labels: reaped later
+    o.hold?.(name, false);
+  }
+}
+
+/**
+ * Creates the volume and extracts the copy into it (removing the volume again on failure). `copy`
+ * gives a tar whose entries are under `prefix`: extracted at the helper's root, the entry
+ * `prefix/` is the volume's own root, so its owner is set too (an engine keeps the owner of the
+ * directory it extracts into, and a new volume's root is root's).
+ */
+export async function createWorkspaceVolume(o: VolumeOptions, copy: (prefix: string) => Readable): Promise<void> {
+  await o.docker.createVolume(o.name, o.labels);
+  try {
+    await withHelper(o, false, (id) => o.docker.putArchive(id, "/", copy(MOUNT)));
+  } catch (e) {
+    await o.docker.removeVolume(o.name).catch(() => {});
+    throw e;
+  }
+}
+
+/** The volume's content as a tar stream (entries `./…`), handed to `consume` before the helper goes. */
+export async function readWorkspaceVolume<T>(o: VolumeOptions, consume: (tar: Readable) => Promise<T>): Promise<T> {
+  return withHelper(o, true, async (id) => consume(await o.docker.getArchive(id, `/${MOUNT}/.`)));
+}

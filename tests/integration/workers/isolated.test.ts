@@ -1,0 +1,146 @@
+// Isolated workspaces (real Docker, the real Codex against the rehearsal model): a task with
+// workspace_mode "isolated" works on its own copy in a volume filled through the engine's archive
+// API, and its changes come back as changes.patch plus the changed files; the source workspace is
+// untouched unless apply = true, parallel tasks do not see each other's files, a patch that does
+// not apply is kept with the reason, and the volumes go with the pool (or the next one's reaping).
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { validateMission } from "../../../src/mission/load.js";
+import { MissionRunner } from "../../../src/mission/runner.js";
+import type { MissionInput } from "../../../src/mission/schema.js";
+import type { WorkerPool } from "../../../src/pool/pool.js";
+import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
+import { LABELS } from "../../../src/worker/container.js";
+import { CONTAINER_GID, CONTAINER_UID, INSTANCE_PREFIX, makeWorkspace, TEST_LABEL } from "../support/env.js";
+import { poolFixture } from "../support/pool.js";
+
+const RUN = `isolated-${process.pid}`;
+const pools = poolFixture(RUN);
+
+/** A git workspace: f.txt committed, node_modules ignored (and present), owned by the container's user. */
+function gitWorkspace(): string {
+  const ws = makeWorkspace();
+  writeFileSync(path.join(ws, "f.txt"), "base\n");
+  writeFileSync(path.join(ws, ".gitignore"), "node_modules/\n");
+  mkdirSync(path.join(ws, "node_modules", "left-pad"), { recursive: true });
+  writeFileSync(path.join(ws, "node_modules", "left-pad", "index.js"), "module.exports = 1;\n");
+  const git = (...args: string[]): string => execFileSync("git", ["-c", "safe.directory=*", "-C", ws, ...args], { encoding: "utf8" });
+  git("init", "-q");
+  git("add", ".");
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base");
+  execFileSync("chown", ["-R", `${CONTAINER_UID}:${CONTAINER_GID}`, ws]);
+  return ws;
+}
+
+async function run(pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">): Promise<{ record: MissionRecord; store: StateStore }> {
+  const store = new StateStore(pool.config.stateDir);
+  const runner = new MissionRunner(pool, store);
+  const { done } = runner.start(validateMission({ name: "isolated", ...mission }, pool.config), { workspace: ws });
+  return { record: await done, store };
+}
+
+const stored = (store: StateStore, m: MissionRecord, t: TaskRecord, rel: string): string => readFileSync(path.join(store.missionDir(m.missionId), "artifacts", t.id, rel), "utf8");
+const sha = (s: string): string => createHash("sha256").update(s).digest("hex");
+const volumes = (): string[] => execFileSync("docker", ["volume", "ls", "-q", "--filter", `label=${TEST_LABEL}=${RUN}`], { encoding: "utf8" }).split("\n").filter(Boolean);
+afterAll(() => {
+  for (const v of volumes()) execFileSync("docker", ["volume", "rm", "-f", v], { stdio: "ignore" });
+});
+
+describe("workspace_mode isolated", () => {
+  it("returns changes.patch and the changed files with their sha256, leaves the source untouched and copies no ignored node_modules", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
+    const ws = gitWorkspace();
+    const { record, store } = await run(pool, ws, {
+      tasks: [{ id: "edit", prompt: "#fake write f.txt edited\n#fake write new/b.txt fresh\n#fake run ls -A; ls node_modules 2>&1 || true", check: "grep -q edited f.txt" }],
+    });
+    const [t] = record.tasks as [TaskRecord];
+    expect(t.status, t.error ?? "").toBe("succeeded");
+    // The copy had the tracked files, not the ignored bulk.
+    expect(t.finalMessage).toContain(".gitignore");
+    expect(t.finalMessage).toMatch(/ls: cannot access 'node_modules'/);
+    const patch = stored(store, record, t, "changes.patch");
+    expect(patch).toMatch(/diff --git a\/f.txt b\/f.txt[\s\S]*-base\n\+edited/);
+    expect(patch).toMatch(/diff --git a\/new\/b.txt b\/new\/b.txt\nnew file mode 100644[\s\S]*\+fresh/);
+    const byPath = Object.fromEntries(t.artifacts.map((a) => [a.path, a]));
+    expect(byPath["f.txt"]?.sha256).toBe(sha(stored(store, record, t, "f.txt")));
+    expect(stored(store, record, t, "new/b.txt")).toMatch(/^fresh\n?$/);
+    expect(byPath["new/b.txt"]?.sha256).toBe(sha(stored(store, record, t, "new/b.txt")));
+    expect(byPath["changes.patch"]?.sha256).toBe(sha(patch));
+    // The source workspace is as it was.
+    expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toBe("base\n");
+    expect(existsSync(path.join(ws, "new"))).toBe(false);
+    expect(execFileSync("git", ["-c", "safe.directory=*", "-C", ws, "status", "--porcelain"], { encoding: "utf8" })).toBe("");
+    // A reply continues on the task's copy, not on the source.
+    const reply = await pool.runTurn({ conversationId: t.conversationId!, prompt: "#fake run cat f.txt" });
+    expect(reply.outcome.finalMessage).toContain("edited");
+    // The copy lives in a volume of the pool's labels until its container goes; then it goes too.
+    expect(volumes()).toHaveLength(1);
+    await pool.shutdown();
+    expect(volumes()).toEqual([]);
+  });
+
+  it("runs parallel tasks on copies of their own: each its own patch and artifacts, the source untouched", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", capacity: 4, max_containers: 3 }] });
+    const ws = gitWorkspace();
+    const { record, store } = await run(pool, ws, {
+      defaults: { workspace_mode: "isolated", artifacts: ["reports/**"] },
+      tasks: [
+        { id: "one", prompt: "#fake write f.txt one\n#fake write reports/one.md by one" },
+        { id: "two", prompt: "#fake write f.txt two" },
+        { id: "three", prompt: "#fake run ls" },
+      ],
+    });
+    const [one, two, three] = record.tasks as [TaskRecord, TaskRecord, TaskRecord];
+    for (const t of record.tasks) expect(t.status, `${t.id}: ${t.error}`).toBe("succeeded");
+    expect(new Set(record.tasks.map((t) => t.container)).size).toBe(3);
+    expect(stored(store, record, one, "changes.patch")).toMatch(/-base\n\+one/);
+    expect(stored(store, record, two, "changes.patch")).toMatch(/-base\n\+two/);
+    // Task one's report is task one's alone; a task that changed nothing has no patch.
+    expect(one.artifacts.map((a) => a.path).sort()).toEqual(["changes.patch", "f.txt", "reports/one.md"]);
+    expect(two.artifacts.map((a) => a.path).sort()).toEqual(["changes.patch", "f.txt"]);
+    expect(three.artifacts).toEqual([]);
+    expect(three.notes).toContain("isolated: no changes (its copy is as it was)");
+    expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toBe("base\n");
+    expect(existsSync(path.join(ws, "reports"))).toBe(false);
+  });
+
+  it("with apply = true applies a clean patch; a second patch on the same lines is kept, and its task says why", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", max_containers: 2 }] });
+    const ws = gitWorkspace();
+    const { record, store } = await run(pool, ws, {
+      defaults: { workspace_mode: "isolated", apply: true },
+      tasks: [
+        { id: "one", prompt: "#fake write f.txt one\n#fake write added.txt new" },
+        { id: "two", prompt: "#fake write f.txt two" },
+      ],
+    });
+    const applied = record.tasks.filter((t) => t.status === "succeeded");
+    const refused = record.tasks.filter((t) => t.status === "failed");
+    expect(applied).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    const [won, lost] = [applied[0]!, refused[0]!];
+    expect(won.notes?.some((n) => n.endsWith("applied to the workspace"))).toBe(true);
+    expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toMatch(new RegExp(`^${won.id}\n?$`));
+    expect(existsSync(path.join(ws, "added.txt"))).toBe(won.id === "one");
+    expect(lost.errorCode).toBe("patch_not_applied");
+    expect(lost.error).toMatch(/do not apply cleanly .*f\.txt.*the workspace is untouched and the patch is kept in changes\.patch/);
+    expect(stored(store, record, lost, "changes.patch")).toMatch(new RegExp(`-base\n\\+${lost.id}`));
+  });
+
+  it("reaps an earlier broker's workspace volumes of its own label at start, and no other label's", async () => {
+    const label = `${INSTANCE_PREFIX}-test-${RUN}-reap`;
+    const make = (name: string, instance: string): void =>
+      void execFileSync("docker", ["volume", "create", "--label", `${LABELS.instance}=${instance}`, "--label", `${LABELS.volume}=${name}`, "--label", `${LABELS.session}=gone`, "--label", `${TEST_LABEL}=${RUN}`, name], { stdio: "ignore" });
+    make(`${label}-ws-orphan`, label);
+    make(`${label}-other-ws-kept`, `${label}-other`);
+    try {
+      await pools.start({ label });
+      expect(volumes()).toEqual([`${label}-other-ws-kept`]);
+    } finally {
+      for (const v of volumes()) execFileSync("docker", ["volume", "rm", "-f", v], { stdio: "ignore" });
+    }
+  });
+});

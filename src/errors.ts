@@ -1,31 +1,42 @@
 // The broker's typed errors: each says what was wrong, where, and what to do, with a stable code.
 import type { ZodError } from "zod";
 
-export type ErrorCode =
-  | "CONFIG_INVALID"
-  | "CONFIG_UNREADABLE"
-  | "MISSION_INVALID"
-  | "MISSION_UNREADABLE"
-  | "WORKSPACE_REFUSED"
-  | "IMAGE_REFUSED"
-  | "IMAGE_MISSING"
-  | "DOCKER_UNAVAILABLE"
-  | "WORKER_EXITED"
-  | "WORKER_FAILED"
-  | "WORKER_TIMEOUT"
-  | "PROTOCOL_ERROR"
-  | "AUTH_INVALID"
-  | "STATE_ERROR"
-  | "NOT_FOUND"
+/** The broker's error codes (stable: programs may match them). */
+export const ERROR_CODES = [
+  "CONFIG_INVALID",
+  "CONFIG_UNREADABLE",
+  "MISSION_INVALID",
+  "MISSION_UNREADABLE",
+  "WORKSPACE_REFUSED",
+  "IMAGE_REFUSED",
+  "IMAGE_MISSING",
+  "DOCKER_UNAVAILABLE",
+  "WORKER_EXITED",
+  "WORKER_FAILED",
+  "WORKER_TIMEOUT",
+  "PROTOCOL_ERROR",
+  "AUTH_INVALID",
+  "STATE_ERROR",
+  "NOT_FOUND",
   /** A tool's arguments do not fit its input schema. */
-  | "INVALID_ARGUMENTS"
+  "INVALID_ARGUMENTS",
   /** `cancel` of a mission (or task) that has already ended. */
-  | "NOT_RUNNING"
+  "NOT_RUNNING",
   /** A failure that is not one of the broker's own typed errors (a bug, or an unexpected system error). */
-  | "INTERNAL_ERROR"
-  | "CANCELLED"
-  | "RELEASE_REFUSED"
-  | "VERIFY_FAILED";
+  "INTERNAL_ERROR",
+  "CANCELLED",
+  "RELEASE_REFUSED",
+  "VERIFY_FAILED",
+  /** A turn ran past its turn_timeout and was interrupted. */
+  "TURN_TIMED_OUT",
+  /** Codex ended the turn failed (its own account: a model error, say). */
+  "TURN_FAILED",
+  /** A reply's conversation can no longer be continued (its process or workspace copy is gone). */
+  "CONVERSATION_LOST",
+  /** A task's artifacts (or its isolated copy) could not be collected. */
+  "ARTIFACTS_FAILED",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Base class: a message for people, a code for programs, optional details. */
 export class WrapperError extends Error {

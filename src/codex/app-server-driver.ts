@@ -16,7 +16,7 @@ import {
   TurnCompletedNotification,
   TurnStartResponse,
 } from "./app-server-protocol.js";
-import { approvalEvent, askApproval, asText, CANCEL_GRACE_MS, envConfig, errorText, type ApprovalRequest, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { approvalEvent, askApproval, asText, CANCEL_GRACE_MS, envConfig, errorText, failedBy, type ApprovalRequest, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { JsonRpcPeer } from "./jsonrpc.js";
 import type { z } from "zod";
 import type { Turn } from "./app-server-protocol.js";
@@ -147,7 +147,7 @@ export class AppServerDriver implements CodexDriver {
 
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
-    if (this.exit || this.peer.isClosed) return failed(req.threadId ?? null, this.deathError().message);
+    if (this.exit || this.peer.isClosed) return failedBy(req.threadId ?? null, this.deathError());
     const settings = {
       cwd: this.opts.cwd,
       model: req.model,
@@ -181,10 +181,10 @@ export class AppServerDriver implements CodexDriver {
       } else threadId = req.threadId;
     } catch (e) {
       if (req.signal?.aborted) return { status: "cancelled", threadId: req.threadId ?? null, finalMessage: null, error: "cancelled before the turn started" };
-      return failed(req.threadId ?? null, (e as Error).message);
+      return failedBy(req.threadId ?? null, e);
     }
     this.loaded.add(threadId);
-    if (this.active.has(threadId)) return failed(threadId, `thread ${threadId} already has a turn running`);
+    if (this.active.has(threadId)) return failedBy(threadId, new WorkerError("WORKER_FAILED", `thread ${threadId} already has a turn running`));
 
     return new Promise<TurnOutcome>((resolve) => {
       let settled = false;
@@ -241,7 +241,7 @@ export class AppServerDriver implements CodexDriver {
           const r = TurnStartResponse.parse(raw);
           turn.turnId ??= r.turn.id;
         })
-        .catch((e: unknown) => turn.finish(failed(threadId, (e as Error).message)));
+        .catch((e: unknown) => turn.finish(failedBy(threadId, e)));
     });
   }
 
@@ -315,7 +315,7 @@ export class AppServerDriver implements CodexDriver {
         const finalMessage = items.at(-1) ?? turn.messages.at(-1) ?? null;
         if (t.status === "completed") turn.finish({ status: "succeeded", threadId: n.data.threadId, finalMessage, error: null });
         else if (t.status === "interrupted") turn.finish({ status: "cancelled", threadId: n.data.threadId, finalMessage, error: "interrupted" });
-        else turn.finish({ status: "failed", threadId: n.data.threadId, finalMessage, error: errorText(t.error?.message ?? "the turn failed") });
+        else turn.finish({ status: "failed", threadId: n.data.threadId, finalMessage, error: errorText(t.error?.message ?? "the turn failed"), errorCode: "TURN_FAILED" });
         break;
       }
     }
@@ -361,7 +361,7 @@ export class AppServerDriver implements CodexDriver {
   }
 
   private failAll(error: Error): void {
-    for (const [threadId, turn] of [...this.active]) turn.finish(failed(threadId, error.message));
+    for (const [threadId, turn] of [...this.active]) turn.finish(failedBy(threadId, error));
   }
 
   async close(): Promise<void> {
@@ -383,8 +383,4 @@ function approvalOf(method: string, params: unknown): ApprovalRequest {
   const p = FileChangeApprovalParams.safeParse(params);
   const raw = (p.success ? p.data : (params ?? {})) as { reason?: unknown; grantRoot?: unknown };
   return { kind: "patch", cwd: text(raw.grantRoot), reason: text(raw.reason) };
-}
-
-function failed(threadId: string | null, error: string): TurnOutcome {
-  return { status: "failed", threadId, finalMessage: null, error };
 }

@@ -2,6 +2,7 @@
 // conversation or continue one), with events as they arrive, cancelled by an AbortSignal, and
 // ended at once when the Codex process or its container dies.
 import type { ApprovalPolicy, Protocol } from "../config/schema.js";
+import { WrapperError, type ErrorCode } from "../errors.js";
 
 /** A typed event of a turn, in the broker's words (drivers translate their protocol into these). */
 export type DriverEvent =
@@ -25,7 +26,32 @@ export interface TurnOutcome {
   threadId: string | null;
   finalMessage: string | null;
   error: string | null;
+  /** Why it did not succeed, as the error that ended it said (absent: succeeded, or no error object said). */
+  errorCode?: ErrorCode | undefined;
   usage?: { inputTokens: number; outputTokens: number } | undefined;
+}
+
+/** A failed outcome from the error that ended the turn: its message, and its code when it has one. */
+export function failedBy(threadId: string | null, e: unknown, prefix = ""): TurnOutcome {
+  const message = e instanceof Error ? e.message : typeof e === "string" ? e : JSON.stringify(e);
+  return { status: "failed", threadId, finalMessage: null, error: `${prefix}${message}`, ...(e instanceof WrapperError ? { errorCode: e.code } : {}) };
+}
+
+/** The code an outcome's status implies when no error object gave one. */
+export function outcomeCode(o: Pick<TurnOutcome, "status" | "errorCode">): ErrorCode | undefined {
+  if (o.errorCode) return o.errorCode;
+  switch (o.status) {
+    case "timed_out":
+      return "TURN_TIMED_OUT";
+    case "cancelled":
+      return "CANCELLED";
+    case "lost":
+      return "CONVERSATION_LOST";
+    case "failed":
+      return "TURN_FAILED";
+    default:
+      return undefined;
+  }
 }
 
 export interface TurnRequest {

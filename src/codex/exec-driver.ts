@@ -2,11 +2,11 @@
 // container (a reply is `codex exec resume <thread_id>`), its JSONL events parsed as they arrive.
 // Each concurrent turn runs in its own CODEX_HOME lane, so no two Codex processes share one.
 import { randomUUID } from "node:crypto";
-import { WorkerError } from "../errors.js";
+import { WorkerError, WrapperError } from "../errors.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, describeExit, type ExitInfo } from "../worker/container.js";
 import { LineSplitter } from "../worker/stream-transport.js";
-import { asText, CANCEL_GRACE_MS, envConfig, errorText, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { asText, CANCEL_GRACE_MS, envConfig, errorText, failedBy, type CodexDriver, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { ExecEvent, execArgv } from "./exec-protocol.js";
 
 /** The folder of the slot's CODEX_HOME that holds one CODEX_HOME per lane: lanes/<n>. */
@@ -46,7 +46,7 @@ export class ExecDriver implements CodexDriver {
 
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
-    if (this.exit) return { status: "failed", threadId: req.threadId ?? null, finalMessage: null, error: this.deathMessage() };
+    if (this.exit) return { status: "failed", threadId: req.threadId ?? null, finalMessage: null, error: this.deathMessage(), errorCode: "WORKER_EXITED" };
     const lane = req.lane ?? 0;
     const config: Record<string, string> = {};
     const overrides = { ...req.config, ...envConfig(req.env), approval_policy: req.approvalPolicy };
@@ -64,7 +64,7 @@ export class ExecDriver implements CodexDriver {
         workdir: CONTAINER_PATHS.workspace,
       });
     } catch (e) {
-      return { status: "failed", threadId: req.threadId ?? null, finalMessage: null, error: `${this.opts.name}: cannot start codex exec: ${(e as Error).message}` };
+      return failedBy(req.threadId ?? null, e instanceof WrapperError ? e : new WorkerError("WORKER_FAILED", (e as Error).message), `${this.opts.name}: cannot start codex exec: `);
     }
     handle.stdin.end(req.prompt);
 
@@ -106,7 +106,7 @@ export class ExecDriver implements CodexDriver {
         } else if (e.type === "turn.completed") {
           terminal = { status: "succeeded", threadId, finalMessage, error: null, usage: { inputTokens: e.usage.input_tokens, outputTokens: e.usage.output_tokens } };
         } else if (e.type === "turn.failed") {
-          terminal = { status: "failed", threadId, finalMessage, error: errorText(e.error.message) };
+          terminal = { status: "failed", threadId, finalMessage, error: errorText(e.error.message), errorCode: "TURN_FAILED" };
         }
       }
     });
@@ -137,14 +137,9 @@ export class ExecDriver implements CodexDriver {
       return { status: stopReason, threadId, finalMessage, error: stopReason === "timed_out" ? `no answer within ${req.timeoutMs} ms; codex exec was stopped` : "cancelled" };
     }
     if (terminal) return terminal;
-    if (this.exit) return { status: "failed", threadId, finalMessage, error: this.deathMessage() };
+    if (this.exit) return { status: "failed", threadId, finalMessage, error: this.deathMessage(), errorCode: "WORKER_EXITED" };
     const tail = stderr.trim().split("\n").slice(-20).join("\n");
-    return {
-      status: "failed",
-      threadId,
-      finalMessage,
-      error: new WorkerError("WORKER_EXITED", `codex exec in ${this.opts.name} exited with code ${exitCode ?? "unknown"} before the turn ended${tail ? `; last stderr lines:\n${tail}` : ""}`).message,
-    };
+    return { ...failedBy(threadId, new WorkerError("WORKER_EXITED", `codex exec in ${this.opts.name} exited with code ${exitCode ?? "unknown"} before the turn ended${tail ? `; last stderr lines:\n${tail}` : ""}`)), finalMessage };
   }
 
   async close(): Promise<void> {

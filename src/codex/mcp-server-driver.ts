@@ -8,7 +8,7 @@ import { WorkerError } from "../errors.js";
 import type { AttachedStreams } from "../runtime/docker.js";
 import { CONTAINER_PATHS, describeExit, exitReport, type ExitInfo } from "../worker/container.js";
 import { StreamTransport } from "../worker/stream-transport.js";
-import { asText, envConfig, errorText, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
+import { asText, envConfig, errorText, failedBy, type CodexDriver, type DriverEvent, type TurnOutcome, type TurnRequest } from "./driver.js";
 import { CodexToolArgs, CodexReplyArgs, CodexToolOutput } from "./mcp-server-protocol.js";
 
 export interface McpServerDriverOptions {
@@ -100,9 +100,9 @@ export class McpServerDriver implements CodexDriver {
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
     const threadId = req.threadId ?? null;
-    if (this.exit) return { status: "failed", threadId, finalMessage: null, error: this.deathMessage() };
+    if (this.exit) return { status: "failed", threadId, finalMessage: null, error: this.deathMessage(), errorCode: "WORKER_EXITED" };
     if (threadId && !this.threads.has(threadId)) {
-      return { status: "lost", threadId, finalMessage: null, error: `conversation lost: thread ${threadId} lived in a codex mcp-server process that has ended, and mcp-server cannot resume it` };
+      return { status: "lost", threadId, finalMessage: null, error: `conversation lost: thread ${threadId} lived in a codex mcp-server process that has ended, and mcp-server cannot resume it`, errorCode: "CONVERSATION_LOST" };
     }
     const turnKey = randomUUID();
     this.byTurnKey.set(turnKey, onEvent);
@@ -150,14 +150,14 @@ export class McpServerDriver implements CodexDriver {
         this.threads.add(tid);
         if (!threadId) onEvent({ kind: "thread", threadId: tid, resumed: false });
       }
-      if (result.isError) return { status: "failed", threadId: tid, finalMessage: null, error: errorText(text) };
+      if (result.isError) return { status: "failed", threadId: tid, finalMessage: null, error: errorText(text), errorCode: "TURN_FAILED" };
       return { status: "succeeded", threadId: tid, finalMessage: text, error: null };
     } catch (e) {
       if (this.transport.isClosed) this.exit ??= await exitReport(this.opts.exited);
-      if (stopReason === "died" || this.exit) return { status: "failed", threadId, finalMessage: null, error: new WorkerError("WORKER_EXITED", this.deathMessage()).message };
+      if (stopReason === "died" || this.exit) return failedBy(threadId, new WorkerError("WORKER_EXITED", this.deathMessage()));
       if (stopReason === "timed_out") return { status: "timed_out", threadId, finalMessage: null, error: `no answer within ${req.timeoutMs} ms; the call was cancelled` };
       if (stopReason === "cancelled") return { status: "cancelled", threadId, finalMessage: null, error: "cancelled" };
-      return { status: "failed", threadId, finalMessage: null, error: (e as Error).message };
+      return failedBy(threadId, e);
     } finally {
       clearTimeout(timer);
       req.signal?.removeEventListener("abort", onAbort);

@@ -15,11 +15,12 @@ import { McpServer, ResourceTemplate, type ReadResourceTemplateCallback } from "
 import { Protocol, type RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema, type CallToolResult, type ReadResourceResult, type ServerNotification, type ServerRequest, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
+import { outcomeCode } from "../codex/driver.js";
 import { artifactMimeType } from "../artifacts/mime.js";
 import { formatZodIssues, WrapperError } from "../errors.js";
 import { readMissionFile, validateMission } from "../mission/load.js";
 import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
-import { MissionStatusSchema, TaskRecordSchema, type MissionRecord, type TaskRecord } from "../state/record.js";
+import { MissionStatusSchema, taskErrorCode, TaskRecordSchema, type MissionRecord, type TaskRecord } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../pool/pool.js";
@@ -256,6 +257,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
             conversationId: r.conversationId,
             finalMessage: r.outcome.finalMessage,
             error: r.outcome.error,
+            ...(r.outcome.status !== "succeeded" && outcomeCode(r.outcome) ? { errorCode: taskErrorCode(outcomeCode(r.outcome)!) } : {}),
             artifacts: [],
             startedAt,
             finishedAt: new Date().toISOString(),

@@ -6,11 +6,12 @@ import os from "node:os";
 import path from "node:path";
 import { applyPatch, changesFrom, packCopy, snapshot, type Baseline, type Changes } from "../artifacts/changes.js";
 import { collectArtifacts, packArtifacts, packZip, readInside, storeArtifact } from "../artifacts/collect.js";
-import type { Approver, DriverEvent } from "../codex/driver.js";
-import { describeError, MissionError } from "../errors.js";
+import { outcomeCode, type Approver, type DriverEvent } from "../codex/driver.js";
+import { describeError, errorCodeOf, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { addUsage, type TaskUsage } from "../relay/usage.js";
 import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
+import { taskErrorCode } from "../state/record.js";
 import type { PoolTurnRequest, WorkerPool } from "../pool/pool.js";
 import { TaskBudget, TokenBudget } from "./budget.js";
 import { TaskEventLog } from "./event-log.js";
@@ -260,6 +261,9 @@ export class MissionRunner {
         rec.conversationId = result.conversationId ?? rec.conversationId;
         rec.finalMessage = result.outcome.finalMessage;
         rec.error = result.outcome.error;
+        // From the error that ended the turn, as it said it (no re-wording on the way).
+        const code = result.outcome.status === "succeeded" ? undefined : outcomeCode(result.outcome);
+        rec.errorCode = code ? taskErrorCode(code) : undefined;
         rec.container = result.container ?? rec.container;
         if (result.usage) rec.usage = rec.usage ? sumUsage(rec.usage, result.usage) : result.usage;
         if (result.notes) {
@@ -298,6 +302,7 @@ export class MissionRunner {
         done();
         if (r.cancelled || signal.aborted) {
           rec.status = "cancelled";
+          rec.errorCode = "cancelled";
           rec.error = "cancelled while its check ran";
           break;
         }
@@ -317,6 +322,7 @@ export class MissionRunner {
       }
     } catch (e) {
       rec.status = signal.aborted || e instanceof BudgetCancel ? "cancelled" : "failed";
+      rec.errorCode = taskErrorCode(rec.status === "cancelled" ? "CANCELLED" : errorCodeOf(e));
       rec.error = describeError(e);
     }
     if (baseline && rec.conversationId) {
@@ -324,7 +330,10 @@ export class MissionRunner {
       try {
         changes = await this.pool.readIsolated(rec.conversationId, (tar) => changesFrom(baseline, tar));
       } catch (e) {
-        if (rec.status === "succeeded") rec.status = "failed";
+        if (rec.status === "succeeded") {
+          rec.status = "failed";
+          rec.errorCode = "artifacts_failed";
+        }
         rec.error = `${rec.error ? `${rec.error}; ` : ""}its isolated copy could not be read back: ${describeError(e)}`;
       } finally {
         this.pool.unpin(rec.conversationId);
@@ -351,7 +360,10 @@ export class MissionRunner {
       }
     } catch (e) {
       // An artifact the mission asked for and cannot have is a failure, not a footnote.
-      if (rec.status === "succeeded") rec.status = "failed";
+      if (rec.status === "succeeded") {
+        rec.status = "failed";
+        rec.errorCode = "artifacts_failed";
+      }
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
     if (workDir) rmSync(workDir, { recursive: true, force: true });

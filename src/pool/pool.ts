@@ -13,7 +13,7 @@ import { AuthFileError } from "../auth/auth-file.js";
 import { AuthSeeder } from "../auth/seeder.js";
 import type { ChatgptTokenSource } from "../auth/token-source.js";
 import type { ApprovalPolicy, NetworkMode, SandboxMode, WorkerProfile, WrapperConfig } from "../config/schema.js";
-import { approvalNote, type Approver, type DriverEvent, type TurnOutcome } from "../codex/driver.js";
+import { approvalNote, failedBy, type Approver, type DriverEvent, type TurnOutcome } from "../codex/driver.js";
 import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import { describeError, WrapperError } from "../errors.js";
 import { scrubValue, silentLogger, type Logger } from "../log.js";
@@ -311,13 +311,13 @@ export class WorkerPool {
     if (this.closed) throw new WrapperError("WORKER_FAILED", "the broker is shutting down");
     let route = req.conversationId ? this.routes.get(req.conversationId) : undefined;
     if (req.conversationId && !route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${req.conversationId}; use an id returned by batch or reply`);
-    if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+    if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
 
     if (route?.volume && !this.slots.has(route.slotId)) {
       // The engine would make an empty volume of that name: the copy was this broker's and is gone.
       route.lost = "conversation ended: its isolated workspace copy did not outlive the broker that made it (a restart removes it); its changes are in its task's changes.patch";
       await this.saveRoute(route);
-      return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+      return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
     }
     const profile = this.profile(route?.profile ?? this.chooseProfile(req.preferredProfile, req.profile));
     const workspace = route?.workspace ?? resolveWorkspace(req.workspace ?? "", this.opts.config.allowedWorkspaceRoots);
@@ -326,7 +326,7 @@ export class WorkerPool {
     // An isolated copy is written as the worker's user: the source's owner does not matter.
     if (sandbox !== "read-only" && !route?.volume && !req.isolated) {
       const problem = checkWorkspaceWritable(workspace, workerUser(workspace), sandbox);
-      if (problem) return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: problem } };
+      if (problem) return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: problem, errorCode: "WORKSPACE_REFUSED" } };
     }
     let volume = route?.volume;
     if (!route && req.isolated) {
@@ -336,7 +336,7 @@ export class WorkerPool {
         const copy = req.isolated.copy;
         await createWorkspaceVolume(this.volumeOptions(volume, profile), (prefix) => copy(user, prefix));
       } catch (e) {
-        return { conversationId: null, container: null, outcome: { status: "failed", threadId: null, finalMessage: null, error: `workspace_mode "isolated": cannot copy ${workspace} into a volume: ${describeError(e)}` } };
+        return { conversationId: null, container: null, outcome: failedBy(null, e instanceof WrapperError ? e : new WrapperError("WORKER_FAILED", describeError(e)), `workspace_mode "isolated": cannot copy ${workspace} into a volume: `) };
       }
     }
     const want: Want = { profile, workspace, sandbox, ...net, key: keyOf(profile.name, workspace, sandbox, net.network, net.allow, volume), slotId: route?.slotId, lane: route?.lane, volume };
@@ -349,22 +349,22 @@ export class WorkerPool {
       grant = await this.acquire(want, req.signal);
     } catch (e) {
       if (volume && !route) await this.opts.docker.removeVolume(volume).catch(() => {}); // no container ever used it
-      if (req.signal?.aborted) return { conversationId: route?.id ?? null, container: null, outcome: { status: "cancelled", threadId: route?.threadId ?? null, finalMessage: null, error: "cancelled while waiting for a worker" } };
-      return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: describeError(e) } };
+      if (req.signal?.aborted) return { conversationId: route?.id ?? null, container: null, outcome: { status: "cancelled", threadId: route?.threadId ?? null, finalMessage: null, error: "cancelled while waiting for a worker", errorCode: "CANCELLED" } };
+      return { conversationId: route?.id ?? null, container: null, outcome: failedBy(route?.threadId ?? null, e) };
     }
     const { worker, lane } = grant;
     try {
       try {
         await worker.ready;
       } catch (e) {
-        return { conversationId: route?.id ?? null, container: worker.container.name, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: `worker ${worker.container.name} did not start: ${describeError(e)}` } };
+        return { conversationId: route?.id ?? null, container: worker.container.name, outcome: failedBy(route?.threadId ?? null, e, `worker ${worker.container.name} did not start: `) };
       }
       req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id });
       const driver = worker.driver!;
       if (route && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !driver.hasThread(route.threadId)) {
         route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
         await this.saveRoute(route);
-        return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost } };
+        return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
       }
       let killed = 0;
       const usageBefore = route ? (worker.usageByThread.get(route.threadId)?.usage ?? ZERO_USAGE) : ZERO_USAGE;
@@ -422,7 +422,7 @@ export class WorkerPool {
       const metered = outcome.threadId ? worker.usageByThread.get(outcome.threadId) : undefined;
       const usage: TaskUsage | undefined = metered ? { ...subUsage(metered.usage, usageBefore), model: metered.model, profile: profile.name } : undefined;
       if (worker.lostReason && outcome.status === "failed") {
-        outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}` };
+        outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}`, errorCode: "CONVERSATION_LOST" };
       }
       // A new isolated conversation with no thread cannot be read back or replied to: nothing to hold.
       if (!route && !outcome.threadId && worker.slot.pinned) worker.slot.pinned = false;

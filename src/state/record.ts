@@ -3,6 +3,7 @@
 // written by any earlier version still parses: every field added since the first version is
 // optional, and absent nullable fields read as null.
 import { z } from "zod";
+import { ERROR_CODES, type ErrorCode } from "../errors.js";
 import { TaskUsageSchema } from "../relay/usage.js";
 
 export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost", "interrupted"] as const;
@@ -20,7 +21,13 @@ export const ArtifactEntrySchema = z.object({
 });
 export type ArtifactEntry = z.infer<typeof ArtifactEntrySchema>;
 
-export const TaskErrorCodeSchema = z.enum(["check_failed", "check_timed_out", "budget_exceeded", "patch_not_applied"]);
+/**
+ * Why a task did not succeed: what the broker decided (its check, a token budget, a patch that
+ * did not apply), else the code of the error that ended it (errors.ts), in lower case.
+ */
+export const TaskErrorCodeSchema = z.enum(["check_failed", "check_timed_out", "budget_exceeded", "patch_not_applied", ...ERROR_CODES.map((c) => c.toLowerCase() as Lowercase<ErrorCode>)]);
+/** A broker error's code as a task's errorCode. */
+export const taskErrorCode = (code: ErrorCode): TaskErrorCode => code.toLowerCase() as Lowercase<ErrorCode>;
 export type TaskErrorCode = z.infer<typeof TaskErrorCodeSchema>;
 
 /** One run of a task's check. */
@@ -59,7 +66,7 @@ export const TaskRecordSchema = z.object({
   artifacts: z.array(ArtifactEntrySchema).default([]),
   notes: z.array(z.string()).optional().describe("what the broker saw besides Codex's own account, e.g. a command killed for exceeding the memory limit"),
   usage: TaskUsageSchema.optional().describe("tokens the task's model calls used, metered by the broker's relay from the model's own answers"),
-  errorCode: TaskErrorCodeSchema.optional().describe("what decided a failure the broker found: the task's check, a token budget (max_tokens), or an isolated task's patch that did not apply (apply = true)"),
+  errorCode: TaskErrorCodeSchema.optional().describe("why the task did not succeed, stable for programs: its check (check_failed, check_timed_out), a token budget (budget_exceeded), an isolated task's patch that did not apply (patch_not_applied), else the broker error that ended it in lower case (turn_timed_out, turn_failed, worker_exited, cancelled, conversation_lost, …)"),
   maxAttempts: z.number().optional().describe("the attempts the task may take to pass its check"),
   attempts: z.array(AttemptRecordSchema).optional().describe("each attempt of a task with a check: its turn, its check's result, time and usage"),
 });

@@ -27,7 +27,7 @@ let http: ServerType;
 let url: URL;
 let client: Client;
 
-interface TaskOut { id: string; status: string; conversationId: string | null; finalMessage: string | null; error: string | null; artifacts: { path: string; size: number; sha256: string }[] }
+interface TaskOut { id: string; status: string; conversationId: string | null; finalMessage: string | null; error: string | null; errorCode?: string; artifacts: { path: string; size: number; sha256: string }[] }
 interface MissionOut { missionId: string; status: string; tasks: TaskOut[] }
 
 beforeAll(async () => {
@@ -195,6 +195,7 @@ describe("the broker over Streamable HTTP", () => {
     const r = await within(call("reply", { conversationId: conv, prompt: "#fake stall", timeout_seconds: 2 }), 60_000, "reply with timeout_seconds 2 to a model that never answers did not end: timeout_seconds is not applied");
     const out = r.structuredContent as TaskOut;
     expect(out.status, "reply's timeout_seconds ends the turn timed_out").toBe("timed_out");
+    expect(out.errorCode, "a stable code from the timeout itself").toBe("turn_timed_out");
     expect(out.error, "the error names reply's timeout (timeout_seconds 2 = 2000 ms)").toMatch(/no answer within 2000 ms/);
     expect(r.isError).toBe(true);
   });

@@ -94,7 +94,8 @@ describe("run-mission", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/task bad: failed \(the model refused\)/);
     expect(r.stdout).toMatch(/mission failed/);
-    expect(readFileSync(path.join(dir, "r.xml"), "utf8")).toMatch(/<testcase classname="ci-fail" name="bad"[^>]*>\s*<failure message="failed: the model refused"/);
+    // The failure's type is the task's error code: Codex itself ended the turn failed.
+    expect(readFileSync(path.join(dir, "r.xml"), "utf8")).toMatch(/<testcase classname="ci-fail" name="bad"[^>]*>\s*<failure message="failed: the model refused" type="turn_failed"/);
   });
 
   it("lets checks decide: a task that passes its check at attempt 2/2 and one whose check fails (exit 1, the check in JUnit)", async () => {

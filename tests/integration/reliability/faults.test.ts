@@ -77,7 +77,7 @@ describe("faults", () => {
     execFileSync("docker", ["kill", victim], { stdio: "ignore" });
     const final = await done;
     expect(final.status).toBe("failed");
-    expect(final.tasks[1]).toMatchObject({ status: "failed", container: victim });
+    expect(final.tasks[1]).toMatchObject({ status: "failed", container: victim, errorCode: "worker_exited" });
     expect(final.tasks[1]!.error).toMatch(new RegExp(`${victim}.*(exited with code 137|killed)`));
     // The finished task keeps its result and its artifact, in the record and the bundle.
     expect(final.tasks[0]).toMatchObject({ status: "succeeded", artifacts: [{ path: "out/quick.txt", size: 4 }] });
@@ -137,6 +137,7 @@ describe("faults", () => {
     execFileSync("docker", ["pause", victim], { stdio: "ignore" });
     const final = await done;
     expect(final.tasks[0]!.status).toBe("lost");
+    expect(final.tasks[0]!.errorCode).toBe("conversation_lost");
     expect(final.tasks[0]!.error).toMatch(new RegExp(`worker ${victim} stopped answering \\(its container is paused\\)`));
     expect(final.status).toBe("failed");
     await untilValue(() => containers(b), (names) => !names.includes(victim), 15_000, "the frozen container is gone");

@@ -4,19 +4,14 @@
 // appear live, artifact and patch links that download the stored bytes, and a task whose
 // command prints HTML shown as text, under a strict Content-Security-Policy.
 import { mkdirSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { serve, type ServerType } from "@hono/node-server";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Browser, type Page } from "playwright-core";
+import { beforeAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
-import { createApp } from "../../../src/http/app.js";
 import type { MissionRecord } from "../../../src/state/store.js";
-import { LABELS } from "../../../src/worker/container.js";
-import { INSTANCE_PREFIX, makeWorkspace } from "../support/env.js";
-import { docker, testConfig } from "../support/pool.js";
+import { makeWorkspace } from "../support/env.js";
+import { statusFixture } from "../support/status-fixture.js";
 
 const RUN = `taskview-${process.pid}`;
 const TOKEN = `task-view-token-${process.pid}-0123456789`;
@@ -24,32 +19,12 @@ const SHOTS = path.resolve("test-results");
 const auth = { Authorization: `Bearer ${TOKEN}` };
 const EVIL = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>";
 let broker: Broker;
-let http: ServerType;
 let base: string;
 let client: Client;
 let browser: Browser;
 
-beforeAll(async () => {
-  broker = new Broker(testConfig({ run: RUN, workers: [{ name: "default", capacity: 3, max_containers: 1 }] }));
-  await broker.start();
-  http = serve({ fetch: createApp({ broker, token: TOKEN }).fetch, hostname: "127.0.0.1", port: 0 });
-  await new Promise((r) => http.once("listening", r));
-  base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-  client = new Client({ name: "task-view-test", version: "0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: auth } }));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await client?.close();
-  await broker?.stop();
-  await new Promise((r) => (http ? http.close(r) : r(null)));
-  for (const c of await docker.listByLabels({ [LABELS.instance]: `${INSTANCE_PREFIX}-test-${RUN}` })) await docker.remove(c.id);
-});
+const fx = statusFixture({ run: RUN, token: TOKEN, capacity: 3, clientName: "task-view-test" });
+beforeAll(() => void ({ broker, base, client, browser } = fx));
 
 const record = (missionId: string): MissionRecord => broker.store.readMission(missionId);
 

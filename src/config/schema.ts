@@ -101,6 +101,8 @@ export const WorkerProfileSchema = z
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
+    if (w.protocol === "exec" && w.approval_policy === "untrusted")
+      ctx.addIssue({ code: "custom", path: ["approval_policy"], message: 'codex exec refuses "untrusted" ("no longer supported"); use "never" or "on-request" with protocol "exec", or protocol "app-server" (which forwards approvals to the client that asked)' });
     if (w.warm * w.warm_workspaces.length > w.max_containers)
       ctx.addIssue({ code: "custom", path: ["warm_workspaces"], message: `warm (${w.warm}) containers for each of ${w.warm_workspaces.length} workspaces exceed max_containers (${w.max_containers}); raise max_containers or list fewer workspaces` });
   });

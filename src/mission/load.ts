@@ -105,6 +105,12 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
       if (attempts !== undefined && attempts > 1 && !(t.check ?? m.defaults?.check)) {
         problems.push(`${where}.attempts: ${attempts} attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts`);
       }
+      // codex exec 0.169 refuses "untrusted" at start ("no longer supported"): say so now, not as a failed task.
+      const profile = config.workers.find((w) => w.name === (t.profile ?? m.defaults?.profile)) ?? config.workers[0];
+      const policy = t.approval_policy ?? m.defaults?.approval_policy;
+      if (profile?.protocol === "exec" && policy === "untrusted") {
+        problems.push(`${where}.approval_policy: "untrusted" cannot run on worker profile "${profile.name}" (protocol "exec"): codex exec refuses it; use "never" or "on-request", or a profile with protocol "app-server" (which forwards approvals to the client that asked)`);
+      }
       const mode = workspaceModeOf(t, m.defaults, config.workers);
       for (const key of ["apply", "copy_ignored"] as const) {
         if ((t[key] ?? m.defaults?.[key]) === true && mode !== "isolated") {

@@ -72,6 +72,13 @@ describe("wrapper.toml", () => {
     expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", warm: 5, max_containers: 2 }] }, "t", {}))).toEqual(["workers[0].warm: expected at most max_containers (2), got 5"]);
   });
 
+  it("refuses approval_policy \"untrusted\" on an exec profile (codex exec refuses it), with the fix", () => {
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", protocol: "exec", approval_policy: "untrusted" }] }, "t", {}))).toEqual([
+      'workers[0].approval_policy: codex exec refuses "untrusted" ("no longer supported"); use "never" or "on-request" with protocol "exec", or protocol "app-server" (which forwards approvals to the client that asked), got "untrusted"',
+    ]);
+    expect(() => resolveConfig({ workers: [{ name: "a", approval_policy: "untrusted" }] }, "t", {})).not.toThrow();
+  });
+
   it("reads a profile's approval_timeout, and names it when it is not a duration", () => {
     expect(resolveConfig({ workers: [{ name: "a", approval_timeout: "90s" }] }, "t", {}).workers[0]!.approval_timeout).toBe(90_000);
     expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", approval_timeout: "soon" }] }, "t", {}))).toEqual([

@@ -111,6 +111,26 @@ describe("mission fields: check, check_timeout, attempts, max_tokens", () => {
   });
 });
 
+describe("approval_policy and the exec driver", () => {
+  it("refuses \"untrusted\" on a task whose profile runs codex exec (which refuses it), naming the field and the fix; app-server takes it", () => {
+    const mixed = resolveConfig({ workers: [{ name: "app" }, { name: "ex", protocol: "exec" }] }, "t", {});
+    const bad = (m: unknown): string[] => {
+      try {
+        validateMission(m, mixed);
+        return [];
+      } catch (e) {
+        return ((e as { details?: { problems?: string[] } }).details?.problems ?? []);
+      }
+    };
+    expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", profile: "ex", approval_policy: "untrusted" }] })).toEqual([
+      'tasks[0] ("a").approval_policy: "untrusted" cannot run on worker profile "ex" (protocol "exec"): codex exec refuses it; use "never" or "on-request", or a profile with protocol "app-server" (which forwards approvals to the client that asked)',
+    ]);
+    expect(bad({ name: "m", defaults: { profile: "ex", approval_policy: "untrusted" }, tasks: [{ id: "a", prompt: "p" }] })).toHaveLength(1);
+    expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", approval_policy: "untrusted" }] })).toEqual([]);
+    expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", profile: "ex", approval_policy: "on-request" }] })).toEqual([]);
+  });
+});
+
 describe("workspace_mode, apply and copy_ignored", () => {
   const iso = resolveConfig({ workers: [{ name: "default" }, { name: "iso", workspace_mode: "isolated" }] }, "t", {});
   const problemsWith = (input: unknown): string[] => {

@@ -106,7 +106,7 @@ export function validateMission(input: unknown, config: WrapperConfig, source = 
         problems.push(`${where}.attempts: ${attempts} attempts need a check to decide each one; set check (e.g. "npm test") on the task or in defaults, or drop attempts`);
       }
       // codex exec 0.169 refuses "untrusted" at start ("no longer supported"): say so now, not as a failed task.
-      const profile = config.workers.find((w) => w.name === (t.profile ?? m.defaults?.profile)) ?? config.workers[0];
+      const profile = taskProfile(t, m.defaults, config.workers);
       const policy = t.approval_policy ?? m.defaults?.approval_policy;
       if (profile?.protocol === "exec" && policy === "untrusted") {
         problems.push(`${where}.approval_policy: "untrusted" cannot run on worker profile "${profile.name}" (protocol "exec"): codex exec refuses it; use "never" or "on-request", or a profile with protocol "app-server" (which forwards approvals to the client that asked)`);
@@ -137,7 +137,12 @@ export function loadMission(file: string, config: WrapperConfig): Mission {
  * defaults', else the first). A preferred_worker does not change it: it is decided before placement.
  */
 export function workspaceModeOf(t: Task, defaults: Mission["defaults"], workers: readonly WorkerProfile[]): WorkspaceMode {
-  const name = t.profile ?? defaults?.profile;
-  const profile = (name ? workers.find((w) => w.name === name) : undefined) ?? workers[0];
+  const profile = taskProfile(t, defaults, workers);
   return t.workspace_mode ?? defaults?.workspace_mode ?? profile?.workspace_mode ?? "shared";
+}
+
+/** A task's worker profile as the mission names it: the task's, the defaults', else the first. */
+export function taskProfile(t: Task, defaults: Mission["defaults"], workers: readonly WorkerProfile[]): WorkerProfile | undefined {
+  const name = t.profile ?? defaults?.profile;
+  return (name ? workers.find((w) => w.name === name) : undefined) ?? workers[0];
 }

@@ -15,9 +15,10 @@ function file(name: string, text: string): string {
   return p;
 }
 
-function problems(input: unknown): string[] {
+/** The problems validateMission lists for a mission (it must throw a MissionError). */
+function problems(input: unknown, cfg = config): string[] {
   try {
-    validateMission(input, config);
+    validateMission(input, cfg);
   } catch (e) {
     if (e instanceof MissionError) return e.details?.problems as string[];
     throw e;
@@ -114,34 +115,19 @@ describe("mission fields: check, check_timeout, attempts, max_tokens", () => {
 describe("approval_policy and the exec driver", () => {
   it("refuses \"untrusted\" on a task whose profile runs codex exec (which refuses it), naming the field and the fix; app-server takes it", () => {
     const mixed = resolveConfig({ workers: [{ name: "app" }, { name: "ex", protocol: "exec" }] }, "t", {});
-    const bad = (m: unknown): string[] => {
-      try {
-        validateMission(m, mixed);
-        return [];
-      } catch (e) {
-        return ((e as { details?: { problems?: string[] } }).details?.problems ?? []);
-      }
-    };
+    const bad = (m: unknown): string[] => problems(m, mixed);
     expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", profile: "ex", approval_policy: "untrusted" }] })).toEqual([
       'tasks[0] ("a").approval_policy: "untrusted" cannot run on worker profile "ex" (protocol "exec"): codex exec refuses it; use "never" or "on-request", or a profile with protocol "app-server" (which forwards approvals to the client that asked)',
     ]);
     expect(bad({ name: "m", defaults: { profile: "ex", approval_policy: "untrusted" }, tasks: [{ id: "a", prompt: "p" }] })).toHaveLength(1);
-    expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", approval_policy: "untrusted" }] })).toEqual([]);
-    expect(bad({ name: "m", tasks: [{ id: "a", prompt: "p", profile: "ex", approval_policy: "on-request" }] })).toEqual([]);
+    expect(() => validateMission({ name: "m", tasks: [{ id: "a", prompt: "p", approval_policy: "untrusted" }] }, mixed)).not.toThrow();
+    expect(() => validateMission({ name: "m", tasks: [{ id: "a", prompt: "p", profile: "ex", approval_policy: "on-request" }] }, mixed)).not.toThrow();
   });
 });
 
 describe("workspace_mode, apply and copy_ignored", () => {
   const iso = resolveConfig({ workers: [{ name: "default" }, { name: "iso", workspace_mode: "isolated" }] }, "t", {});
-  const problemsWith = (input: unknown): string[] => {
-    try {
-      validateMission(input, iso);
-      return [];
-    } catch (e) {
-      if (e instanceof MissionError) return e.details?.problems as string[];
-      throw e;
-    }
-  };
+  const problemsWith = (input: unknown): string[] => problems(input, iso);
 
   it("default to shared; a profile, the defaults or the task makes a task isolated", () => {
     expect(iso.workers.map((w) => w.workspace_mode)).toEqual(["shared", "isolated"]);

@@ -4,9 +4,10 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
+import type { z } from "zod";
 import { ConfigError, formatZodIssues } from "../errors.js";
 import { VERSION } from "../version.js";
-import { NETWORKS, WrapperConfigFileSchema, type NetworkMode, type WrapperConfig } from "./schema.js";
+import { NETWORKS, WrapperConfigFileSchema, type EngineConfig, type NetworkMode, type WrapperConfig } from "./schema.js";
 
 /** Environment variables that override the file, and the key each sets. */
 export const ENV_OVERRIDES = {
@@ -105,6 +106,16 @@ export function resolveConfig(
     return { ...p, image, network: "open" as const, docker_network: p.network };
   });
 
+  const engines = resolveEngines(parsed.data.engines, env, source);
+  const problemsOfEngines: string[] = [];
+  workers.forEach((p, i) =>
+    p.engines.forEach((want, j) => {
+      if (!engines.some((e) => e.name === want || e.labels.includes(want)))
+        problemsOfEngines.push(`workers[${i}].engines[${j}]: no engine is named or labelled "${want}"; known engines: ${engines.map((e) => `${e.name}${e.labels.length ? ` (labels ${e.labels.join(", ")})` : ""}`).join("; ")}. Add the label to an [[engines]] entry or remove it from the profile`);
+    }),
+  );
+  if (problemsOfEngines.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${problemsOfEngines.join("\n  ")}`, { problems: problemsOfEngines });
+
   return {
     label,
     channel,
@@ -124,9 +135,48 @@ export function resolveConfig(
     modelTimeoutMs: b.model_timeout,
     egressHosts: b.egress_hosts,
     workers,
+    engines,
     warnings,
     source,
   };
+}
+
+/** The default engine: DOCKER_HOST (with DOCKER_CERT_PATH's certificates when DOCKER_TLS_VERIFY is set) or the local socket. */
+function defaultEngine(env: NodeJS.ProcessEnv): EngineConfig {
+  const host = env.DOCKER_HOST || "unix:///var/run/docker.sock";
+  const certs = env.DOCKER_TLS_VERIFY && env.DOCKER_CERT_PATH ? env.DOCKER_CERT_PATH : undefined;
+  const tls = certs && host.startsWith("tcp://") ? { ca: path.join(certs, "ca.pem"), cert: path.join(certs, "cert.pem"), key: path.join(certs, "key.pem") } : undefined;
+  return { name: "local", host, tls, maxContainers: Number.MAX_SAFE_INTEGER, labels: [], sharedPaths: host.startsWith("unix://") ? ["/"] : [], local: host.startsWith("unix://") };
+}
+
+const LOOPBACK = /^tcp:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/;
+
+/** [[engines]] with defaults filled in and checked: unique names, TLS for a remote tcp engine, readable key files. */
+function resolveEngines(entries: z.output<typeof WrapperConfigFileSchema>["engines"], env: NodeJS.ProcessEnv, source: string): EngineConfig[] {
+  if (!entries?.length) return [defaultEngine(env)];
+  const problems: string[] = [];
+  const names = new Set<string>();
+  const engines = entries.map((e, i): EngineConfig => {
+    if (names.has(e.name)) problems.push(`engines[${i}].name: "${e.name}" is used by another engine; give each engine its own name`);
+    names.add(e.name);
+    const host = e.host ?? defaultEngine(env).host;
+    if (e.tls && !host.startsWith("tcp://")) problems.push(`engines[${i}].tls: TLS applies to a tcp:// host only (this one is ${host}); remove tls or give host = "tcp://…:2376"`);
+    if (host.startsWith("tcp://") && !e.tls && !LOOPBACK.test(host))
+      problems.push(`engines[${i}].tls: engine "${e.name}" at ${host} has no tls: its API would be open to anyone on the network; give tls = { ca, cert, key } (docs/engines.md shows how to make them)`);
+    const tls = e.tls ? { ca: path.resolve(expandHome(e.tls.ca)), cert: path.resolve(expandHome(e.tls.cert)), key: path.resolve(expandHome(e.tls.key)) } : undefined;
+    for (const k of ["ca", "cert", "key"] as const) {
+      if (!tls) break;
+      try {
+        readFileSync(tls[k]);
+      } catch (err) {
+        problems.push(`engines[${i}].tls.${k}: cannot read ${tls[k]} (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path`);
+      }
+    }
+    const local = host.startsWith("unix://");
+    return { name: e.name, host, tls, maxContainers: e.max_containers, labels: e.labels, sharedPaths: local ? ["/"] : e.shared_paths.map((p) => path.resolve(expandHome(p))), local };
+  });
+  if (problems.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${problems.length} problem${problems.length > 1 ? "s" : ""}:\n  ${problems.join("\n  ")}`, { problems });
+  return engines;
 }
 
 function expandHome(p: string): string {

@@ -98,6 +98,8 @@ export const WorkerProfileSchema = z
     turn_timeout: duration.default(1_800_000),
     /** "shared" (the default): the workspace is bind-mounted; "isolated": each task gets its own copy (docs/workspaces.md). */
     workspace_mode: oneOf(WORKSPACE_MODES).default("shared"),
+    /** The engines this profile may run on, by name or label (none: any engine). docs/engines.md. */
+    engines: z.array(z.string().regex(NAME, { error: "expected an engine's name or label: lowercase letters, digits, - and _" }), { error: 'expected a list of engine names or labels such as ["big"]' }).default([]),
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
@@ -135,9 +137,33 @@ export const BrokerSchema = z.strictObject({
   egress_hosts: z.record(z.string().min(1), z.union([z.ipv4(), z.ipv6()], { error: "expected an IP address" })).default({}),
 });
 
+/** An engine's client certificate for mutual TLS: PEM file paths (their content never appears in a log or error). */
+export const EngineTlsSchema = z.strictObject({
+  ca: z.string().min(1, { error: "expected the path of the CA certificate (ca.pem) the engine's certificate is signed by" }),
+  cert: z.string().min(1, { error: "expected the path of the client certificate (cert.pem)" }),
+  key: z.string().min(1, { error: "expected the path of the client key (key.pem)" }),
+});
+
+/** A Docker engine workers may run on ([[engines]]); none configured: the local one. */
+export const EngineSchema = z.strictObject({
+  name: z.string().regex(NAME, { error: "expected a short name: lowercase letters, digits, - and _" }),
+  /** unix:///path, tcp://host:port (with tls) or ssh://user@host; none: DOCKER_HOST or the local socket. */
+  host: z
+    .string()
+    .regex(/^(unix:\/\/\/.+|tcp:\/\/[^\s/]+:\d{1,5}|ssh:\/\/[^\s/]+)$/, { error: 'expected "unix:///path/docker.sock", "tcp://host:2376" or "ssh://user@host"' })
+    .optional(),
+  tls: EngineTlsSchema.optional(),
+  /** Containers of this broker on the engine at once, over every profile. */
+  max_containers: positiveInt().default(8),
+  labels: z.array(z.string().regex(NAME, { error: "expected a label: lowercase letters, digits, - and _" }), { error: 'expected a list of labels such as ["big"]' }).default([]),
+  /** Host paths this engine sees at the same place as the broker (a shared file system): shared workspaces under them may run there. */
+  shared_paths: z.array(z.string().min(1), { error: "expected a list of absolute paths" }).default([]),
+});
+
 export const WrapperConfigFileSchema = z.strictObject({
   broker: BrokerSchema.default(BrokerSchema.parse({})),
   workers: z.array(WorkerProfileSchema).optional(),
+  engines: z.array(EngineSchema, { error: "expected [[engines]] tables" }).optional(),
 });
 
 export type Channel = (typeof CHANNELS)[number];
@@ -160,6 +186,19 @@ export interface RehearsalMode {
   /** "flag": --rehearsal; "no-login": a dev instance with no auth file. */
   reason: "flag" | "no-login";
   notice: string;
+}
+
+/** An engine with its defaults filled in: `local` when it is this machine's (a unix socket). */
+export interface EngineConfig {
+  name: string;
+  /** unix:///…, tcp://host:port or ssh://user@host. */
+  host: string;
+  tls?: { ca: string; cert: string; key: string } | undefined;
+  maxContainers: number;
+  labels: string[];
+  /** Paths under which a shared workspace is seen by the engine (a local engine: every path). */
+  sharedPaths: string[];
+  local: boolean;
 }
 
 /** The broker's resolved configuration. */
@@ -185,6 +224,8 @@ export interface WrapperConfig {
   modelTimeoutMs: number;
   egressHosts: Record<string, string>;
   workers: WorkerProfile[];
+  /** The engines workers run on (at least one: with no [[engines]], DOCKER_HOST or the local socket). */
+  engines: EngineConfig[];
   /** Things that work but should change (e.g. a Docker network named where a mode is expected). */
   warnings: string[];
   /** Where the config came from: a file path, or "built-in defaults". */

@@ -2,8 +2,10 @@
 // the broker sees containers through the small interface below: create, attach, start, exec,
 // stop, remove, inspect, list by label, image inspect, and named volumes with the archive API
 // (a tar into or out of a container's path: what an engine on another machine needs).
+import { readFileSync } from "node:fs";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import Docker from "dockerode";
+import type { EngineConfig } from "../config/schema.js";
 import { DockerUnavailableError } from "../errors.js";
 
 export interface Mount {
@@ -109,22 +111,44 @@ function statusOf(e: unknown): number | undefined {
   return typeof s === "number" ? s : undefined;
 }
 
-/** The Docker engine, reached through its socket (DOCKER_HOST or /var/run/docker.sock). */
+/** The dockerode options for an engine's host: a unix socket, tcp (mutual TLS with `tls`), or ssh. */
+export function clientOptions(engine: Pick<EngineConfig, "host" | "tls">): Docker.DockerOptions {
+  const u = new URL(engine.host);
+  if (u.protocol === "unix:") return { socketPath: u.pathname };
+  if (u.protocol === "ssh:") {
+    return { protocol: "ssh", host: u.hostname, port: u.port ? Number(u.port) : 22, username: decodeURIComponent(u.username) || undefined, sshOptions: { agent: process.env.SSH_AUTH_SOCK } };
+  }
+  const base = { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) };
+  if (!engine.tls) return { ...base, protocol: "http" };
+  return { ...base, protocol: "https", ca: readFileSync(engine.tls.ca), cert: readFileSync(engine.tls.cert), key: readFileSync(engine.tls.key) };
+}
+
+/** A Docker engine, reached through its socket (DOCKER_HOST or /var/run/docker.sock) or, given an engine, its host. */
 export class DockerRuntime {
   private readonly docker: Docker;
   private readonly where: string;
   /** The engine runs on this machine (a unix socket): a bind mount's source is a path here. */
   readonly local: boolean;
+  /** The engine's name in the config ("local" for the default one). */
+  readonly name: string;
 
   /** How long one call may take (ms); a hung engine must fail a call, not hang it. */
   private readonly callTimeoutMs: number;
 
-  constructor(opts: { socketPath?: string; callTimeoutMs?: number } = {}) {
+  constructor(opts: { socketPath?: string; callTimeoutMs?: number; engine?: EngineConfig } = {}) {
+    this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
+    if (opts.engine) {
+      this.docker = new Docker(clientOptions(opts.engine));
+      this.name = opts.engine.name;
+      this.where = `engine "${opts.engine.name}" (${opts.engine.host})`;
+      this.local = opts.engine.local;
+      return;
+    }
     const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
     this.docker = socketPath ? new Docker({ socketPath }) : new Docker();
+    this.name = "local";
     this.where = socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock";
     this.local = socketPath !== undefined || !process.env.DOCKER_HOST;
-    this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
   }
 
   /**

@@ -131,3 +131,60 @@ describe("worker networks", () => {
     expect(problemsOf(() => resolveConfig({ broker: { egress_hosts: { "x.test": "not-an-ip" } } }, "t", {}))[0]).toMatch(/^broker\.egress_hosts\.x\.test: expected an IP address/);
   });
 });
+
+describe("[[engines]]", () => {
+  const pems = (): { ca: string; cert: string; key: string } => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-tls-"));
+    for (const f of ["ca", "cert", "key"]) writeFileSync(path.join(dir, `${f}.pem`), "-----BEGIN SECRET-----\nnot-a-real-key\n");
+    return { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "cert.pem"), key: path.join(dir, "key.pem") };
+  };
+
+  it("default to one local engine: DOCKER_HOST or the local socket, nothing else changes", () => {
+    expect(resolveConfig({}, "t", {}).engines).toEqual([{ name: "local", host: "unix:///var/run/docker.sock", tls: undefined, maxContainers: Number.MAX_SAFE_INTEGER, labels: [], sharedPaths: ["/"], local: true }]);
+    const remote = resolveConfig({}, "t", { DOCKER_HOST: "tcp://10.0.0.5:2376", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/certs" }).engines[0]!;
+    expect(remote).toMatchObject({ name: "local", host: "tcp://10.0.0.5:2376", tls: { ca: "/certs/ca.pem", cert: "/certs/cert.pem", key: "/certs/key.pem" }, local: false, sharedPaths: [] });
+  });
+
+  it("reads engines with TLS, capacity and labels; a profile may require a name or a label", () => {
+    const tls = pems();
+    const c = resolveConfig(
+      { engines: [{ name: "local" }, { name: "build-2", host: "tcp://10.0.0.12:2376", tls, max_containers: 3, labels: ["big"] }], workers: [{ name: "a", engines: ["big"] }, { name: "b", engines: ["local", "build-2"] }] },
+      "t",
+      {},
+    );
+    expect(c.engines.map((e) => [e.name, e.local, e.maxContainers, e.labels])).toEqual([
+      ["local", true, 8, []],
+      ["build-2", false, 3, ["big"]],
+    ]);
+    expect(c.engines[1]!.tls).toEqual(tls);
+    expect(c.workers.map((w) => w.engines)).toEqual([["big"], ["local", "build-2"]]);
+  });
+
+  it("refuses a label no engine has, a duplicate name, a remote tcp engine without TLS, and unreadable key files, naming each field and never the key", () => {
+    const tls = pems();
+    const problems = problemsOf(() =>
+      resolveConfig(
+        {
+          engines: [
+            { name: "a", host: "tcp://10.0.0.1:2376" },
+            { name: "a", host: "tcp://10.0.0.2:2376", tls: { ...tls, key: "/nonexistent/key.pem" } },
+            { name: "c", host: "unix:///run/x.sock", tls },
+          ],
+        },
+        "t",
+        {},
+      ),
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(/^engines\[0\]\.tls: engine "a" at tcp:\/\/10\.0\.0\.1:2376 has no tls/),
+      'engines[1].name: "a" is used by another engine; give each engine its own name',
+      "engines[1].tls.key: cannot read /nonexistent/key.pem (ENOENT); check the path",
+      expect.stringMatching(/^engines\[2\]\.tls: TLS applies to a tcp:\/\/ host only/),
+    ]);
+    expect(problems.join("\n")).not.toContain("not-a-real-key");
+    expect(problemsOf(() => resolveConfig({ engines: [{ name: "x", labels: ["small"] }], workers: [{ name: "w", engines: ["gpu"] }] }, "t", {}))).toEqual([
+      'workers[0].engines[0]: no engine is named or labelled "gpu"; known engines: x (labels small). Add the label to an [[engines]] entry or remove it from the profile',
+    ]);
+    expect(problemsOf(() => resolveConfig({ engines: [{ name: "x", host: "http://h:1" }] }, "t", {}))[0]).toMatch(/^engines\[0\]\.host: expected "unix:\/\/\/path\/docker.sock", "tcp:\/\/host:2376" or "ssh:\/\/user@host"/);
+  });
+});

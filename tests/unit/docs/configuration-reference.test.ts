@@ -3,7 +3,7 @@
 // fails here.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { BrokerSchema, WorkerProfileSchema } from "../../../src/config/schema.js";
+import { BrokerSchema, EngineSchema, WorkerProfileSchema } from "../../../src/config/schema.js";
 import { ENV_OVERRIDES } from "../../../src/config/load.js";
 
 const doc = readFileSync("docs/configuration.md", "utf8");
@@ -47,6 +47,17 @@ describe("docs/configuration.md", () => {
     for (const k of keys) {
       expect(rows.has(k), `[[workers]] ${k} is not documented`).toBe(true);
       expect(rows.get(k), `[[workers]] ${k} has no default`).not.toBe("");
+    }
+    expect([...rows.keys()].filter((k) => !keys.includes(k))).toEqual([]);
+  });
+
+  it("has a row with a default for every [[engines]] key", () => {
+    const rows = table(/^## \[\[engines\]\]/m);
+    const keys = keysOf(EngineSchema);
+    expect(keys).toContain("max_containers");
+    for (const k of keys) {
+      expect(rows.has(k), `[[engines]] ${k} is not documented`).toBe(true);
+      expect(rows.get(k), `[[engines]] ${k} has no default`).not.toBe("");
     }
     expect([...rows.keys()].filter((k) => !keys.includes(k))).toEqual([]);
   });

@@ -35,6 +35,8 @@ export const ERROR_CODES = [
   "CONVERSATION_LOST",
   /** A task's artifacts (or its isolated copy) could not be collected. */
   "ARTIFACTS_FAILED",
+  /** The Docker engine a task ran on (or its conversation lives on) is down, or no engine for its profile is up. */
+  "ENGINE_DOWN",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -56,7 +56,7 @@ function attemptText(a: AttemptRecord): string[] {
 export function taskText(t: TaskResultOut, heading: string, where: string, uriOf?: (file: string) => string): string {
   const lines = [`## ${heading}: ${t.status}`];
   if (t.conversationId) lines.push(`conversation: ${t.conversationId} (continue it with reply)`);
-  lines.push(`started: ${t.startedAt ?? "not yet"}; finished: ${t.finishedAt ?? "not yet"}`);
+  lines.push(`started: ${t.startedAt ?? "not yet"}; finished: ${t.finishedAt ?? "not yet"}${t.engine ? `; engine: ${t.engine}` : ""}`);
   if (t.usage) lines.push(`usage: ${usageText(t.usage)}`);
   if (t.error || t.errorCode) lines.push(`error${t.errorCode ? ` [${t.errorCode}]` : ""}: ${t.error ?? ""}`);
   if (t.notes?.length) lines.push("notes:", ...t.notes.map((n) => `- ${n}`));

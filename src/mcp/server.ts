@@ -263,6 +263,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
             finishedAt: new Date().toISOString(),
             ...(r.notes?.length ? { notes: r.notes } : {}),
             ...(r.usage ? { usage: r.usage } : {}),
+            ...(r.engine ? { engine: r.engine } : {}),
           };
           const text = taskText(out, `reply to ${args.conversationId}`, "structuredContent.finalMessage");
           return { structuredContent: out, content: [{ type: "text", text }], isError: r.outcome.status !== "succeeded" };

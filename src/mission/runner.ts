@@ -232,8 +232,9 @@ export class MissionRunner {
       signal,
       onEvent,
       budget,
-      onAssigned: ({ container }) => {
+      onAssigned: ({ container, engine }) => {
         rec.container = container;
+        rec.engine = engine;
         if (rec.status === "running") return; // a later attempt
         rec.status = "running";
         rec.startedAt = new Date().toISOString();
@@ -244,16 +245,23 @@ export class MissionRunner {
     };
     const checkLog = { file: "", redacted: 0 };
     const isolated = workspaceModeOf(task, d, this.pool.config.workers) === "isolated";
-    const workDir = isolated ? mkdtempSync(path.join(os.tmpdir(), "cmw-isolated-")) : null;
+    let workDir: string | null = null;
     let baseline: Baseline | undefined;
     let changes: Changes | undefined;
+    // The copy is made when the pool asks: always for an isolated task, and for a shared one placed
+    // on an engine that does not see the workspace (a remote one), which then runs it on a copy too.
+    turn.isolated = {
+      required: isolated,
+      prepare: async () => {
+        workDir ??= mkdtempSync(path.join(os.tmpdir(), "cmw-isolated-"));
+        baseline ??= await snapshot(workspace, task.copy_ignored ?? d.copy_ignored ?? false, workDir);
+        const b = baseline;
+        return (user, prefix) => packCopy(b, user, prefix);
+      },
+    };
+    let ranOnCopy = false;
     try {
       if (ctx.budget?.spent) throw new BudgetCancel(`cancelled before it started: ${ctx.budget.describe()}`);
-      if (workDir) {
-        baseline = await snapshot(workspace, task.copy_ignored ?? d.copy_ignored ?? false, workDir);
-        const b = baseline;
-        turn.isolated = { copy: (user, prefix) => packCopy(b, user, prefix) };
-      }
       for (let attempt = 1; ; attempt++) {
         const began = new Date();
         const result = await this.pool.runTurn(turn);
@@ -265,6 +273,8 @@ export class MissionRunner {
         const code = result.outcome.status === "succeeded" ? undefined : outcomeCode(result.outcome);
         rec.errorCode = code ? taskErrorCode(code) : undefined;
         rec.container = result.container ?? rec.container;
+        if (result.engine) rec.engine = result.engine;
+        if (result.isolated) ranOnCopy = true;
         if (result.usage) rec.usage = rec.usage ? sumUsage(rec.usage, result.usage) : result.usage;
         if (result.notes) {
           // Each note once per task (the rehearsal notice comes with every attempt).
@@ -325,10 +335,11 @@ export class MissionRunner {
       rec.errorCode = taskErrorCode(rec.status === "cancelled" ? "CANCELLED" : errorCodeOf(e));
       rec.error = describeError(e);
     }
-    if (baseline && rec.conversationId) {
+    if (baseline && ranOnCopy && rec.conversationId) {
       // The copy comes back after the last attempt (its check ran on the same copy).
       try {
-        changes = await this.pool.readIsolated(rec.conversationId, (tar) => changesFrom(baseline, tar));
+        const b = baseline;
+        changes = await this.pool.readIsolated(rec.conversationId, (tar) => changesFrom(b, tar));
       } catch (e) {
         if (rec.status === "succeeded") {
           rec.status = "failed";
@@ -353,7 +364,7 @@ export class MissionRunner {
     try {
       // An isolated task's artifacts are files of its own copy, never another task's.
       rec.artifacts = collectArtifacts(changes?.resultDir ?? workspace, globs, dir);
-      if (changes) await this.storeChanges(changes, rec, dir, workspace, task.apply ?? d.apply ?? false, log);
+      if (changes) await this.storeChanges(changes, rec, dir, workspace, task.apply ?? d.apply ?? !isolated, log);
       if (checkLog.file) {
         const name = rec.artifacts.some((x) => x.path === "check.log") ? "check.broker.log" : "check.log";
         rec.artifacts.push(storeArtifact(dir, name, readFileSync(checkLog.file), checkLog.redacted));

@@ -7,7 +7,7 @@ import { chatgptRelayToken, PLACEHOLDER_ACCOUNT, sentinelAuth, type AuthSeeder }
 import type { ThreadStats } from "../codex/app-server-driver.js";
 import { CODEX_PROTOCOLS } from "../codex/protocols.js";
 import type { WrapperConfig } from "../config/schema.js";
-import { WrapperError } from "../errors.js";
+import { describeError, WrapperError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { EgressRefusal } from "../relay/egress.js";
 import type { ModelRelay } from "../relay/model-relay.js";
@@ -15,12 +15,16 @@ import type { UpstreamTarget } from "../relay/upstream.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, privateDir, WorkerContainer } from "../worker/container.js";
 import { RelayLink } from "../worker/relay-link.js";
+import { createWorkspaceVolume, packDir, seedVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import type { Want } from "./placement.js";
 import { meterUsage, type Slot, type Worker } from "./worker.js";
 
 /** What bringing a worker up needs from the pool, taken when the worker is started. */
 export interface BringUpContext {
+  /** The runtime of the engine the worker runs on. */
   docker: DockerRuntime;
+  /** What the volume helpers need for a volume of this worker's engine (name, labels, image, reaping guard). */
+  volume: (name: string) => VolumeOptions;
   logger: Logger;
   config: WrapperConfig;
   /** The pool's session (a container label). */
@@ -59,9 +63,11 @@ export function newWorker(ctx: Pick<BringUpContext, "docker" | "logger" | "confi
     network,
     dockerNetwork: profile.docker_network,
     volume: slot.volume,
+    homeVolume: slot.home,
   });
   return {
     key: want.key,
+    engine: slot.engine,
     profile,
     workspace,
     sandbox,
@@ -116,6 +122,19 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
       seeder.seed({ dir, user, auth });
     }
   } else seeder.seed({ dir: slot.dir, user, auth });
+  // On a remote engine the seeded directory is copied into the slot's CODEX_HOME volume there
+  // (again for each container of the slot: what Codex wrote in the volume stays).
+  if (slot.home) await seedVolume(ctx.volume(slot.home), (prefix) => packDir(slot.dir, user, prefix));
+  if (slot.volume && !slot.filled) {
+    // An isolated copy is made on the engine the slot's first container runs on.
+    try {
+      const copy = await slot.copy!();
+      await createWorkspaceVolume(ctx.volume(slot.volume), (prefix) => copy(user, prefix));
+      slot.filled = true;
+    } catch (e) {
+      throw new WrapperError(e instanceof WrapperError ? e.code : "WORKER_FAILED", `workspace_mode "isolated": cannot copy ${worker.workspace} into a volume on engine "${slot.engine}": ${describeError(e)}`);
+    }
+  }
   await container.start();
   worker.relay = new RelayLink({
     docker: ctx.docker,

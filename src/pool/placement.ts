@@ -17,11 +17,76 @@ export interface Want {
   lane?: number | null | undefined;
   /** An isolated task's workspace volume (part of its key: no other task shares its containers). */
   volume?: string | undefined;
+  /** The engine it must run on: a reply's (its conversation lives there). None: placement chooses. */
+  engine?: string | undefined;
+  /**
+   * A new conversation whose workspace the caller can copy: it may then run on an engine that does
+   * not see the workspace's path (a remote one), on its own copy. Without it, only engines that see it.
+   */
+  canCopy?: boolean | undefined;
+}
+
+/** An engine as placement sees it. */
+export interface EngineView {
+  name: string;
+  /** Answering; when not, why (named in errors). */
+  up: boolean;
+  down?: string | undefined;
+  /** This broker's containers on it now, over every profile. */
+  containers: number;
+  maxContainers: number;
+  labels: readonly string[];
+  /** Paths it sees where the broker does ("/" for a local engine). */
+  sharedPaths: readonly string[];
+}
+
+/** The one engine of a broker with no [[engines]]: local, unbounded (profiles' max_containers bound it). */
+export const LOCAL_ENGINE: EngineView = { name: "local", up: true, containers: 0, maxContainers: Number.MAX_SAFE_INTEGER, labels: [], sharedPaths: ["/"] };
+
+/** Whether a profile may run on an engine: it names none, or the engine's name or one of its labels. */
+export function engineFits(profile: Pick<WorkerProfile, "engines">, e: Pick<EngineView, "name" | "labels">): boolean {
+  return profile.engines.length === 0 || profile.engines.some((x) => x === e.name || e.labels.includes(x));
+}
+
+/** Whether an engine sees a host path where the broker does (a bind mount of it works there). */
+export function engineSees(e: Pick<EngineView, "sharedPaths">, workspace: string): boolean {
+  return e.sharedPaths.some((p) => p === "/" || workspace === p || workspace.startsWith(p.endsWith("/") ? p : `${p}/`));
+}
+
+/**
+ * The engine a new container of `want` goes to: the want's own engine (a reply's), else the
+ * least-loaded engine that is up, fits the profile, has room and can hold the workspace (sees its
+ * path, or the caller can copy it there); ties go to an engine that sees the path, then to config
+ * order. `copy`: the container must run on a copy of the workspace. Null with `full`: every
+ * fitting engine is full (wait); `refuse`: no fitting engine can ever take it now (fail, saying why).
+ */
+export function chooseEngine(want: Want, engines: readonly EngineView[]): { engine: EngineView; copy: boolean } | { full: true } | { refuse: string } {
+  if (want.engine) {
+    const e = engines.find((x) => x.name === want.engine);
+    if (!e) return { refuse: `engine "${want.engine}", where this conversation lives, is no longer configured` };
+    if (!e.up) return { refuse: `engine "${e.name}", where this conversation lives, is down${e.down ? `: ${e.down}` : ""}` };
+    return e.containers < e.maxContainers ? { engine: e, copy: false } : { full: true };
+  }
+  const fitting = engines.filter((e) => engineFits(want.profile, e));
+  const holds = (e: EngineView): boolean => want.volume !== undefined || engineSees(e, want.workspace) || want.canCopy === true;
+  const usable = fitting.filter((e) => e.up && holds(e));
+  if (!usable.length) {
+    const down = fitting.filter((e) => !e.up);
+    if (down.length) return { refuse: `no engine for profile "${want.profile.name}" is up: ${down.map((e) => `engine "${e.name}" is down${e.down ? ` (${e.down})` : ""}`).join("; ")}` };
+    return { refuse: `no engine for profile "${want.profile.name}" sees ${want.workspace} (a remote engine runs a task on its own copy, which this turn cannot have)` };
+  }
+  const open = usable.filter((e) => e.containers < e.maxContainers);
+  if (!open.length) return { full: true };
+  const sees = (e: EngineView): number => (want.volume === undefined && engineSees(e, want.workspace) ? 0 : 1);
+  const best = open.reduce((a, b) => (b.containers / b.maxContainers < a.containers / a.maxContainers || (b.containers / b.maxContainers === a.containers / a.maxContainers && sees(b) < sees(a)) ? b : a));
+  return { engine: best, copy: want.volume === undefined && !engineSees(best, want.workspace) };
 }
 
 /** A live container (not dead, not being removed) of the wanted profile, as placement sees it. */
 export interface ContainerView {
   key: string;
+  /** The engine it runs on (none: the only one). */
+  engine?: string | undefined;
   slotId: string;
   /** Busy flags, one per unit of capacity. */
   lanes: readonly boolean[];
@@ -36,14 +101,21 @@ export interface SlotView {
   id: string;
   key: string;
   held: boolean;
+  /** The engine its CODEX_HOME is on (a reply's container must start there). */
+  engine?: string | undefined;
 }
 
 /** What a turn gets now: a lane of a live container, a container to start, or a wait. */
 export type Placement<C> =
   | { kind: "lane"; container: C; lane: number }
-  /** Start a container on this slot (null: a new one), after removing `evict` when there is no room. */
-  | { kind: "start"; slotId: string | null; lane: number; evict?: C | undefined }
-  | { kind: "wait" };
+  /**
+   * Start a container on this slot (null: a new one) on `engine`, after removing `evict` when there
+   * is no room; `copy`: on a copy of the workspace (the engine does not see its path).
+   */
+  | { kind: "start"; slotId: string | null; lane: number; evict?: C | undefined; engine: string; copy: boolean }
+  | { kind: "wait" }
+  /** No engine can take it now: fail the turn with this reason. */
+  | { kind: "refuse"; reason: string };
 
 /** The identity of what a container serves: turns of one key share containers. */
 export const keyOf = (profile: string, workspace: string, sandbox: string, network: NetworkMode = "none", allow: string[] = [], volume = ""): string =>
@@ -62,14 +134,26 @@ export function networkOf(profile: WorkerProfile, network: NetworkMode | undefin
  * on a free slot of its key. Without room (max_containers), an idle ready container of another
  * key is evicted; else the turn waits.
  */
-export function place<C extends ContainerView>(want: Want, live: readonly C[], slots: readonly SlotView[]): Placement<C> {
+export function place<C extends ContainerView>(want: Want, live: readonly C[], slots: readonly SlotView[], engines: readonly EngineView[] = [LOCAL_ENGINE]): Placement<C> {
   const fixedLane = want.lane !== undefined && want.lane !== null ? want.lane : null;
   const freeLane = (c: C): number => (fixedLane !== null ? (c.lanes[fixedLane] ? -1 : fixedLane) : c.lanes.indexOf(false));
   const room = live.length < want.profile.max_containers;
+  const idle = (c: C): boolean => c.key !== want.key && c.lanes.every((b) => !b) && c.ready && !c.pinned;
   const start = (slotId: string | null, lane: number): Placement<C> => {
-    if (room) return { kind: "start", slotId, lane };
-    const evict = live.find((c) => c.key !== want.key && c.lanes.every((b) => !b) && c.ready && !c.pinned);
-    return evict ? { kind: "start", slotId, lane, evict } : { kind: "wait" };
+    // A replacement on a slot starts where the slot's CODEX_HOME is.
+    const slotEngine = slotId ? slots.find((s) => s.id === slotId)?.engine : undefined;
+    const w = slotEngine && !want.engine ? { ...want, engine: slotEngine } : want;
+    const chosen = chooseEngine(w, engines);
+    if ("refuse" in chosen) return { kind: "refuse", reason: chosen.refuse };
+    if ("engine" in chosen && room) return { kind: "start", slotId, lane, engine: chosen.engine.name, copy: chosen.copy };
+    // No room for the profile or on the engines: an idle container of another key makes room for
+    // the profile and on its engine.
+    for (const c of live.filter(idle)) {
+      const freed = engines.map((e) => (e.name === (c.engine ?? LOCAL_ENGINE.name) ? { ...e, containers: e.containers - 1 } : e));
+      const again = chooseEngine(w, freed);
+      if ("engine" in again) return { kind: "start", slotId, lane, engine: again.engine.name, copy: again.copy, evict: c };
+    }
+    return { kind: "wait" };
   };
 
   if (want.slotId) {

@@ -27,11 +27,12 @@ import { CONTAINER_PATHS, egressEnv, LABELS, workerUser } from "../worker/contai
 import { checkImageForChannel } from "../worker/image-policy.js";
 import { RELAY_PORTS } from "../worker/relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
-import { createWorkspaceVolume, readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
+import { readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
 import type { ThreadStats } from "../codex/app-server-driver.js";
 import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
-import { chooseProfile, drainQueue, holdsWarmFloor, idleExpired, keyOf, networkOf, place, warmBackoff, warmStarts, type Want, type WarmFailure } from "./placement.js";
+import { EngineSet, type Engine, type EngineStatus } from "./engines.js";
+import { chooseEngine, chooseProfile, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
 import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
 
 export { DEFAULT_UPSTREAMS, REHEARSAL_LABEL } from "./model-access.js";
@@ -61,7 +62,7 @@ export interface PoolTurnRequest {
   signal?: AbortSignal | undefined;
   onEvent?: ((e: DriverEvent) => void) | undefined;
   /** Called once the turn has a container (before Codex starts the turn). */
-  onAssigned?: ((info: { container: string; slotId: string }) => void) | undefined;
+  onAssigned?: ((info: { container: string; slotId: string; engine: string }) => void) | undefined;
   /** A token budget over the turn's model calls: the relay refuses a call it says no to. */
   budget?: TurnBudget | undefined;
   /** Who answers the approvals Codex asks for (the MCP client, by elicitation); none: each is declined. */
@@ -69,11 +70,13 @@ export interface PoolTurnRequest {
   /** How long an approval may wait for an answer (default: the profile's approval_timeout). */
   approvalTimeoutMs?: number | undefined;
   /**
-   * A new conversation on its own copy of the workspace (workspace_mode "isolated"): the pool
-   * makes a volume, fills it with this tar (owned by the given user) and runs the conversation's
-   * containers on it alone. A reply needs nothing: its route names its volume.
+   * A new conversation's workspace as a copy: `prepare` makes it (a tar owned by the given user,
+   * under a prefix). With `required` (workspace_mode "isolated") the conversation runs on its own
+   * copy; without, only when it is placed on an engine that does not see the workspace (a remote
+   * one). The pool then makes a volume there, fills it, and runs the conversation's containers on it
+   * alone; the result's `isolated` says so. A reply needs nothing: its route names its volume.
    */
-  isolated?: { copy: (user: { uid: number; gid: number }, prefix: string) => Readable } | undefined;
+  isolated?: { required: boolean; prepare: () => Promise<(user: { uid: number; gid: number }, prefix: string) => Readable> } | undefined;
 }
 
 /** A command (a task's check) to run beside a conversation's Codex. */
@@ -92,10 +95,15 @@ export interface PoolTurnResult {
   notes?: string[];
   /** Tokens the turn's model calls used, as the relay metered them from the upstream's answers. */
   usage?: TaskUsage;
+  /** The engine the turn ran on (none: it got no container). */
+  engine?: string;
+  /** The conversation works on its own copy of the workspace (read it back with readIsolated). */
+  isolated?: boolean;
 }
 
 export interface PoolOptions {
   config: WrapperConfig;
+  /** The runtime of the first engine (where images come from); the others are made from config.engines. */
   docker: DockerRuntime;
   logger?: Logger;
   /** Labels added to every container (tests mark theirs). */
@@ -125,7 +133,9 @@ interface Waiter {
 }
 
 export interface PoolStats {
-  containers: { name: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; turns: number }[];
+  containers: { name: string; engine: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; turns: number }[];
+  /** Each engine: up or down (and why), its containers of this broker and its room. */
+  engines: EngineStatus[];
   queued: number;
   inFlight: number;
   /** Containers started since the pool started: ahead of demand (warm floor) or for a waiting turn. */
@@ -162,9 +172,14 @@ export class WorkerPool {
   readonly maxInFlightSeen = new Map<string, number>();
   /** Helper containers of workspace volumes, alive for a copy in or out: no health round reaps them. */
   private readonly helpers = new Set<string>();
+  /** The engines workers run on. */
+  readonly engines: EngineSet;
+  /** How a new conversation's copy is made, should placement put it on a copy (the caller's `isolated.prepare`). */
+  private readonly copies = new WeakMap<Want, NonNullable<PoolTurnRequest["isolated"]>["prepare"]>();
 
   constructor(private readonly opts: PoolOptions) {
     this.logger = (opts.logger ?? silentLogger).child({ instance: opts.config.label });
+    this.engines = new EngineSet(opts.config, opts.docker, this.logger);
     this.access = new ModelAccess({ config: opts.config, logger: this.logger, tokens: opts.tokens });
     for (const r of opts.routes ?? []) this.routes.set(r.id, r);
   }
@@ -188,7 +203,7 @@ export class WorkerPool {
     if (problems.length) throw new WrapperError("IMAGE_REFUSED", `instance ${this.opts.config.label} (${this.opts.config.channel}) refuses to start: ${problems.join("; ")}`);
     const rehearsalImages = new Set<string>();
     for (const p of this.opts.config.workers) {
-      const image = await this.opts.docker.imageInspect(p.image);
+      const image = await this.engines.source.docker.imageInspect(p.image);
       if (!image) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
       if (image.labels[REHEARSAL_LABEL]) rehearsalImages.add(p.name);
     }
@@ -216,6 +231,8 @@ export class WorkerPool {
       });
     });
     const reaped = await this.reapOrphans();
+    // The other engines: each is used once it answers and has the images (a health round retries one that does not).
+    await Promise.all(this.engines.all.slice(1).map((e) => this.engines.probe(e, (x) => this.prepareEngine(x))));
     this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthIntervalMs ?? 10_000);
     this.healthTimer.unref();
     this.started = true;
@@ -223,31 +240,40 @@ export class WorkerPool {
     return { reaped };
   }
 
-  /** Removes containers of this instance's label that this pool did not start (an earlier broker's). */
-  async reapOrphans(): Promise<string[]> {
-    const names = await this.removeUnheld(false);
-    if (names.length) this.logger.info("removed orphan containers", { count: names.length, names });
-    const volumes = await this.removeVolumes(false);
-    if (volumes.length) this.logger.info("removed orphan workspace volumes", { count: volumes.length, volumes });
+  /** Removes containers of this instance's label that this pool did not start (an earlier broker's), on the first engine. */
+  async reapOrphans(engine: Engine = this.engines.source): Promise<string[]> {
+    const names = await this.removeUnheld(false, engine);
+    if (names.length) this.logger.info("removed orphan containers", { engine: engine.config.name, count: names.length, names });
+    const volumes = await this.removeVolumes(false, engine);
+    if (volumes.length) this.logger.info("removed orphan workspace volumes", { engine: engine.config.name, count: volumes.length, volumes });
     return names;
+  }
+
+  /** An engine coming up (or back): the profiles' images that may run there, then its orphans (a dead broker's, or its own from before the engine went away). */
+  private async prepareEngine(e: Engine): Promise<void> {
+    const images = this.opts.config.workers.filter((p) => engineFits(p, { name: e.config.name, labels: e.config.labels })).map((p) => p.image);
+    await this.engines.ensureImages(e, images);
+    await this.reapOrphans(e);
+    // Workers the pool still counts there (it went away under them) are gone with it.
+    for (const w of [...this.workers]) if (w.engine === e.config.name && !w.dead) this.onWorkerExit(w, `engine "${e.config.name}" went away`);
   }
 
   /**
    * Removes the workspace volumes of this instance's label (only this pool's with `thisSession`)
    * that no slot holds: an earlier broker's at start, whatever is left at shutdown.
    */
-  private async removeVolumes(thisSession: boolean): Promise<string[]> {
-    const found = await this.opts.docker.listVolumesByLabels({ [LABELS.instance]: this.opts.config.label, [LABELS.volume]: "", ...(thisSession ? { [LABELS.session]: this.session } : {}) });
-    const held = new Set([...this.slots.values()].filter((s) => s.worker).map((s) => s.volume));
+  private async removeVolumes(thisSession: boolean, engine: Engine): Promise<string[]> {
+    const found = await engine.docker.listVolumesByLabels({ [LABELS.instance]: this.opts.config.label, [LABELS.volume]: "", ...(thisSession ? { [LABELS.session]: this.session } : {}) });
+    const held = new Set([...this.slots.values()].filter((s) => s.worker).flatMap((s) => [s.volume, s.home]));
     const unheld = found.filter((v) => !held.has(v.name));
-    await Promise.all(unheld.map((v) => this.opts.docker.removeVolume(v.name)));
+    await Promise.all(unheld.map((v) => engine.docker.removeVolume(v.name)));
     return unheld.map((v) => v.name);
   }
 
-  /** What the volume helpers need: the volume's name and labels, an image, and the reaping guard. */
-  private volumeOptions(name: string, profile: WorkerProfile): VolumeOptions {
+  /** What the volume helpers need: the volume's engine, name and labels, an image, and the reaping guard. */
+  private volumeOptions(name: string, profile: WorkerProfile, engine: Engine): VolumeOptions {
     return {
-      docker: this.opts.docker,
+      docker: engine.docker,
       name,
       image: profile.image,
       labels: { [LABELS.instance]: this.opts.config.label, [LABELS.channel]: this.opts.config.channel, [LABELS.session]: this.session, [LABELS.volume]: name, ...this.opts.extraLabels },
@@ -275,7 +301,9 @@ export class WorkerPool {
     const route = this.routes.get(id);
     if (!route?.volume) throw new WrapperError("NOT_FOUND", `conversationId: ${id} has no isolated workspace`);
     if (route.lost) throw new WrapperError("NOT_FOUND", `conversationId: ${id}: ${route.lost}`);
-    return readWorkspaceVolume(this.volumeOptions(route.volume, this.profile(route.profile)), consume);
+    const engine = this.engines.get(route.engine);
+    if (!engine.up) throw new WrapperError("ENGINE_DOWN", `conversationId: ${id}: its copy is on engine "${engine.config.name}", which is down${engine.down ? `: ${engine.down}` : ""}`);
+    return readWorkspaceVolume(this.volumeOptions(route.volume, this.profile(route.profile), engine), consume);
   }
 
   /**
@@ -284,11 +312,11 @@ export class WorkerPool {
    * container whose removal failed while the engine was away, and one a hung engine created
    * after the pool had given up on the call (past broker.docker_timeout).
    */
-  private async removeUnheld(thisSession: boolean): Promise<string[]> {
-    const found = await this.opts.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, ...(thisSession ? { [LABELS.session]: this.session } : {}) });
+  private async removeUnheld(thisSession: boolean, engine: Engine): Promise<string[]> {
+    const found = await engine.docker.listByLabels({ [LABELS.instance]: this.opts.config.label, ...(thisSession ? { [LABELS.session]: this.session } : {}) });
     const held = new Set([...[...this.workers].map((w) => w.container.name), ...this.helpers]); // after the list: a worker added since is held
     const unheld = found.filter((c) => !held.has(c.name));
-    await Promise.all(unheld.map((c) => this.opts.docker.remove(c.id)));
+    await Promise.all(unheld.map((c) => engine.docker.remove(c.id)));
     return unheld.map((c) => c.name);
   }
 
@@ -313,9 +341,11 @@ export class WorkerPool {
     if (req.conversationId && !route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${req.conversationId}; use an id returned by batch or reply`);
     if (route?.lost) return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
 
-    if (route?.volume && !this.slots.has(route.slotId)) {
+    if (route && (route.volume || this.remote(route.engine)) && !this.slots.has(route.slotId)) {
       // The engine would make an empty volume of that name: the copy was this broker's and is gone.
-      route.lost = "conversation ended: its isolated workspace copy did not outlive the broker that made it (a restart removes it); its changes are in its task's changes.patch";
+      route.lost = route.volume
+        ? "conversation ended: its isolated workspace copy did not outlive the broker that made it (a restart removes it); its changes are in its task's changes.patch"
+        : `conversation ended: its CODEX_HOME on engine "${route.engine}" did not outlive the broker that made it (a restart removes it)`;
       await this.saveRoute(route);
       return { conversationId: route.id, container: null, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
     }
@@ -324,22 +354,25 @@ export class WorkerPool {
     const sandbox = route?.sandbox ?? req.sandbox ?? profile.sandbox;
     const net = route?.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, req.network, req.allow);
     // An isolated copy is written as the worker's user: the source's owner does not matter.
-    if (sandbox !== "read-only" && !route?.volume && !req.isolated) {
+    if (sandbox !== "read-only" && !route?.volume && !req.isolated?.required) {
       const problem = checkWorkspaceWritable(workspace, workerUser(workspace), sandbox);
       if (problem) return { conversationId: route?.id ?? null, container: null, outcome: { status: "failed", threadId: route?.threadId ?? null, finalMessage: null, error: problem, errorCode: "WORKSPACE_REFUSED" } };
     }
-    let volume = route?.volume;
-    if (!route && req.isolated) {
-      volume = `${this.opts.config.label}-ws-${randomUUID().slice(0, 12)}`;
-      try {
-        const user = workerUser(workspace);
-        const copy = req.isolated.copy;
-        await createWorkspaceVolume(this.volumeOptions(volume, profile), (prefix) => copy(user, prefix));
-      } catch (e) {
-        return { conversationId: null, container: null, outcome: failedBy(null, e instanceof WrapperError ? e : new WrapperError("WORKER_FAILED", describeError(e)), `workspace_mode "isolated": cannot copy ${workspace} into a volume: `) };
-      }
-    }
-    const want: Want = { profile, workspace, sandbox, ...net, key: keyOf(profile.name, workspace, sandbox, net.network, net.allow, volume), slotId: route?.slotId, lane: route?.lane, volume };
+    // An isolated conversation's volume is named now and made on the engine its first container gets.
+    const volume = route?.volume ?? (!route && req.isolated?.required ? this.volumeName() : undefined);
+    const want: Want = {
+      profile,
+      workspace,
+      sandbox,
+      ...net,
+      key: keyOf(profile.name, workspace, sandbox, net.network, net.allow, volume),
+      slotId: route?.slotId,
+      lane: route?.lane,
+      volume,
+      engine: route?.engine,
+      canCopy: !route && req.isolated !== undefined,
+    };
+    if (!route && req.isolated) this.copies.set(want, req.isolated.prepare);
     // warm without warm_workspaces: every workspace a turn has used keeps its floor from then on.
     // (Its floor is topped up once this turn has its own container: see release.) Never an isolated key: it is one task's.
     if (profile.warm > 0 && profile.warm_workspaces.length === 0 && !volume && !this.warmKeys.has(want.key)) this.warmKeys.set(want.key, { ...want, slotId: undefined, lane: undefined });
@@ -348,7 +381,6 @@ export class WorkerPool {
     try {
       grant = await this.acquire(want, req.signal);
     } catch (e) {
-      if (volume && !route) await this.opts.docker.removeVolume(volume).catch(() => {}); // no container ever used it
       if (req.signal?.aborted) return { conversationId: route?.id ?? null, container: null, outcome: { status: "cancelled", threadId: route?.threadId ?? null, finalMessage: null, error: "cancelled while waiting for a worker", errorCode: "CANCELLED" } };
       return { conversationId: route?.id ?? null, container: null, outcome: failedBy(route?.threadId ?? null, e) };
     }
@@ -359,7 +391,7 @@ export class WorkerPool {
       } catch (e) {
         return { conversationId: route?.id ?? null, container: worker.container.name, outcome: failedBy(route?.threadId ?? null, e, `worker ${worker.container.name} did not start: `) };
       }
-      req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id });
+      req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id, engine: worker.engine });
       const driver = worker.driver!;
       if (route && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !driver.hasThread(route.threadId)) {
         route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
@@ -424,14 +456,41 @@ export class WorkerPool {
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}`, errorCode: "CONVERSATION_LOST" };
       }
+      // A turn that ended with its container gone: if the engine went away, that is what it says.
+      if (outcome.status !== "succeeded" && outcome.status !== "cancelled" && (worker.dead || worker.engineDown || !worker.container.isAlive)) {
+        const engine = this.engines.get(worker.engine);
+        // (The first engine's failures show as failed calls, as they always have.)
+        if (!worker.engineDown && engine !== this.engines.source && !(await this.engines.probe(engine, (x) => this.prepareEngine(x)))) this.engineWentDown(engine);
+        if (worker.engineDown) outcome = { ...outcome, status: "failed", error: `${worker.engineDown}${outcome.error ? ` (${outcome.error.split("\n")[0]})` : ""}`, errorCode: "ENGINE_DOWN" };
+      }
       // A new isolated conversation with no thread cannot be read back or replied to: nothing to hold.
       if (!route && !outcome.threadId && worker.slot.pinned) worker.slot.pinned = false;
       if (!route && outcome.threadId) {
-        route = { id: `conv_${randomUUID()}`, profile: profile.name, workspace, sandbox, network: worker.network, allow: worker.allow, slotId: worker.slot.id, lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null, threadId: outcome.threadId, ...(volume ? { volume } : {}) };
+        route = {
+          id: `conv_${randomUUID()}`,
+          profile: profile.name,
+          workspace,
+          sandbox,
+          network: worker.network,
+          allow: worker.allow,
+          slotId: worker.slot.id,
+          lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null,
+          threadId: outcome.threadId,
+          ...(worker.slot.volume ? { volume: worker.slot.volume } : {}),
+          ...(this.engines.all.length > 1 || worker.engine !== "local" ? { engine: worker.engine } : {}),
+        };
         this.routes.set(route.id, route);
         await this.saveRoute(route);
       }
-      return { conversationId: route?.id ?? null, container: worker.container.name, outcome, ...(notes.length ? { notes } : {}), ...(usage ? { usage } : {}) };
+      return {
+        conversationId: route?.id ?? null,
+        container: worker.container.name,
+        engine: worker.engine,
+        outcome,
+        ...(notes.length ? { notes } : {}),
+        ...(usage ? { usage } : {}),
+        ...(worker.slot.volume ? { isolated: true } : {}),
+      };
     } finally {
       this.release(worker, lane);
     }
@@ -447,11 +506,11 @@ export class WorkerPool {
     if (!route) throw new WrapperError("NOT_FOUND", `conversationId: no conversation ${conversationId}`);
     const profile = this.profile(route.profile);
     const net = route.network ? { network: route.network, allow: route.allow ?? [] } : networkOf(profile, undefined, undefined);
-    const want: Want = { profile, workspace: route.workspace, sandbox: route.sandbox, ...net, key: keyOf(profile.name, route.workspace, route.sandbox, net.network, net.allow, route.volume), slotId: route.slotId, lane: route.lane, volume: route.volume };
+    const want: Want = { profile, workspace: route.workspace, sandbox: route.sandbox, ...net, key: keyOf(profile.name, route.workspace, route.sandbox, net.network, net.allow, route.volume), slotId: route.slotId, lane: route.lane, volume: route.volume, engine: route.engine };
     const { worker, lane } = await this.acquire(want, req.signal);
     try {
       await worker.ready;
-      return await runCommand(this.opts.docker, worker.container.id, {
+      return await runCommand(this.engines.get(worker.engine).docker, worker.container.id, {
         command: req.command,
         workdir: CONTAINER_PATHS.workspace,
         env: worker.network === "allowlist" ? { ...egressEnv(RELAY_PORTS.egress), ...req.env } : req.env,
@@ -525,37 +584,74 @@ export class WorkerPool {
   private tryGrant(want: Want): { worker: Worker; lane: number } | null {
     // A slot known from a stored route (the broker restarted): its directory is still on disk.
     if (want.slotId && !this.slots.has(want.slotId)) this.addSlot(want, want.slotId);
-    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pinned }));
-    const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null }));
-    const d = place(want, live, slots);
+    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, engine: worker.engine, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pinned }));
+    const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null, engine: s.engine }));
+    const d = place(want, live, slots, this.engineViews());
     if (d.kind === "wait") return null;
+    if (d.kind === "refuse") throw new WrapperError("ENGINE_DOWN", d.reason);
     if (d.kind === "lane") return { worker: d.container.worker, lane: d.lane };
     if (d.evict) void this.removeWorker(d.evict.worker, "evicted to make room");
-    const slot = d.slotId !== null ? this.slots.get(d.slotId)! : this.addSlot(want, randomUUID().slice(0, 8));
+    if (d.copy) {
+      // An engine that does not see the workspace: the conversation runs on its own copy there.
+      want.volume = this.volumeName();
+      want.key = keyOf(want.profile.name, want.workspace, want.sandbox, want.network, want.allow, want.volume);
+    }
+    const slot = d.slotId !== null ? this.slots.get(d.slotId)! : this.addSlot(want, randomUUID().slice(0, 8), d.engine);
     return { worker: this.startWorker(want, slot), lane: d.lane };
   }
 
-  /** A CODEX_HOME slot of the want's key: a new one, or one a stored route names. */
-  private addSlot(want: Want, id: string): Slot {
-    const slot: Slot = { id, key: want.key, dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id), worker: null, volume: want.volume, pinned: want.volume !== undefined };
+  /** Whether a named engine is a remote one (its slots' CODEX_HOME are volumes there). */
+  private remote(engine: string | undefined): boolean {
+    return engine !== undefined && this.engines.has(engine) && !this.engines.get(engine).config.local;
+  }
+
+  /** A new isolated copy's volume name. */
+  private volumeName(): string {
+    return `${this.opts.config.label}-ws-${randomUUID().slice(0, 12)}`;
+  }
+
+  /** Placement's view of the engines, with this pool's containers on each. */
+  private engineViews(): EngineView[] {
+    const count = new Map<string, number>();
+    for (const w of this.workers) if (!w.dead) count.set(w.engine, (count.get(w.engine) ?? 0) + 1);
+    return this.engines.views((name) => count.get(name) ?? 0);
+  }
+
+  /** A CODEX_HOME slot of the want's key on an engine: a new one, or one a stored route names. */
+  private addSlot(want: Want, id: string, engine = want.engine ?? this.engines.source.config.name): Slot {
+    const remote = !this.engines.get(engine).config.local;
+    const slot: Slot = {
+      id,
+      key: want.key,
+      dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id),
+      engine,
+      home: remote ? `${this.opts.config.label}-home-${id}` : undefined,
+      worker: null,
+      volume: want.volume,
+      pinned: want.volume !== undefined,
+      copy: this.copies.get(want),
+      // A stored route's copy was made by the broker that made it.
+      filled: want.volume !== undefined && want.slotId !== undefined,
+    };
     this.slots.set(id, slot);
     return slot;
   }
 
-  /** A slot of this key whose container is gone, else a new one. */
-  private freeSlot(want: Want): Slot {
-    for (const s of this.slots.values()) if (s.key === want.key && !s.worker) return s;
-    return this.addSlot(want, randomUUID().slice(0, 8));
+  /** A slot of this key whose container is gone, else a new one (on `engine`). */
+  private freeSlot(want: Want, engine: string): Slot {
+    for (const s of this.slots.values()) if (s.key === want.key && !s.worker && s.engine === engine) return s;
+    return this.addSlot(want, randomUUID().slice(0, 8), engine);
   }
 
   private startWorker(want: Want, slot: Slot, ahead = false): Worker {
     if (ahead) this.starts.ahead++;
     else this.starts.onDemand++;
     const user = workerUser(want.workspace);
-    const worker = newWorker({ docker: this.opts.docker, logger: this.logger, config: this.opts.config, session: this.session, extraLabels: this.opts.extraLabels }, want, slot, user, ahead);
+    const engine = this.engines.get(slot.engine);
+    const worker = newWorker({ docker: engine.docker, logger: this.logger, config: this.opts.config, session: this.session, extraLabels: this.opts.extraLabels }, want, slot, user, ahead);
     slot.worker = worker;
     this.workers.add(worker);
-    worker.ready = bringUp(this.bringUpContext(want.profile.name), worker, user);
+    worker.ready = bringUp(this.bringUpContext(want.profile, engine), worker, user);
     worker.ready.then(
       () => this.warmFailures.delete(want.key),
       (e: unknown) => {
@@ -567,9 +663,10 @@ export class WorkerPool {
     return worker;
   }
 
-  private bringUpContext(profile: string): BringUpContext {
+  private bringUpContext(profile: WorkerProfile, engine: Engine): BringUpContext {
     return {
-      docker: this.opts.docker,
+      docker: engine.docker,
+      volume: (name) => this.volumeOptions(name, profile, engine),
       logger: this.logger,
       config: this.opts.config,
       session: this.session,
@@ -577,7 +674,7 @@ export class WorkerPool {
       relay: this.access.relay!,
       seeder: this.seeder!,
       planType: this.access.planType,
-      upstream: this.access.upstream(profile)!,
+      upstream: this.access.upstream(profile.name)!,
       relayChannel: this.opts.relayChannel,
       startTimeoutMs: this.opts.startTimeoutMs,
       onContainerReady: this.opts.onContainerReady,
@@ -611,7 +708,11 @@ export class WorkerPool {
     const now = Date.now();
     const live = [...this.workers].filter((w) => !w.dead && !w.removing).map((w) => ({ profile: w.profile.name, key: w.key }));
     const { starts, retryAt } = warmStarts(this.warmKeys.values(), live, this.warmFailures, now);
-    for (const want of starts) this.startWorker(want, this.freeSlot(want), true);
+    for (const want of starts) {
+      // Ahead of demand: on an engine that sees the workspace and has room (no copy is made ahead).
+      const chosen = chooseEngine({ ...want, canCopy: false }, this.engineViews());
+      if ("engine" in chosen) this.startWorker(want, this.freeSlot(want, chosen.engine.name), true);
+    }
     if (retryAt !== null && !this.warmTimer) {
       this.warmTimer = setTimeout(() => {
         this.warmTimer = undefined;
@@ -652,13 +753,47 @@ export class WorkerPool {
    */
   private async dropVolume(slot: Slot, why: string): Promise<void> {
     const volume = slot.volume!;
+    const engine = this.engines.get(slot.engine);
     this.slots.delete(slot.id);
     for (const r of this.routes.values()) {
       if (r.slotId !== slot.id || r.lost) continue;
       r.lost = `conversation ended: its isolated workspace copy was removed with its container (${why}); its changes are in its task's changes.patch`;
       await this.saveRoute(r);
     }
-    await this.opts.docker.removeVolume(volume).catch((e: unknown) => this.logger.warn("cannot remove a workspace volume; the next broker start removes it", { volume, error: describeError(e) }));
+    for (const v of [volume, slot.home]) {
+      if (v) await engine.docker.removeVolume(v).catch((e: unknown) => this.logger.warn("cannot remove a workspace volume; the next broker start removes it", { volume: v, engine: slot.engine, error: describeError(e) }));
+    }
+  }
+
+  /**
+   * An engine stopped answering: its workers are forgotten (their containers are reaped when it
+   * comes back), the turns they held fail naming it, and waiting turns that only it could take fail.
+   */
+  private engineWentDown(e: Engine): void {
+    const reason = `engine "${e.config.name}" (${e.config.host}) is down: ${e.down ?? "it does not answer"}`;
+    for (const w of [...this.workers]) {
+      if (w.engine !== e.config.name || w.dead) continue;
+      w.engineDown = reason;
+      void w.driver?.close().catch(() => {});
+      this.onWorkerExit(w, reason);
+    }
+    // Its conversations end with it: their CODEX_HOME and copies are volumes there (removed as
+    // orphans when it comes back). A reply to one says why.
+    for (const slot of [...this.slots.values()]) {
+      if (slot.engine !== e.config.name || (!slot.home && !slot.volume)) continue;
+      this.slots.delete(slot.id);
+      for (const r of this.routes.values()) {
+        if (r.slotId !== slot.id || r.lost) continue;
+        r.lost = `conversation ended: ${reason}; its Codex home and workspace copy were there`;
+        void this.saveRoute(r);
+      }
+    }
+    this.drainAll();
+  }
+
+  /** Asks every queue again (an engine changed). */
+  private drainAll(): void {
+    for (const name of this.queues.keys()) this.drain(name);
   }
 
   /** Replaces dead or frozen containers and stops idle ones. */
@@ -674,18 +809,30 @@ export class WorkerPool {
 
   private async healthRound(): Promise<void> {
     const now = Date.now();
-    await this.removeUnheld(true).then(
-      (names) => names.length && this.logger.warn("removed containers no worker held", { names }),
-      () => {}, // the engine is away: next round
+    // Every engine but the first (whose failures show as failed calls, as ever) is probed: one
+    // that went down fails its tasks, naming it; one that came back is prepared and used again.
+    await Promise.all(
+      this.engines.all.slice(1).map(async (e) => {
+        const wasUp = e.up;
+        const up = await this.engines.probe(e, (x) => this.prepareEngine(x));
+        if (!up && wasUp) this.engineWentDown(e);
+        if (up && !wasUp) this.drainAll();
+      }),
     );
+    for (const e of this.engines.all.filter((x) => x.up)) {
+      await this.removeUnheld(true, e).then(
+        (names) => names.length && this.logger.warn("removed containers no worker held", { engine: e.config.name, names }),
+        () => {}, // the engine is away: next round
+      );
+    }
     for (const w of [...this.workers]) {
-      if (w.dead || w.removing || !w.driver) continue;
+      if (w.dead || w.removing || !w.driver || w.engineDown) continue;
       if (!w.slot.pinned && idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
         void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
         continue;
       }
       try {
-        const state = await this.opts.docker.inspect(w.container.id);
+        const state = await this.engines.get(w.engine).docker.inspect(w.container.id);
         if (!state || !state.running) {
           // The container's exit watcher reports a death with its exit code and stderr; the probe
           // only steps in if that report does not come.
@@ -705,6 +852,7 @@ export class WorkerPool {
   stats(): PoolStats {
     const containers = [...this.workers].map((w) => ({
       name: w.container.name,
+      engine: w.engine,
       profile: w.profile.name,
       workspace: w.workspace,
       sandbox: w.sandbox,
@@ -714,8 +862,11 @@ export class WorkerPool {
       warm: w.ahead,
       turns: w.turns,
     }));
+    const perEngine = new Map<string, number>();
+    for (const c of containers) if (c.state !== "dead") perEngine.set(c.engine, (perEngine.get(c.engine) ?? 0) + 1);
     return {
       containers,
+      engines: this.engines.describe((name) => perEngine.get(name) ?? 0),
       queued: [...this.queues.values()].reduce((n, q) => n + q.length, 0),
       inFlight: containers.reduce((n, c) => n + c.inFlight, 0),
       starts: { ...this.starts },
@@ -739,7 +890,9 @@ export class WorkerPool {
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
     // Volumes of slots whose container had died (kept for a replacement that will not come now).
-    await this.removeVolumes(true).catch((e: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { error: describeError(e) }));
+    for (const e of this.engines.all.filter((x) => x.up)) {
+      await this.removeVolumes(true, e).catch((err: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { engine: e.config.name, error: describeError(err) }));
+    }
     this.seeder?.close();
     await this.access.close();
   }

@@ -1,6 +1,7 @@
 // A worker as the pool holds it: one container of a key on a CODEX_HOME slot, its lanes, its
 // relay grant and driver, and what the relay tells about it (usage by thread, refused egress),
 // with the notes a turn gets from them.
+import type { Readable } from "node:stream";
 import type { NetworkMode, SandboxMode, WorkerProfile } from "../config/schema.js";
 import type { CodexDriver } from "../codex/driver.js";
 import type { EgressRefusal } from "../relay/egress.js";
@@ -21,16 +22,27 @@ export interface TurnBudget {
 export interface Slot {
   id: string;
   key: string;
+  /** The host directory of its CODEX_HOME: mounted on a local engine; on a remote one, what is copied into `home`. */
   dir: string;
+  /** The engine its CODEX_HOME (and isolated copy) is on. */
+  engine: string;
+  /** On a remote engine: the named volume holding its CODEX_HOME, seeded through the engine API. */
+  home?: string | undefined;
   worker: Worker | null;
   /** An isolated task's workspace volume: mounted by every container of the slot, removed with the slot's last one. */
   volume?: string | undefined;
   /** Its copy is not yet read back (the runner unpins it): its container is neither evicted nor stopped idle. */
   pinned?: boolean | undefined;
+  /** Makes the copy that fills `volume` (the volume is made by the slot's first container, on its engine). */
+  copy?: (() => Promise<(user: { uid: number; gid: number }, prefix: string) => Readable>) | undefined;
+  /** The volume has been made and filled. */
+  filled?: boolean | undefined;
 }
 
 export interface Worker {
   key: string;
+  /** The engine its container runs on. */
+  engine: string;
   profile: WorkerProfile;
   workspace: string;
   sandbox: SandboxMode;
@@ -59,6 +71,8 @@ export interface Worker {
   turns: number;
   /** Set when the pool gave up on a live container (frozen): its turns end `lost` with this reason. */
   lostReason?: string;
+  /** Set when its engine went down: its turns fail `engine_down` with this reason. */
+  engineDown?: string;
   /** The container's OOM kills already accounted to a turn. */
   oomKillsSeen: number;
 }

@@ -61,6 +61,7 @@ export const TaskRecordSchema = z.object({
   finalMessage: z.string().nullable().default(null).describe("Codex's last message, whole"),
   error: z.string().nullable().default(null),
   container: z.string().nullable().default(null),
+  engine: z.string().optional().describe("the Docker engine the task ran on (wrapper.toml [[engines]]; \"local\" without them)"),
   startedAt: z.string().nullable().default(null),
   finishedAt: z.string().nullable().default(null),
   artifacts: z.array(ArtifactEntrySchema).default([]),

@@ -16,6 +16,8 @@ export interface ConversationRoute {
   slotId: string;
   lane: number | null;
   threadId: string;
+  /** The engine it lives on (absent: the first; routes before [[engines]] have none). */
+  engine?: string | undefined;
   /** An isolated conversation's workspace volume (its own copy of the workspace). */
   volume?: string | undefined;
   /** Set when the conversation cannot be continued (mcp-server process ended). */

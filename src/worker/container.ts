@@ -3,6 +3,7 @@
 // resume the threads of a dead one). It owns the container's lifecycle and its attached stdio.
 import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from "node:fs";
 import type { NetworkMode, SandboxMode, WorkerProfile } from "../config/schema.js";
+import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { AttachedStreams, ContainerSpec, DockerRuntime } from "../runtime/docker.js";
 
@@ -57,6 +58,8 @@ export interface WorkerContainerOptions {
   dockerNetwork: string;
   /** An isolated task's workspace: this named volume (its own copy) is mounted instead of the workspace. */
   volume?: string | undefined;
+  /** On a remote engine: the named volume mounted as CODEX_HOME instead of `codexHomeDir`. */
+  homeVolume?: string | undefined;
 }
 
 /**
@@ -165,7 +168,9 @@ export class WorkerContainer {
       user: `${uid}:${gid}`,
       workdir: CONTAINER_PATHS.workspace,
       mounts: [
-        { source: this.opts.codexHomeDir, target: CONTAINER_PATHS.codexHome, readOnly: false },
+        this.opts.homeVolume
+          ? { type: "volume" as const, source: this.opts.homeVolume, target: CONTAINER_PATHS.codexHome, readOnly: false }
+          : { source: this.opts.codexHomeDir, target: CONTAINER_PATHS.codexHome, readOnly: false },
         this.opts.volume
           ? { type: "volume" as const, source: this.opts.volume, target: CONTAINER_PATHS.workspace, readOnly: sandbox === "read-only" }
           : { source: this.opts.workspace, target: CONTAINER_PATHS.workspace, readOnly: sandbox === "read-only" },
@@ -185,7 +190,7 @@ export class WorkerContainer {
   /** Creates, attaches to and starts the container. */
   async start(): Promise<void> {
     const { docker, logger } = this.opts;
-    if (!existsSync(this.opts.codexHomeDir)) throw new Error(`${this.name}: CODEX_HOME ${this.opts.codexHomeDir} does not exist`);
+    if (!this.opts.homeVolume && !existsSync(this.opts.codexHomeDir)) throw new Error(`${this.name}: CODEX_HOME ${this.opts.codexHomeDir} does not exist`);
     this.id = await docker.createContainer(this.spec());
     try {
       this.streams = await docker.attach(this.id);
@@ -206,16 +211,20 @@ export class WorkerContainer {
   private async watch(): Promise<void> {
     const { docker } = this.opts;
     let code: number | null = null;
+    let lost: string | null = null;
     try {
       code = await docker.wait(this.id);
-    } catch {
-      // the engine went away: the stream's close will have told the drivers
+    } catch (e) {
+      // The engine went away (the stream's close will have told the drivers): say which.
+      lost = describeError(e);
     }
     const state = await docker.inspect(this.id).catch(() => null);
     const oom = state?.oomKilled ?? false;
     const reason = this.stopping
       ? "stopped by the broker"
-      : oom
+      : lost
+        ? `container ${this.name} lost its engine: ${lost}`
+        : oom
         ? `container ${this.name} was killed for exceeding its memory limit (${Math.round(this.opts.profile.memory / 1024 / 1024)} MiB)`
         : `container ${this.name} exited with code ${code ?? "unknown"}`;
     this.exitInfo = { exitCode: code ?? state?.exitCode ?? null, oomKilled: oom, stderrTail: this.stderrTail.split("\n").slice(-20).join("\n"), reason };

@@ -4,6 +4,7 @@
 // started (no process runs in it): it only gives the archive API a path on the volume.
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
+import * as tar from "tar";
 import type { DockerRuntime } from "../runtime/docker.js";
 
 /** Where the helper container mounts the volume (a directory name under its root). */
@@ -58,6 +59,34 @@ export async function createWorkspaceVolume(o: VolumeOptions, copy: (prefix: str
     await o.docker.removeVolume(o.name).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Creates the volume if it does not exist and extracts a tar into it, keeping what it holds (a
+ * remote slot's CODEX_HOME, seeded again for each of its containers).
+ */
+export async function seedVolume(o: VolumeOptions, copy: (prefix: string) => Readable): Promise<void> {
+  await o.docker.createVolume(o.name, o.labels);
+  await withHelper(o, false, (id) => o.docker.putArchive(id, "/", copy(MOUNT)));
+}
+
+/** A host directory as a tar stream under `prefix`, every entry owned by `user` (what a volume of the worker's user needs). */
+export function packDir(dir: string, user: { uid: number; gid: number }, prefix: string): Readable {
+  return tar.create(
+    {
+      cwd: dir,
+      prefix,
+      portable: false,
+      // The relay's socket is the local engine's channel; a remote engine has none.
+      filter: (p) => !p.endsWith(".relay.sock"),
+      onWriteEntry: (e) => {
+        if (!e.stat) return;
+        e.stat.uid = user.uid;
+        e.stat.gid = user.gid;
+      },
+    },
+    ["."],
+  ) as unknown as Readable;
 }
 
 /** The volume's content as a tar stream (entries `./…`), handed to `consume` before the helper goes. */

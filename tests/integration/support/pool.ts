@@ -20,6 +20,8 @@ export interface TestPoolOptions {
   stateDir?: string;
   /** More [broker] keys. */
   broker?: Record<string, unknown>;
+  /** [[engines]] entries, as wrapper.toml has them. */
+  engines?: Record<string, unknown>[];
   run: string;
   pool?: Partial<PoolOptions>;
 }
@@ -34,6 +36,7 @@ export function testConfig(o: Omit<TestPoolOptions, "pool">): WrapperConfig {
     {
       broker: { label: o.label ?? `${INSTANCE_PREFIX}-test-${o.run}`, channel: o.channel ?? "dev", state_dir: o.stateDir ?? path.join(dir, "state"), auth_file: authFile, allowed_workspace_roots: [os.tmpdir()], image_prefix: PREFIX, ...o.broker },
       workers,
+      ...(o.engines ? { engines: o.engines } : {}),
     },
     "test",
     {},

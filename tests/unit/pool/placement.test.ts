@@ -2,7 +2,10 @@
 import { describe, expect, it } from "vitest";
 import { WorkerProfileSchema, type WorkerProfile } from "../../../src/config/schema.js";
 import {
+  chooseEngine,
   chooseProfile,
+  engineFits,
+  engineSees,
   drainQueue,
   freeSlot,
   holdsWarmFloor,
@@ -13,6 +16,7 @@ import {
   warmBackoff,
   warmStarts,
   type ContainerView,
+  type EngineView,
   type Placement,
   type SlotView,
   type Want,
@@ -211,5 +215,50 @@ describe("preferred_worker", () => {
     { name: "full and at max_containers: the task's profile", preferred: "fast", load: [{ profile: "fast", inFlight: 4, capacity: 4 }], expected: "slow" },
   ])("$name", ({ preferred, load, expected }) => {
     expect(chooseProfile(preferred, "slow", [fast, slow], load)).toBe(expected);
+  });
+});
+
+describe("engines", () => {
+  const e = (name: string, containers: number, o: Partial<EngineView> = {}): EngineView => ({ name, up: true, containers, maxContainers: 4, labels: [], sharedPaths: [], ...o });
+  const local = (containers: number, o: Partial<EngineView> = {}): EngineView => e("local", containers, { sharedPaths: ["/"], ...o });
+  const big = profile({ name: "big", engines: ["big"] });
+  const named2 = (r: ReturnType<typeof chooseEngine>): unknown => ("engine" in r ? { engine: r.engine.name, copy: r.copy } : r);
+  const cases: { name: string; want: Want; engines: EngineView[]; expected: unknown }[] = [
+    { name: "the least-loaded engine with room, on a copy when it does not see the workspace", want: { ...A, canCopy: true }, engines: [local(2), e("r1", 1), e("r2", 3)], expected: { engine: "r1", copy: true } },
+    { name: "load is relative to each engine's room", want: { ...A, canCopy: true }, engines: [local(2, { maxContainers: 8 }), e("r1", 2)], expected: { engine: "local", copy: false } },
+    { name: "a tie goes to an engine that sees the workspace", want: { ...A, canCopy: true }, engines: [e("r1", 1), local(1)], expected: { engine: "local", copy: false } },
+    { name: "without a copy, only engines that see the workspace", want: A, engines: [local(3), e("r1", 0)], expected: { engine: "local", copy: false } },
+    { name: "a remote engine declaring the path shared needs no copy", want: A, engines: [local(3), e("r1", 0, { sharedPaths: ["/a"] })], expected: { engine: "r1", copy: false } },
+    { name: "a path only sharing a prefix is not shared", want: want("/ab"), engines: [e("r1", 0, { sharedPaths: ["/a"] })], expected: { refuse: 'no engine for profile "p" sees /ab (a remote engine runs a task on its own copy, which this turn cannot have)' } },
+    { name: "an isolated task always runs on its copy", want: { ...A, volume: "v1" }, engines: [local(1), e("r1", 0)], expected: { engine: "r1", copy: false } },
+    { name: "down engines are skipped", want: { ...A, canCopy: true }, engines: [local(3), e("r1", 0, { up: false, down: "refused" })], expected: { engine: "local", copy: false } },
+    { name: "full engines: wait", want: { ...A, canCopy: true }, engines: [local(4), e("r1", 4)], expected: { full: true } },
+    { name: "a profile's label picks its engines", want: want("/a", { canCopy: true }, big), engines: [local(0), e("r1", 3, { labels: ["big"] })], expected: { engine: "r1", copy: true } },
+    { name: "a profile whose engines are all down is refused, naming them", want: want("/a", { canCopy: true }, big), engines: [local(0), e("r1", 0, { labels: ["big"], up: false, down: "connect ECONNREFUSED" })], expected: { refuse: 'no engine for profile "big" is up: engine "r1" is down (connect ECONNREFUSED)' } },
+    { name: "a reply goes to its conversation's engine even when another is emptier", want: { ...A, engine: "r1" }, engines: [local(0), e("r1", 3)], expected: { engine: "r1", copy: false } },
+    { name: "a reply whose engine is down is refused, naming it", want: { ...A, engine: "r1" }, engines: [local(0), e("r1", 0, { up: false, down: "gone" })], expected: { refuse: 'engine "r1", where this conversation lives, is down: gone' } },
+  ];
+  it.each(cases)("$name", ({ want: w, engines, expected }) => {
+    expect(named2(chooseEngine(w, engines))).toEqual(expected);
+  });
+
+  it("place starts a replacement on its slot's engine, and makes room on a full engine by evicting an idle container there", () => {
+    const engines = [local(0), e("r1", 1, { maxContainers: 1 })];
+    const onR1 = (name: string, key: string, slotId: string, lanes: boolean[]): C => ({ ...c(name, key, slotId, lanes), engine: "r1" });
+    expect(place({ ...A, slotId: "s9" }, [], [{ id: "s9", key: A.key, held: false, engine: "r1" }], [local(0), e("r1", 0)])).toMatchObject({ kind: "start", slotId: "s9", engine: "r1" });
+    const d = place({ ...A, engine: "r1", slotId: "s9" }, [onR1("w1", B.key, "s1", [false, false])], [{ id: "s9", key: A.key, held: false, engine: "r1" }], engines);
+    expect(d).toMatchObject({ kind: "start", engine: "r1" });
+    expect(d.kind === "start" && d.evict?.name).toBe("w1");
+    expect(place({ ...A, engine: "r1", slotId: "s9" }, [onR1("w1", B.key, "s1", [true, false])], [], engines)).toEqual({ kind: "wait" });
+  });
+
+  it("profiles fit engines by name or label; a path is seen under a shared path", () => {
+    expect(engineFits(big, { name: "x", labels: ["big"] })).toBe(true);
+    expect(engineFits(big, { name: "big", labels: [] })).toBe(true);
+    expect(engineFits(big, { name: "x", labels: ["small"] })).toBe(false);
+    expect(engineFits(P, { name: "x", labels: [] })).toBe(true);
+    expect(engineSees({ sharedPaths: ["/srv/"] }, "/srv/x")).toBe(true);
+    expect(engineSees({ sharedPaths: ["/srv"] }, "/srv")).toBe(true);
+    expect(engineSees({ sharedPaths: ["/srv"] }, "/srvx")).toBe(false);
   });
 });

@@ -1,0 +1,164 @@
+// The Docker engines workers run on ([[engines]], or the one local engine): each engine's runtime,
+// whether it answers (and why not), and its images. The pool asks for a view of them to place a
+// container (placement.ts decides), probes them in its health rounds, and prepares an engine that
+// comes up (its images, its orphans) before placing anything there.
+import type { EngineConfig, WrapperConfig } from "../config/schema.js";
+import { describeError, WrapperError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { DockerRuntime } from "../runtime/docker.js";
+import type { EngineView } from "./placement.js";
+
+
+export interface Engine {
+  readonly config: EngineConfig;
+  readonly docker: DockerRuntime;
+  /** Answering, with the profiles' images in place. */
+  up: boolean;
+  /** Why it is not up (named in errors, /healthz, doctor, the status page). */
+  down: string | null;
+  /** When it last changed between up and down. */
+  since: number;
+  /** Its Docker version, once it answered. */
+  version: string | null;
+}
+
+export class EngineSet {
+  readonly all: Engine[];
+  private readonly byName = new Map<string, Engine>();
+  /** Probes under way, one per engine at a time. */
+  private readonly probing = new Map<string, Promise<boolean>>();
+
+  /**
+   * `first` is the runtime of the first engine (the broker's, or a test's); the others are made
+   * from their config. The first engine is where images come from.
+   */
+  constructor(
+    private readonly config: WrapperConfig,
+    first: DockerRuntime,
+    private readonly logger: Logger,
+  ) {
+    this.all = config.engines.map((c, i) => ({
+      config: c,
+      docker: i === 0 ? first : new DockerRuntime({ engine: c, callTimeoutMs: config.dockerTimeoutMs }),
+      up: i === 0,
+      down: i === 0 ? null : "not yet reached",
+      since: Date.now(),
+      version: null,
+    }));
+    for (const e of this.all) this.byName.set(e.config.name, e);
+  }
+
+  /** The engine images come from (the first). */
+  get source(): Engine {
+    return this.all[0]!;
+  }
+
+  get(name: string | undefined): Engine {
+    return (name ? this.byName.get(name) : undefined) ?? this.source;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  /** Placement's view, with this broker's containers on each engine. */
+  views(containers: (engine: string) => number): EngineView[] {
+    return this.all.map((e) => ({
+      name: e.config.name,
+      up: e.up,
+      down: e.down ?? undefined,
+      containers: containers(e.config.name),
+      maxContainers: e.config.maxContainers,
+      labels: e.config.labels,
+      sharedPaths: e.config.sharedPaths,
+    }));
+  }
+
+  /**
+   * Asks an engine whether it answers (within PROBE_MS). Going down is recorded at once; coming
+   * back (or up the first time) only after `prepare` has made it ready (images, orphans). Returns
+   * whether it is up now. One probe per engine at a time.
+   */
+  probe(e: Engine, prepare: (e: Engine) => Promise<void>): Promise<boolean> {
+    const running = this.probing.get(e.config.name);
+    if (running) return running;
+    const p = (async (): Promise<boolean> => {
+      try {
+        const v = await e.docker.ping();
+        e.version = v.version;
+        if (!e.up) {
+          await prepare(e);
+          this.mark(e, null);
+        }
+        return true;
+      } catch (err) {
+        this.mark(e, describeError(err));
+        return false;
+      }
+    })().finally(() => this.probing.delete(e.config.name));
+    this.probing.set(e.config.name, p);
+    return p;
+  }
+
+  /** Records an engine up (reason null) or down, logging each change once. */
+  mark(e: Engine, reason: string | null): void {
+    const up = reason === null;
+    if (e.up === up && (up || e.down === reason)) return;
+    const was = e.up;
+    e.up = up;
+    e.down = reason;
+    if (was !== up) {
+      e.since = Date.now();
+      if (up) this.logger.info("engine up", { engine: e.config.name, host: e.config.host, version: e.version });
+      else this.logger.warn("engine down: its tasks fail and new ones go to the other engines", { engine: e.config.name, host: e.config.host, reason });
+    }
+  }
+
+  /**
+   * Makes sure `target` has each image with the source's image ID. An image missing on the source
+   * is a clear error; one missing or different on the target is streamed to it from the source
+   * (`transfer`), then checked.
+   */
+  async ensureImages(target: Engine, images: readonly string[], transfer?: (source: DockerRuntime, target: DockerRuntime, ref: string) => Promise<void>): Promise<void> {
+    for (const ref of new Set(images)) {
+      const want = await this.source.docker.imageInspect(ref);
+      if (!want) throw new WrapperError("IMAGE_MISSING", `image ${ref} is missing on engine "${this.source.config.name}", where images come from; build it with npm run images`);
+      if (target === this.source) continue;
+      const have = await target.docker.imageInspect(ref);
+      if (have?.id === want.id) continue;
+      if (!transfer) throw new WrapperError("IMAGE_MISSING", `engine "${target.config.name}" does not have image ${ref} (${want.id.slice(0, 19)}); load it there (docker save ${ref} | docker -H ${target.config.host} load)`);
+      this.logger.info("copying an image to an engine", { engine: target.config.name, image: ref, reason: have ? "a different image ID" : "missing" });
+      await transfer(this.source.docker, target.docker, ref);
+      const now = await target.docker.imageInspect(ref);
+      if (now?.id !== want.id) throw new WrapperError("IMAGE_MISSING", `engine "${target.config.name}": image ${ref} has ID ${now?.id ?? "(none)"} after the copy, not ${want.id}`);
+    }
+  }
+
+  /** What /healthz, doctor, the status page and /metrics show of each engine. */
+  describe(containers: (engine: string) => number): EngineStatus[] {
+    return this.all.map((e) => ({
+      name: e.config.name,
+      host: e.config.host,
+      state: e.up ? "up" : "down",
+      ...(e.down ? { reason: e.down } : {}),
+      since: new Date(e.since).toISOString(),
+      containers: containers(e.config.name),
+      maxContainers: e.config.maxContainers === Number.MAX_SAFE_INTEGER ? null : e.config.maxContainers,
+      labels: e.config.labels,
+      ...(e.version ? { version: e.version } : {}),
+    }));
+  }
+}
+
+export interface EngineStatus {
+  name: string;
+  host: string;
+  state: "up" | "down";
+  reason?: string;
+  since: string;
+  containers: number;
+  /** null: unbounded (the one local engine of a broker without [[engines]]). */
+  maxContainers: number | null;
+  labels: string[];
+  version?: string;
+}

@@ -130,7 +130,9 @@ keyUsage=critical,digitalSignature,keyEncipherment"
   rm -f "$EXEC/containerd/containerd.pid"
   # nsenter --net, not `ip netns exec` (which remounts /sys and hides the cgroup v1 mounts);
   # unshare --uts gives the engine a host name of its own (docker info's Name).
-  setsid nsenter --net="/run/netns/$NS" -- unshare --uts -- sh -c "hostname $NAME; exec dockerd \
+  # Without the caller's TMPDIR: dockerd keeps runc files there, and a test run's TMPDIR is removed
+  # when the run ends, after which every `docker exec` on the engine fails with exit code 126.
+  setsid env -u TMPDIR nsenter --net="/run/netns/$NS" -- unshare --uts -- sh -c "hostname $NAME; exec dockerd \
     --config-file $CONF/daemon.json --data-root $DATA --exec-root $EXEC --pidfile $PIDF \
     -H unix://$SOCK -H tcp://$IP:$PORT \
     --tlsverify --tlscacert $TLS/ca.pem --tlscert $TLS/$NAME/cert.pem --tlskey $TLS/$NAME/key.pem \

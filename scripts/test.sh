@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): makes sure a Docker engine answers, builds the project and the
 # images (layer cache makes a rebuild with nothing changed take seconds), then runs the unit
-# and integration tests. Extra arguments go to vitest (e.g. a file filter).
+# and integration tests. Extra arguments go to vitest (e.g. a file filter). The extra engines the
+# engine tests make (scripts/test-engines.sh) are removed at the end, whatever happened
+# (CMW_KEEP_TEST_ENGINES=1 keeps them for the next run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +13,11 @@ npm run --silent build
 bash scripts/build-images.sh
 
 report=$(mktemp)
-trap 'rm -f "$report"' EXIT
+cleanup() {
+  rm -f "$report"
+  if [ "${CMW_KEEP_TEST_ENGINES:-0}" != 1 ]; then bash scripts/test-engines.sh down >/dev/null 2>&1 || echo "test.sh: scripts/test-engines.sh down failed: run it by hand" >&2; fi
+}
+trap cleanup EXIT
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
 # A plain closing line any CI can read: "N passed, N failed, N skipped".

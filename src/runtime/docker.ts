@@ -3,10 +3,11 @@
 // stop, remove, inspect, list by label, image inspect, and named volumes with the archive API
 // (a tar into or out of a container's path: what an engine on another machine needs).
 import { readFileSync } from "node:fs";
-import { PassThrough, type Readable, type Writable } from "node:stream";
+import { PassThrough, pipeline, type Readable, Transform, type Writable } from "node:stream";
 import Docker from "dockerode";
 import type { EngineConfig } from "../config/schema.js";
-import { DockerUnavailableError } from "../errors.js";
+import { DockerUnavailableError, WrapperError } from "../errors.js";
+import { type EnginePlace, engineFailureMessage, engineLabel } from "./engine-errors.js";
 
 export interface Mount {
   /** A host path (bind, the default) or a named volume's name (volume). */
@@ -100,12 +101,6 @@ export interface EngineInfo {
   apiVersion: string;
 }
 
-/** The engine errors that mean "the daemon is not there" rather than "the request was bad". */
-function isConnectionError(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  return code === "ECONNREFUSED" || code === "ENOENT" || code === "EACCES" || code === "ECONNRESET" || code === "EPIPE" || code === "ETIMEDOUT";
-}
-
 function statusOf(e: unknown): number | undefined {
   const s = (e as { statusCode?: unknown } | undefined)?.statusCode;
   return typeof s === "number" ? s : undefined;
@@ -126,7 +121,7 @@ export function clientOptions(engine: Pick<EngineConfig, "host" | "tls">): Docke
 /** A Docker engine, reached through its socket (DOCKER_HOST or /var/run/docker.sock) or, given an engine, its host. */
 export class DockerRuntime {
   private readonly docker: Docker;
-  private readonly where: string;
+  private readonly place: EnginePlace;
   /** The engine runs on this machine (a unix socket): a bind mount's source is a path here. */
   readonly local: boolean;
   /** The engine's name in the config ("local" for the default one). */
@@ -140,44 +135,58 @@ export class DockerRuntime {
     if (opts.engine) {
       this.docker = new Docker(clientOptions(opts.engine));
       this.name = opts.engine.name;
-      this.where = `engine "${opts.engine.name}" (${opts.engine.host})`;
+      this.place = { name: opts.engine.name, host: opts.engine.host };
       this.local = opts.engine.local;
       return;
     }
     const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
     this.docker = socketPath ? new Docker({ socketPath }) : new Docker();
     this.name = "local";
-    this.where = socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock";
+    this.place = { name: undefined, host: socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock" };
     this.local = socketPath !== undefined || !process.env.DOCKER_HOST;
   }
 
+  /** How messages name this engine: `Docker engine "eng-1" (tcp://…)`, or `Docker engine at /var/run/docker.sock`. */
+  get label(): string {
+    return engineLabel(this.place);
+  }
+
+  /** The engine's failure as a DockerUnavailableError naming the engine and the fix, or `e` itself when it is no transport failure. */
+  engineError(e: unknown, what: string): Error {
+    if (e instanceof DockerUnavailableError) return e;
+    const message = engineFailureMessage(e, this.place, what);
+    if (message !== null) return new DockerUnavailableError(message, { cause: e });
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
+  private lateError(what: string, ms: number): DockerUnavailableError {
+    const s = ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+    return new DockerUnavailableError(`${this.label} did not answer within ${s} while trying to ${what}; it may be hung or overloaded: check \`docker info\`, restart the engine if it does not answer (broker.docker_timeout sets this limit)`);
+  }
+
   /**
-   * Runs an engine call, turning "no daemon" and "no answer within `deadlineMs`" into
-   * DockerUnavailableError. (A call past its deadline is abandoned, not cancelled: the engine may
-   * still carry it out once it answers again, as with any client that gave up.)
+   * Runs an engine call, turning "no daemon", a TLS or name failure, and "no answer within
+   * `deadlineMs`" into DockerUnavailableError naming the engine. The deadline covers the connect
+   * and the TLS handshake too. At the deadline the call's signal aborts (calls that take one drop
+   * their connection); a call without one is abandoned, not cancelled: the engine may still carry
+   * it out once it answers again, as with any client that gave up.
    */
-  private async call<T>(what: string, fn: () => Promise<T>, deadlineMs: number | null = this.callTimeoutMs): Promise<T> {
+  private async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, deadlineMs: number | null = this.callTimeoutMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
+    const abort = new AbortController();
     try {
-      if (deadlineMs === null) return await fn();
+      if (deadlineMs === null) return await fn(abort.signal);
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          const s = deadlineMs % 1000 === 0 ? `${deadlineMs / 1000} s` : `${deadlineMs} ms`;
-          reject(new DockerUnavailableError(`Docker engine at ${this.where} did not answer within ${s} while trying to ${what}; it may be hung or overloaded: check \`docker info\`, restart the engine if it does not answer (broker.docker_timeout sets this limit)`));
+          reject(this.lateError(what, deadlineMs));
+          abort.abort();
         }, deadlineMs);
       });
-      const call = fn();
+      const call = fn(abort.signal);
       call.catch(() => {}); // abandoned after the deadline: its own failure is of no interest then
       return await Promise.race([call, late]);
     } catch (e) {
-      if (e instanceof DockerUnavailableError) throw e;
-      if (isConnectionError(e)) {
-        throw new DockerUnavailableError(
-          `Docker engine unreachable at ${this.where} while trying to ${what} (${(e as NodeJS.ErrnoException).code}); start Docker (scripts/ensure-docker.sh) and try again`,
-          { cause: e },
-        );
-      }
-      throw e;
+      throw this.engineError(e, what);
     } finally {
       clearTimeout(timer);
     }
@@ -236,8 +245,8 @@ export class DockerRuntime {
   /** Attaches to a created container's stdio (no TTY: the stream is demultiplexed). */
   async attach(id: string): Promise<AttachedStreams> {
     const container = this.docker.getContainer(id);
-    const stream = await this.call<NodeJS.ReadWriteStream>(`attach to ${id}`, () =>
-      container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }),
+    const stream = await this.call<NodeJS.ReadWriteStream>(`attach to ${id}`, (signal) =>
+      container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true, abortSignal: signal }),
     );
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -271,8 +280,8 @@ export class DockerRuntime {
         Tty: false,
       }),
     );
-    const stream = (await this.call(`start exec in ${id}`, () =>
-      exec.start({ hijack: true, stdin: opts.stdin ?? false, Tty: false }),
+    const stream = (await this.call(`start exec in ${id}`, (signal) =>
+      exec.start({ hijack: true, stdin: opts.stdin ?? false, Tty: false, abortSignal: signal }),
     )) as NodeJS.ReadWriteStream;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -284,7 +293,7 @@ export class DockerRuntime {
         done = true;
         stdout.end();
         stderr.end();
-        exec.inspect().then(
+        this.call(`inspect exec in ${id}`, () => exec.inspect()).then(
           (info) => resolve(info.ExitCode ?? null),
           () => resolve(null),
         );
@@ -413,5 +422,213 @@ export class DockerRuntime {
   /** A tar stream of a container's path (`<dir>/.` gives the directory's entries as `./…`). */
   async getArchive(id: string, source: string): Promise<Readable> {
     return (await this.call(`copy files out of ${id}:${source}`, () => this.docker.getContainer(id).getArchive({ path: source }))) as Readable;
+  }
+
+  /**
+   * Streams image `ref` out of this engine as a `docker save` tar. The call's deadline covers the
+   * answer; then the stream lasts as long as bytes keep coming: `callTimeoutMs` without one (while
+   * its reader keeps up) ends it with an error naming this engine, so a long transfer is never cut
+   * and a dead or hung engine still fails it.
+   */
+  async saveImage(ref: string): Promise<Readable> {
+    const what = `save image ${ref}`;
+    const body = (await this.call(what, () => this.docker.getImage(ref).get())) as Readable;
+    const out = new PassThrough();
+    let timer: NodeJS.Timeout | undefined;
+    const kick = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        // Its reader is behind (the target engine is slow): no fault of this engine's.
+        if (out.writableNeedDrain || out.readableLength > 0) return kick();
+        body.destroy(this.lateError(what, this.callTimeoutMs));
+      }, this.callTimeoutMs);
+    };
+    kick();
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        kick();
+        done(null, chunk);
+      },
+    });
+    pipeline(body, counter, out, (e) => {
+      clearTimeout(timer);
+      if (e) out.destroy(this.engineError(e, what));
+    });
+    return out;
+  }
+
+  /**
+   * Loads a `docker save` tar into this engine and resolves once the engine has taken it. No call
+   * deadline (the engine answers only after reading the whole tar): instead, `callTimeoutMs`
+   * without the engine reading a byte or reporting progress fails it, naming this engine. An
+   * error of `tar` itself (its source engine failed) is what this rejects with.
+   */
+  async loadImage(tar: Readable): Promise<void> {
+    const what = "load an image";
+    const abort = new AbortController();
+    let sourceError: Error | undefined;
+    let fail: (e: unknown) => void = () => {};
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    failed.catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    let tarEnded = false;
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        kick();
+        done(null, chunk);
+      },
+    });
+    const kick = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        // The source is slow and this engine has read all it was given: not this engine's fault.
+        if (!tarEnded && counter.readableLength === 0 && !counter.writableNeedDrain) return kick();
+        fail(this.lateError(what, this.callTimeoutMs));
+        abort.abort();
+      }, this.callTimeoutMs);
+    };
+    tar.on("end", () => (tarEnded = true));
+    pipeline(tar, counter, (e) => {
+      if (e && sourceError === undefined && e.name !== "AbortError") {
+        sourceError = e;
+        fail(e);
+      }
+    });
+    kick();
+    try {
+      const res = (await Promise.race([this.docker.loadImage(counter, { abortSignal: abort.signal, quiet: false }), failed])) as Readable;
+      await Promise.race([
+        failed,
+        new Promise<void>((resolve, reject) => {
+          let buf = "";
+          let engineSays: string | null = null;
+          res.on("data", (d: Buffer) => {
+            kick();
+            buf += d.toString("utf8");
+            let nl: number;
+            while ((nl = buf.indexOf("\n")) >= 0) {
+              const line = buf.slice(0, nl).trim();
+              buf = buf.slice(nl + 1);
+              if (!line) continue;
+              try {
+                const m = JSON.parse(line) as { error?: string };
+                if (m.error) engineSays = m.error;
+              } catch {
+                // not a progress line: ignored
+              }
+            }
+          });
+          res.on("error", reject);
+          res.on("end", () => (engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not load the image: ${engineSays}`))));
+        }),
+      ]);
+    } catch (e) {
+      abort.abort();
+      tar.destroy();
+      if (sourceError !== undefined) throw sourceError;
+      throw this.engineError(e, what);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Pulls `ref` from its registry into this engine, reporting bytes downloaded over every layer.
+   * Deadline discipline as for loadImage: the answer within `callTimeoutMs`, then a failure after
+   * `callTimeoutMs` with no progress. (Registry credentials: the engine's own, none passed here.)
+   */
+  async pullImage(ref: string, opts: { onProgress?: (bytes: number, total: number | null) => void } = {}): Promise<void> {
+    const what = `pull image ${ref}`;
+    const abort = new AbortController();
+    const res = (await this.call(what, (signal) => {
+      signal.addEventListener("abort", () => abort.abort());
+      return this.docker.pull(ref, { abortSignal: abort.signal });
+    })) as Readable;
+    const progress = new PullProgress();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const kick = (): void => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            reject(this.lateError(what, this.callTimeoutMs));
+            abort.abort();
+          }, this.callTimeoutMs);
+        };
+        kick();
+        let buf = "";
+        let engineSays: string | null = null;
+        res.on("data", (d: Buffer) => {
+          kick();
+          buf += d.toString("utf8");
+          let nl: number;
+          while ((nl = buf.indexOf("\n")) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (!line) continue;
+            try {
+              const m = JSON.parse(line) as PullEvent;
+              if (m.error) engineSays = m.error;
+              else if (progress.add(m)) opts.onProgress?.(progress.bytes, progress.total);
+            } catch {
+              // not a progress line: ignored
+            }
+          }
+        });
+        res.on("error", (e) => reject(this.engineError(e, what)));
+        res.on("end", () =>
+          engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not pull ${ref}: ${engineSays}; check the image name and that the engine can log in to its registry (docker login on that engine)`)),
+        );
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** One line of the engine's pull progress. */
+export interface PullEvent {
+  id?: string;
+  status?: string;
+  error?: string;
+  progressDetail?: { current?: number; total?: number };
+}
+
+/** Bytes downloaded over every layer of a pull, from the engine's progress lines. */
+export class PullProgress {
+  private readonly layers = new Map<string, { current: number; total: number | null }>();
+
+  /** Takes one progress line; true when the byte count changed. */
+  add(e: PullEvent): boolean {
+    if (!e.id) return false;
+    const d = e.progressDetail;
+    if (e.status === "Downloading" && d && typeof d.current === "number") {
+      this.layers.set(e.id, { current: d.current, total: typeof d.total === "number" && d.total > 0 ? d.total : null });
+      return true;
+    }
+    if (e.status === "Download complete") {
+      const l = this.layers.get(e.id);
+      if (l && l.total !== null && l.current !== l.total) {
+        l.current = l.total;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const l of this.layers.values()) n += l.current;
+    return n;
+  }
+
+  /** Known only once every layer seen so far has said its size. */
+  get total(): number | null {
+    let n = 0;
+    for (const l of this.layers.values()) {
+      if (l.total === null) return null;
+      n += l.total;
+    }
+    return this.layers.size === 0 ? null : n;
   }
 }

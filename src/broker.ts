@@ -69,6 +69,8 @@ export class Broker {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       docker,
       workers: { containers: s.containers.length, inFlight: s.inFlight, queued: s.queued },
+      // Each engine workers run on: up or down (and why), this broker's containers there and its room.
+      engines: s.engines,
       // Only in rehearsal mode: the answers are scripted, no OpenAI call is made.
       ...(this.config.rehearsal ? { rehearsal: this.config.rehearsal.notice } : {}),
     };

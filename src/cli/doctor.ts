@@ -4,7 +4,7 @@ import path from "node:path";
 import { AuthFileError, readAuthFile } from "../auth/auth-file.js";
 import type { WrapperConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
-import type { DockerRuntime } from "../runtime/docker.js";
+import { DockerRuntime } from "../runtime/docker.js";
 import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
 import { DEFAULT_UPSTREAMS } from "../pool/model-access.js";
@@ -30,6 +30,22 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
     dockerUp = true;
   } catch (e) {
     checks.push(fail(`Docker engine unreachable: ${describeError(e)}`, "start Docker (on Debian: bash scripts/ensure-docker.sh), or set DOCKER_HOST"));
+  }
+  // Each further [[engines]] entry: it answers, and has (or will be sent at start) each image it may run.
+  for (const engine of config.engines.slice(1)) {
+    const where = `engine "${engine.name}" (${engine.host})`;
+    try {
+      const remote = new DockerRuntime({ engine, callTimeoutMs: Math.min(5_000, config.dockerTimeoutMs) });
+      const v = await remote.ping();
+      checks.push(ok(`${where}: Docker ${v.version} (API ${v.apiVersion}) answers`));
+      for (const profile of config.workers.filter((p) => p.engines.length === 0 || p.engines.some((x) => x === engine.name || engine.labels.includes(x)))) {
+        const [here, there] = await Promise.all([dockerUp ? docker.imageInspect(profile.image) : null, remote.imageInspect(profile.image)]);
+        if (there && here && there.id === here.id) checks.push(ok(`${where}: image ${profile.image} present, the same as here`));
+        else checks.push(warn(`${where}: image ${profile.image} ${there ? "differs from this machine's" : "is missing"}`, "the broker copies it there at start (docker save | load); nothing to do unless that fails"));
+      }
+    } catch (e) {
+      checks.push(fail(`${where}: ${describeError(e)}`, "start that engine, check its host and tls paths in wrapper.toml ([[engines]]), and docs/engines.md; the broker starts without it and uses it once it answers"));
+    }
   }
 
   for (const profile of config.workers) {

@@ -17,6 +17,7 @@ export interface StatusSnapshot {
   /** `rehearsal`: only in rehearsal mode, the notice the page shows as a banner. */
   instance: { label: string; channel: string; version: string; uptimeSeconds: number; docker: string; port: number; rehearsal?: string };
   workers: { containers: ReturnType<Broker["pool"]["stats"]>["containers"]; queued: number; inFlight: number };
+  engines: ReturnType<Broker["pool"]["stats"]>["engines"];
   missions: {
     missionId: string;
     name: string;
@@ -49,6 +50,7 @@ export async function statusSnapshot(broker: Broker): Promise<StatusSnapshot> {
       ...(broker.config.rehearsal ? { rehearsal: broker.config.rehearsal.notice } : {}),
     },
     workers: { containers: pool.containers, queued: pool.queued, inFlight: pool.inFlight },
+    engines: pool.engines,
     missions,
   };
 }
@@ -217,6 +219,8 @@ const PAGE = `<!doctype html>
 <h1>codex-mcp-wrapper <span id="label"></span></h1>
 <div class="meta"><span id="live" class="live" title="live updates"></span><span id="instance">loading…</span></div>
 <div id="rehearsal" class="rehearsal" role="alert" hidden></div>
+<h2>Engines</h2>
+<div id="engines"></div>
 <h2>Workers</h2>
 <div id="workers"></div>
 <h2>Missions</h2>
@@ -241,12 +245,16 @@ function render(s) {
   const banner = document.getElementById("rehearsal");
   banner.textContent = i.rehearsal || "";
   banner.hidden = !i.rehearsal;
+  const engines = document.getElementById("engines");
+  const et = el("table", { id: "engines-table" }, el("tr", {}, ...["engine", "state", "containers", "host", "labels", "since"].map((h) => el("th", { text: h }))));
+  for (const e of s.engines) et.append(el("tr", {}, el("td", { text: e.name }), el("td", {}, el("span", { class: "status " + (e.state === "up" ? "ready" : "dead"), text: e.state + (e.reason ? ": " + e.reason : "") })), el("td", { text: e.containers + (e.maxContainers === null ? "" : " / " + e.maxContainers) }), el("td", {}, el("code", { text: e.host })), el("td", { text: e.labels.join(", ") }), el("td", { text: e.since })));
+  engines.replaceChildren(et);
   const w = s.workers;
   const workers = document.getElementById("workers");
   workers.replaceChildren(el("p", { class: "meta", text: w.containers.length + " container(s), " + w.inFlight + " turn(s) running, " + w.queued + " queued" }));
   if (w.containers.length) {
-    const t = el("table", { id: "workers-table" }, el("tr", {}, ...["container", "profile", "state", "load", "sandbox", "workspace"].map((h) => el("th", { text: h }))));
-    for (const c of w.containers) t.append(el("tr", {}, el("td", {}, el("code", { text: c.name })), el("td", { text: c.profile }), el("td", {}, el("span", { class: "status " + c.state, text: c.state })), el("td", { text: c.inFlight + " / " + c.capacity }), el("td", { text: c.sandbox }), el("td", {}, el("code", { text: c.workspace }))));
+    const t = el("table", { id: "workers-table" }, el("tr", {}, ...["container", "engine", "profile", "state", "load", "sandbox", "workspace"].map((h) => el("th", { text: h }))));
+    for (const c of w.containers) t.append(el("tr", {}, el("td", {}, el("code", { text: c.name })), el("td", { text: c.engine }), el("td", { text: c.profile }), el("td", {}, el("span", { class: "status " + c.state, text: c.state })), el("td", { text: c.inFlight + " / " + c.capacity }), el("td", { text: c.sandbox }), el("td", {}, el("code", { text: c.workspace }))));
     workers.append(t);
   }
   const missions = document.getElementById("missions");

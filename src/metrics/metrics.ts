@@ -73,6 +73,24 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: "codex_wrapper_engine_up",
+      help: "Each Docker engine workers run on: 1 when it answers, 0 when it is down",
+      labelNames: ["engine"],
+      registers,
+      collect() {
+        for (const e of src.pool().engines) this.set({ engine: e.name }, e.state === "up" ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "codex_wrapper_engine_containers",
+      help: "This instance's worker containers on each Docker engine",
+      labelNames: ["engine"],
+      registers,
+      collect() {
+        for (const e of src.pool().engines) this.set({ engine: e.name }, e.containers);
+      },
+    });
+    new Gauge({
       name: "codex_wrapper_queue_length",
       help: "Turns waiting for a free lane on a worker",
       registers,

@@ -147,7 +147,8 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     alive: () => !worker.dead && !worker.removing,
     socket: (ctx.relayChannel ?? (ctx.docker.local ? "socket" : "stdio")) === "socket" ? { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user } : undefined,
   });
-  await worker.relay.open();
+  // One budget for starting: a loaded machine can take a while to exec the forwarder too.
+  await worker.relay.open(ctx.startTimeoutMs ?? 60_000);
   const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: ctx.planType };
   const driver = protocol.driver({
     name: container.name,

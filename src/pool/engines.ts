@@ -3,9 +3,10 @@
 // container (placement.ts decides), probes them in its health rounds, and prepares an engine that
 // comes up (its images, its orphans) before placing anything there.
 import type { EngineConfig, WrapperConfig } from "../config/schema.js";
-import { describeError, WrapperError } from "../errors.js";
+import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { DockerRuntime } from "../runtime/docker.js";
+import { ensureImage } from "../runtime/images.js";
 import type { EngineView } from "./placement.js";
 
 
@@ -115,22 +116,23 @@ export class EngineSet {
   }
 
   /**
-   * Makes sure `target` has each image with the source's image ID. An image missing on the source
-   * is a clear error; one missing or different on the target is streamed to it from the source
-   * (`transfer`), then checked.
+   * Makes sure `target` has each image with the source's image ID (runtime/images.ts): nothing when
+   * it has, else the image is streamed to it from the source (docker save into docker load), its
+   * progress logged every 10 %. An image missing on the source is a clear error.
    */
-  async ensureImages(target: Engine, images: readonly string[], transfer?: (source: DockerRuntime, target: DockerRuntime, ref: string) => Promise<void>): Promise<void> {
+  async ensureImages(target: Engine, images: readonly string[]): Promise<void> {
     for (const ref of new Set(images)) {
-      const want = await this.source.docker.imageInspect(ref);
-      if (!want) throw new WrapperError("IMAGE_MISSING", `image ${ref} is missing on engine "${this.source.config.name}", where images come from; build it with npm run images`);
-      if (target === this.source) continue;
-      const have = await target.docker.imageInspect(ref);
-      if (have?.id === want.id) continue;
-      if (!transfer) throw new WrapperError("IMAGE_MISSING", `engine "${target.config.name}" does not have image ${ref} (${want.id.slice(0, 19)}); load it there (docker save ${ref} | docker -H ${target.config.host} load)`);
-      this.logger.info("copying an image to an engine", { engine: target.config.name, image: ref, reason: have ? "a different image ID" : "missing" });
-      await transfer(this.source.docker, target.docker, ref);
-      const now = await target.docker.imageInspect(ref);
-      if (now?.id !== want.id) throw new WrapperError("IMAGE_MISSING", `engine "${target.config.name}": image ${ref} has ID ${now?.id ?? "(none)"} after the copy, not ${want.id}`);
+      let logged = 0;
+      const began = Date.now();
+      const r = await ensureImage(this.source.docker, target.docker, ref, {
+        onProgress: (bytes, total) => {
+          const tenth = total ? Math.floor((10 * bytes) / total) : Math.floor(bytes / 100e6);
+          if (tenth <= logged) return;
+          logged = tenth;
+          this.logger.info("copying an image to an engine", { engine: target.config.name, image: ref, mb: Math.round(bytes / 1e6), ...(total ? { of: Math.round(total / 1e6) } : {}) });
+        },
+      });
+      if (r.transferred) this.logger.info("image copied to an engine", { engine: target.config.name, image: ref, id: r.id, seconds: Math.round((Date.now() - began) / 100) / 10 });
     }
   }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas] [--cells 200x4,50x1] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas,engines] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -89,13 +89,15 @@ process.on("SIGINT", () => {
 // ---------- the floor: Codex driven directly over `docker run -i` stdio ----------
 class DirectAppServer {
   /** `home`: a CODEX_HOME (default: one with the API key); `env`: extra container variables. */
-  constructor(image = IMAGE, { home = codexHome(), env = [] } = {}) {
+  constructor(image = IMAGE, { home = codexHome(), env = [], engine = [] } = {}) {
     this.name = `cmw-${RUN}-direct-${++seq}`;
+    /** `docker` flags naming another engine (-H tcp://… with its TLS files); none: this machine's. */
+    this.engine = engine;
     this.pending = new Map();
     this.waiters = [];
     this.nextId = 1;
     this.spawnedAt = performance.now();
-    this.proc = spawn("docker", ["run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", ...env.flatMap((e) => ["-e", e]), "-v", `${home}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
+    this.proc = spawn("docker", [...engine, "run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", ...env.flatMap((e) => ["-e", e]), "-v", `${home}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
     const lines = new LineSplitter(64 << 20);
     this.proc.stdout.on("data", (d) => lines.push(d).forEach((l) => this.onLine(l)));
   }
@@ -149,7 +151,7 @@ class DirectAppServer {
   close() {
     this.proc.stdin.end();
     try {
-      execFileSync("docker", ["rm", "-f", this.name], { stdio: "ignore" });
+      execFileSync("docker", [...this.engine, "rm", "-f", this.name], { stdio: "ignore" });
     } catch {
       // already gone (--rm)
     }
@@ -157,12 +159,13 @@ class DirectAppServer {
 }
 
 // ---------- the broker, in this process (its first Codex event is observed in its event log) ----------
-async function startBroker(workers, extra = {}) {
+async function startBroker(workers, extra = {}, engines = undefined) {
   const label = `cmw-${RUN}-${++seq}`;
   const config = resolveConfig(
     {
       broker: { label, channel: "dev", state_dir: path.join(tmp, `${label}-state`), auth_file: authFile(), allowed_workspace_roots: [tmp], image_prefix: PREFIX, ...extra },
       workers: workers.map((w) => ({ name: "default", image: IMAGE, network: "none", memory: "1g", sandbox: "workspace-write", ...w })),
+      ...(engines ? { engines } : {}),
     },
     "bench",
     {},
@@ -290,6 +293,60 @@ async function warm() {
   await b.stop();
   results.warm = { broker: summary(broker), floor: summary(floor), addedMsP50: round(median(broker) - median(floor)), ratio: round2(median(broker) / median(floor)), threads, containerMemory: memory };
   say(`warm: broker p50 ${results.warm.broker.median} ms, floor p50 ${results.warm.floor.median} ms`);
+}
+
+/**
+ * Several engines (the test engines of scripts/test-engines.sh, each a dockerd in its own network
+ * namespace over mutual TLS). Placement: a warm task's batch → turn/started on a broker with one
+ * engine against one with three (a warm container on each), interleaved. Cold on a remote engine:
+ * a task's first event on eng-1 (which sees the bench's directory at the same path, so no copy is
+ * made, as for the floor's bind mount) against `docker -H tcp://… run -i` of app-server there.
+ */
+async function engines() {
+  execFileSync("bash", ["scripts/test-engines.sh", "up"], { stdio: ["ignore", "ignore", "inherit"] });
+  const list = JSON.parse(readFileSync("/var/lib/cmw-test-engines/engines.json", "utf8"));
+  const remote = list.map((e) => ({ name: e.name, host: e.host, tls: e.tls, shared_paths: [tmp] }));
+  const runs = QUICK ? 4 : 12;
+  const ws = ownedDir("ws");
+  const one = await startBroker([{ capacity: 1, max_containers: 1, warm: 1, warm_workspaces: [ws] }]);
+  const three = await startBroker([{ capacity: 1, max_containers: 3, warm: 3, warm_workspaces: [ws] }], {}, [{ name: "local", max_containers: 1 }, ...remote.map((e) => ({ ...e, max_containers: 1 }))]);
+  await one.waitReady(1);
+  await three.waitReady(3);
+  const spread = three.broker.pool.stats().containers.map((c) => c.engine).sort();
+  await brokerFirstEvent(one, ws);
+  await brokerFirstEvent(three, ws);
+  const b1 = [];
+  const b3 = [];
+  for (let i = 0; i < runs; i++) {
+    b1.push(await brokerFirstEvent(one, ws));
+    b3.push(await brokerFirstEvent(three, ws));
+  }
+  await one.stop();
+  await three.stop();
+
+  const e1 = list[0];
+  const flags = ["--tlsverify", "--tlscacert", e1.tls.ca, "--tlscert", e1.tls.cert, "--tlskey", e1.tls.key, "-H", e1.host];
+  const coldRuns = QUICK ? 2 : 5;
+  const broker = [];
+  const floor = [];
+  for (let i = 0; i < coldRuns; i++) {
+    const b = await startBroker([{ capacity: 1, max_containers: 1, engines: [e1.name] }], {}, [{ name: "local" }, { ...remote[0], max_containers: 1 }]);
+    broker.push(await brokerFirstEvent(b, ownedDir("ws")));
+    await b.stop();
+    const d = new DirectAppServer(IMAGE, { engine: flags });
+    const t0 = d.spawnedAt;
+    await d.init();
+    const { started, completed } = await d.turn("hello");
+    floor.push((await started) - t0);
+    await completed;
+    d.close();
+    say(`engines cold ${i + 1}/${coldRuns}: broker on ${e1.name} ${round(broker.at(-1))} ms, docker -H … run -i ${round(floor.at(-1))} ms`);
+  }
+  results.engines = {
+    placement: { oneEngine: summary(b1), threeEngines: summary(b3), addedMsP50: round(median(b3) - median(b1)), spread },
+    coldRemote: { engine: e1.name, broker: summary(broker), floor: summary(floor), ratio: round2(median(broker) / median(floor)) },
+  };
+  say(`engines: placement over 3 engines adds ${results.engines.placement.addedMsP50} ms at p50; cold on ${e1.name} ${results.engines.coldRemote.ratio}× the floor`);
 }
 
 /**
@@ -611,6 +668,13 @@ function table() {
     lines.push(`  per model request (new connection, 38 KB body) the relay adds ${r.requestAddedMsP50.socket} ms at p50 over the socket, ${r.requestAddedMsP50.stdio} ms through the engine`);
     lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
   }
+  if (results.engines) {
+    const r = results.engines;
+    lines.push(row("warm task, 1 engine", r.placement.oneEngine), row("warm task, 3 engines", r.placement.threeEngines));
+    lines.push(`  placement over 3 engines (${r.placement.spread.join(", ")}) adds ${r.placement.addedMsP50} ms at p50 per task over 1 engine (target ≤ 2)`);
+    lines.push(row(`cold start on ${r.coldRemote.engine}, broker`, r.coldRemote.broker), row(`cold start on ${r.coldRemote.engine}, docker -H run -i`, r.coldRemote.floor));
+    lines.push(`  cold start on a remote engine: ${r.coldRemote.ratio}× the docker -H … run -i floor there (target ≤ 1.10)`);
+  }
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
@@ -619,7 +683,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, scale })) {
+  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, engines, scale })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

@@ -816,7 +816,10 @@ export class WorkerPool {
         const wasUp = e.up;
         const up = await this.engines.probe(e, (x) => this.prepareEngine(x));
         if (!up && wasUp) this.engineWentDown(e);
-        if (up && !wasUp) this.drainAll();
+        if (up && !wasUp) {
+          this.drainAll();
+          this.topUpWarm(); // a warm floor may have room on it now
+        }
       }),
     );
     for (const e of this.engines.all.filter((x) => x.up)) {

@@ -165,6 +165,37 @@ describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (cha
     expect(r.body).toContain("response.completed");
   });
 
+  it("sends an answer the upstream gives at once (its head, its events, its end) toward the container in one write", async () => {
+    const w = await worker("w-one-write");
+    behave = (_req, _body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      for (let i = 0; i < 20; i++) res.write(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"${i} "}\n\n`);
+      res.end(completed({ input_tokens: 1, output_tokens: 20 }));
+    };
+    // The writes that leave the broker toward the forwarder while the answer is relayed: on the
+    // socket channel the request's own unix connection, on the stdio channel the forwarder's stdin.
+    let writes = 0;
+    const count = (s: NodeJS.WritableStream): void => {
+      const w = s as unknown as { _write: (...a: unknown[]) => unknown; _writev?: (...a: unknown[]) => unknown };
+      const write = w._write.bind(w);
+      w._write = (...a: unknown[]) => (writes++, write(...a));
+      if (w._writev) {
+        const writev = w._writev.bind(w);
+        w._writev = (...a: unknown[]) => (writes++, writev(...a));
+      }
+    };
+    if (channelKind === "socket") w.channel.on("stream", (s) => count(s));
+    else count(w.child.stdin!);
+    let head = -1;
+    const r = await request(w.port, { token: w.grant.token, onFirstChunk: () => (head = writes) });
+    expect(r.status).toBe(200);
+    expect(r.body).toContain('"delta":"19 "');
+    expect(w.usage).toHaveLength(1);
+    // One write, whole: the client's first chunk came when it had already been made, and no other followed.
+    expect(head).toBe(1);
+    expect(writes).toBe(1);
+  });
+
   it("refuses a path outside the model API, a missing token, another container's token and a revoked one", async () => {
     const a = await worker("w-a");
     const b = await worker("w-b");

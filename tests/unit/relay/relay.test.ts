@@ -65,10 +65,13 @@ afterEach(() => {
 /** The channel the forwarder carries connections on; set by each describe block below. */
 let kind: "stdio" | "socket" = "stdio";
 
+/** The broker's unix socket of the last socket-channel worker. */
+let lastForwarderSocket: ForwarderSocket | undefined;
+
 /** The socket channel: the broker's unix socket, the forwarder told to connect to it. */
 async function socketChannel(name: string): Promise<{ child: ChildProcess; channel: RelayChannel }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-relay-unit-"));
-  const fs = new ForwarderSocket();
+  const fs = (lastForwarderSocket = new ForwarderSocket());
   const sockPath = path.join(dir, "relay.sock");
   await new Promise<void>((r) => fs.server.listen(sockPath, r));
   cleanups.push(() => {
@@ -261,6 +264,42 @@ describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (cha
     expect(await upgrade(w.port, "/v1/realtime", w.grant.token)).toBe("426");
     expect(reachedBroker).toBe(1);
     expect(relay.stats.refused).toBe(refused + 1);
+  });
+
+  it.runIf(channelKind === "socket")("opens a connection's way to the broker when Codex connects, before its first bytes, and serves it once they come", async () => {
+    const w = await worker("w-early");
+    let connections = 0;
+    lastForwarderSocket!.server.on("connection", () => connections++);
+    let streams = 0;
+    w.channel.on("stream", () => streams++);
+    behave = (req, body, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ method: req.method, body: body.toString() }));
+    const socket = net.connect(w.port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    // Nothing sent yet: the unix connection is there, but it has not said what it is (no stream).
+    for (let i = 0; i < 100 && connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(connections).toBe(1);
+    expect(streams).toBe(0);
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    const closed = new Promise((r) => socket.once("close", r));
+    socket.write(`POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 9\r\nauthorization: Bearer ${w.grant.token}\r\nconnection: close\r\n\r\n{"a":"b"}`);
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer).toContain('"body":"{\\"a\\":\\"b\\"}"');
+    expect(connections).toBe(1); // the one opened ahead carried it
+    expect(streams).toBe(1);
+    // A connection that goes before saying anything takes its unix connection with it.
+    const idle = net.connect(w.port, "127.0.0.1");
+    await new Promise((r) => idle.once("connect", r));
+    for (let i = 0; i < 100 && connections === 1; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(connections).toBe(2);
+    const open = lastForwarderSocket!.server.getConnections.bind(lastForwarderSocket!.server);
+    const count = (): Promise<number> => new Promise((resolve, reject) => open((e, n) => (e ? reject(e) : resolve(n))));
+    const before = await count();
+    idle.end();
+    for (let i = 0; i < 100 && (await count()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await count()).toBe(before - 1);
+    expect(streams).toBe(1);
   });
 
   it("carries a request whose head arrives a few bytes at a time, first bytes included", async () => {

@@ -4,6 +4,7 @@
 // that names the upstream, so Codex shows them and retries as it would against the API.
 import http from "node:http";
 import https from "node:https";
+import net from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import type { ModelCredential } from "../auth/credential.js";
 import type { Logger } from "../log.js";
@@ -43,11 +44,13 @@ export class ModelUpstream {
       // What the upstream's answer brings in one turn of the event loop (its head, the events of
       // one read, its end) leaves toward the container in one write: one wake-up for the
       // forwarder and for Codex, not one per piece (the head alone, each chunk, the last chunk).
-      // Nothing waits longer than that turn, so each event still goes on as it arrives.
+      // Nothing waits longer than that turn, so each event still goes on as it arrives. A relay
+      // channel's stream (stdio) is batched so by its channel (channel.ts): corking it here too
+      // would hold its frames one more turn.
       let corked: Duplex | null = null;
       const batch = (): void => {
         const socket = r.res.socket;
-        if (corked || !socket || socket.destroyed) return;
+        if (corked || !(socket instanceof net.Socket) || socket.destroyed) return;
         corked = socket;
         socket.cork();
         setImmediate(() => {

@@ -56,7 +56,7 @@ owned_pid() {
   local pidfile=$1 marker=$2 pid
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
   [ -n "$pid" ] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
   echo "$pid"
 }
 engine_pid() { owned_pid "$PIDF" "--data-root $DATA "; }
@@ -76,6 +76,13 @@ issue_cert() { # dir, common name, extensions: writes dir/cert.pem and dir/key.p
   mv "$d/cert.pem.tmp" "$d/cert.pem"
   rm -f "$d/csr.tmp" "$d/ext.tmp"
 }
+# A certificate and key pair worth keeping: both there, the key the certificate's, signed by our CA.
+cert_ok() {
+  local d=$1
+  [ -s "$d/cert.pem" ] && [ -s "$d/key.pem" ] || return 1
+  [ "$(openssl x509 -in "$d/cert.pem" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$d/key.pem" -pubout 2>/dev/null)" ] || return 1
+  openssl verify -CAfile "$TLS/ca.pem" "$d/cert.pem" >/dev/null 2>&1
+}
 make_certs() {
   mkdir -p "$TLS"
   chmod 700 "$STATE" "$TLS"
@@ -87,7 +94,7 @@ make_certs() {
       -out "$TLS/ca.pem" 2>/dev/null
     rm -rf "$TLS/client" "$TLS"/eng-* # issued by an earlier CA: of no use now
   fi
-  if [ ! -s "$TLS/client/cert.pem" ]; then
+  if ! cert_ok "$TLS/client"; then
     issue_cert "$TLS/client" cmw-test-client $'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature'
     cp "$TLS/ca.pem" "$TLS/client/ca.pem" # the directory is a DOCKER_CERT_PATH
   fi
@@ -109,7 +116,7 @@ network() {
 }
 
 start() {
-  if [ ! -s "$TLS/$NAME/cert.pem" ]; then
+  if ! cert_ok "$TLS/$NAME"; then
     issue_cert "$TLS/$NAME" "$NAME" "subjectAltName=IP:$IP,DNS:$NAME
 extendedKeyUsage=serverAuth
 keyUsage=critical,digitalSignature,keyEncipherment"
@@ -231,8 +238,9 @@ down() {
       kill -KILL "$cpid" 2>/dev/null || true
     fi
     # Shims of this engine's containerd (after a hard kill): matched by its own socket address.
-    for p in /proc/[0-9]*; do
-      c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    for p in $(grep -laF -- "$EXEC/containerd/containerd.sock" /proc/[0-9]*/cmdline 2>/dev/null || true); do
+      p=${p%/cmdline}
+      c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
       case "$c" in *containerd-shim*"-address $EXEC/containerd/containerd.sock "*) kill -KILL "${p#/proc/}" 2>/dev/null || true ;; esac
     done
     # Mounts under its roots, deepest first; then its containers' cgroups.

@@ -61,10 +61,17 @@ function send(frame: Buffer): void {
   }
 }
 
-/** The socket channel: a unix connection to the broker of this connection's own, piped both ways. */
-function acceptDirect(name: string, socket: net.Socket, path: string): void {
+/** The socket channel: a new unix connection to the broker (its OPEN frame not yet written). */
+const connectBroker = (path: string): net.Socket => net.connect({ path, allowHalfOpen: true });
+
+/** The socket channel: a unix connection to the broker of this connection's own (`early`, if opened at accept), piped both ways. */
+function acceptDirect(name: string, socket: net.Socket, path: string, early?: net.Socket): void {
   socket.setNoDelay(true);
-  const broker = net.connect({ path, allowHalfOpen: true });
+  const broker = early ?? connectBroker(path);
+  if (broker.destroyed) {
+    socket.destroy(); // opened early, and already failed: as a broken connection would
+    return;
+  }
   broker.write(encodeFrame(FRAME.OPEN, 0, Buffer.from(name)));
   // pipe: each side's end half-closes the other (as END frames do), and a full side pauses the other.
   socket.pipe(broker);
@@ -104,18 +111,25 @@ const UPGRADE_REFUSED = (() => {
 function acceptModel(name: string, socket: net.Socket): void {
   const chunks: Buffer[] = [];
   let size = 0;
+  // On the socket channel the broker connection is opened now, while Codex sends its request, so
+  // that the request's first bytes find it connected and accepted, not waiting on a connect. Its
+  // OPEN frame goes with those bytes: a WebSocket attempt drops it unused, before it said anything,
+  // so the broker (which waits for a connection's OPEN) never serves it.
+  const early = connectTo ? connectBroker(connectTo) : undefined;
+  early?.on("error", () => {}); // its errors are handled once it is carried; unused, it is dropped
   const decide = (): void => {
     socket.off("data", onData);
     socket.off("end", onEnd);
     socket.pause();
     const head = Buffer.concat(chunks);
     if (WEBSOCKET_ATTEMPT.test(head.toString("latin1"))) {
+      early?.destroy();
       socket.on("error", () => {});
       socket.end(UPGRADE_REFUSED);
       return;
     }
     socket.unshift(head);
-    carry(name, socket);
+    carry(name, socket, early);
   };
   const onData = (d: Buffer): void => {
     chunks.push(d);
@@ -125,10 +139,13 @@ function acceptModel(name: string, socket: net.Socket): void {
     if (!text.startsWith("GET ".slice(0, Math.min(4, text.length))) || text.includes("\r\n\r\n") || size > MAX_HEAD) decide();
   };
   // Gone before its head was whole: nothing to carry.
-  const onEnd = (): void => void socket.destroy();
+  const onEnd = (): void => {
+    early?.destroy();
+    socket.destroy();
+  };
   socket.on("data", onData);
   socket.once("end", onEnd);
-  socket.once("error", () => socket.destroy());
+  socket.once("error", onEnd);
 }
 
 function accept(name: string, socket: net.Socket): void {
@@ -137,8 +154,8 @@ function accept(name: string, socket: net.Socket): void {
 }
 
 /** Carries a connection to the broker: on a unix connection of its own, or as frames on stdio. */
-function carry(name: string, socket: net.Socket): void {
-  if (connectTo) return acceptDirect(name, socket, connectTo);
+function carry(name: string, socket: net.Socket, early?: net.Socket): void {
+  if (connectTo) return acceptDirect(name, socket, connectTo, early);
   const id = nextId;
   nextId = (nextId % 0x7fffffff) + 1;
   sockets.set(id, socket);

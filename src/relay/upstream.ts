@@ -4,7 +4,8 @@
 // that names the upstream, so Codex shows them and retries as it would against the API.
 import http from "node:http";
 import https from "node:https";
-import type { Readable } from "node:stream";
+import net from "node:net";
+import type { Duplex, Readable } from "node:stream";
 import type { ModelCredential } from "../auth/credential.js";
 import type { Logger } from "../log.js";
 import { upstreamAgent } from "./proxy.js";
@@ -40,6 +41,24 @@ export class ModelUpstream {
     const secure = url.protocol === "https:";
     const idleMs = r.target.idleTimeoutMs ?? 300_000;
     return new Promise<void>((resolve) => {
+      // What the upstream's answer brings in one turn of the event loop (its head, the events of
+      // one read, its end) leaves toward the container in one write: one wake-up for the
+      // forwarder and for Codex, not one per piece (the head alone, each chunk, the last chunk).
+      // Nothing waits longer than that turn, so each event still goes on as it arrives. A relay
+      // channel's stream (stdio) is batched so by its channel (channel.ts): corking it here too
+      // would hold its frames one more turn.
+      let corked: Duplex | null = null;
+      const batch = (): void => {
+        const socket = r.res.socket;
+        if (corked || !(socket instanceof net.Socket) || socket.destroyed) return;
+        corked = socket;
+        socket.cork();
+        setImmediate(() => {
+          const s = corked;
+          corked = null;
+          s?.uncork();
+        });
+      };
       let done = false;
       const finish = (): void => {
         if (!done) {
@@ -59,12 +78,14 @@ export class ModelUpstream {
         url,
         { method: r.method, headers: r.headers, agent: upstreamAgent(url) },
         (answer) => {
+          batch();
           const headers: Record<string, string | string[]> = {};
           for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROP_BACK.has(k)) headers[k] = v;
           r.res.writeHead(answer.statusCode ?? 502, headers);
           r.res.flushHeaders();
           const sse = /text\/event-stream/.test(String(answer.headers["content-type"] ?? ""));
           answer.on("data", (chunk: Buffer) => {
+            batch();
             if (sse) r.meter.feed(chunk);
             if (!r.res.write(chunk)) {
               answer.pause();
@@ -72,6 +93,7 @@ export class ModelUpstream {
             }
           });
           answer.on("end", () => {
+            batch();
             r.res.end();
             finish();
           });

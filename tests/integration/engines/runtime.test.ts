@@ -101,7 +101,8 @@ describe("test engines over mutual TLS", () => {
     expect(want).not.toBeNull();
     // eng-1 starts without it (removed through its local socket), so the image must travel.
     execFileSync("docker", ["-H", "unix:///run/cmw-engine-1.sock", "rmi", "-f", REHEARSAL_IMAGE], { stdio: "ignore" });
-    for (const engine of engines) {
+    // Both engines at once (about 900 MB each; on two busy cores a load can take minutes).
+    await Promise.all(engines.map(async (engine) => {
       const target = new DockerRuntime({ engine });
       const had = await target.imageInspect(REHEARSAL_IMAGE);
       if (engine.name === "eng-1") expect(had).toBeNull();
@@ -116,8 +117,8 @@ describe("test engines over mutual TLS", () => {
       expect((await target.imageInspect(REHEARSAL_IMAGE))?.id).toBe(want!.id);
       const again = await ensureImage(source, target, REHEARSAL_IMAGE, { onProgress: () => expect.fail("nothing should travel") });
       expect(again).toEqual({ id: want!.id, transferred: false });
-    }
-  });
+    }));
+  }, 600_000);
 
   it("an image the source lacks is IMAGE_MISSING, naming the engine and npm run images", async () => {
     const e = (await failure(ensureImage(new DockerRuntime(), new DockerRuntime({ engine: engines[0]! }), "cmw-no-such/image:dev"))) as Error & { code?: string };

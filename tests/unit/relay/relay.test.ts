@@ -65,10 +65,13 @@ afterEach(() => {
 /** The channel the forwarder carries connections on; set by each describe block below. */
 let kind: "stdio" | "socket" = "stdio";
 
+/** The broker's unix socket of the last socket-channel worker. */
+let lastForwarderSocket: ForwarderSocket | undefined;
+
 /** The socket channel: the broker's unix socket, the forwarder told to connect to it. */
 async function socketChannel(name: string): Promise<{ child: ChildProcess; channel: RelayChannel }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-relay-unit-"));
-  const fs = new ForwarderSocket();
+  const fs = (lastForwarderSocket = new ForwarderSocket());
   const sockPath = path.join(dir, "relay.sock");
   await new Promise<void>((r) => fs.server.listen(sockPath, r));
   cleanups.push(() => {
@@ -165,6 +168,37 @@ describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (cha
     expect(r.body).toContain("response.completed");
   });
 
+  it("sends an answer the upstream gives at once (its head, its events, its end) toward the container in one write", async () => {
+    const w = await worker("w-one-write");
+    behave = (_req, _body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      for (let i = 0; i < 20; i++) res.write(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"${i} "}\n\n`);
+      res.end(completed({ input_tokens: 1, output_tokens: 20 }));
+    };
+    // The writes that leave the broker toward the forwarder while the answer is relayed: on the
+    // socket channel the request's own unix connection, on the stdio channel the forwarder's stdin.
+    let writes = 0;
+    const count = (s: NodeJS.WritableStream): void => {
+      const w = s as unknown as { _write: (...a: unknown[]) => unknown; _writev?: (...a: unknown[]) => unknown };
+      const write = w._write.bind(w);
+      w._write = (...a: unknown[]) => (writes++, write(...a));
+      if (w._writev) {
+        const writev = w._writev.bind(w);
+        w._writev = (...a: unknown[]) => (writes++, writev(...a));
+      }
+    };
+    if (channelKind === "socket") w.channel.on("stream", (s) => count(s));
+    else count(w.child.stdin!);
+    let head = -1;
+    const r = await request(w.port, { token: w.grant.token, onFirstChunk: () => (head = writes) });
+    expect(r.status).toBe(200);
+    expect(r.body).toContain('"delta":"19 "');
+    expect(w.usage).toHaveLength(1);
+    // One write, whole: the client's first chunk came when it had already been made, and no other followed.
+    expect(head).toBe(1);
+    expect(writes).toBe(1);
+  });
+
   it("refuses a path outside the model API, a missing token, another container's token and a revoked one", async () => {
     const a = await worker("w-a");
     const b = await worker("w-b");
@@ -230,6 +264,42 @@ describe.each(["stdio", "socket"] as const)("the model relay (%s channel)", (cha
     expect(await upgrade(w.port, "/v1/realtime", w.grant.token)).toBe("426");
     expect(reachedBroker).toBe(1);
     expect(relay.stats.refused).toBe(refused + 1);
+  });
+
+  it.runIf(channelKind === "socket")("opens a connection's way to the broker when Codex connects, before its first bytes, and serves it once they come", async () => {
+    const w = await worker("w-early");
+    let connections = 0;
+    lastForwarderSocket!.server.on("connection", () => connections++);
+    let streams = 0;
+    w.channel.on("stream", () => streams++);
+    behave = (req, body, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ method: req.method, body: body.toString() }));
+    const socket = net.connect(w.port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    // Nothing sent yet: the unix connection is there, but it has not said what it is (no stream).
+    for (let i = 0; i < 100 && connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(connections).toBe(1);
+    expect(streams).toBe(0);
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    const closed = new Promise((r) => socket.once("close", r));
+    socket.write(`POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 9\r\nauthorization: Bearer ${w.grant.token}\r\nconnection: close\r\n\r\n{"a":"b"}`);
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer).toContain('"body":"{\\"a\\":\\"b\\"}"');
+    expect(connections).toBe(1); // the one opened ahead carried it
+    expect(streams).toBe(1);
+    // A connection that goes before saying anything takes its unix connection with it.
+    const idle = net.connect(w.port, "127.0.0.1");
+    await new Promise((r) => idle.once("connect", r));
+    for (let i = 0; i < 100 && connections === 1; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(connections).toBe(2);
+    const open = lastForwarderSocket!.server.getConnections.bind(lastForwarderSocket!.server);
+    const count = (): Promise<number> => new Promise((resolve, reject) => open((e, n) => (e ? reject(e) : resolve(n))));
+    const before = await count();
+    idle.end();
+    for (let i = 0; i < 100 && (await count()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await count()).toBe(before - 1);
+    expect(streams).toBe(1);
   });
 
   it("carries a request whose head arrives a few bytes at a time, first bytes included", async () => {

@@ -25,7 +25,8 @@ http.createServer((req, res) => {
 `;
 
 export async function startTestHost(): Promise<TestHost> {
-  const n = 50 + (process.pid % 150);
+  // 150..249: clear of the test engines (10.200.101-1xx, scripts/test-engines.sh).
+  const n = 150 + (process.pid % 100);
   const ns = `cmw-th-${process.pid}`;
   const veth = `cmwth${process.pid % 100000}`;
   const address = `10.200.${n}.2`;

@@ -138,15 +138,25 @@ export class StateStore {
     }
   }
 
+  /**
+   * A mission record as it is written: compact JSON on one line. A running mission's record is
+   * written again at each task's end, whole, so a 200-task mission writes it hundreds of times;
+   * indented, each took twice the CPU (V8's JSON.stringify has a fast path only without a gap)
+   * and 40% more bytes to fsync. `jq . record.json` shows it indented.
+   */
+  private static recordText(record: MissionRecord): string {
+    return `${JSON.stringify(record)}\n`;
+  }
+
   saveMission(record: MissionRecord): void {
     this.flushEvents();
-    writeFileAtomic(path.join(this.missionDir(record.missionId), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
+    writeFileAtomic(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
   }
 
   /** saveMission off the event loop (the running mission's writes). */
   saveMissionAsync(record: MissionRecord): Promise<void> {
     this.flushEvents();
-    return writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
+    return writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
   }
 
   readMission(missionId: string): MissionRecord {

@@ -166,3 +166,16 @@ describe("writeFileAtomicAsync", () => {
     expect(readdirSync(dir)).toEqual(["record.json"]);
   });
 });
+
+describe("record.json", () => {
+  it("is written as compact JSON on one line (a running mission rewrites it whole at each task's end) and reads back the same", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-record-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    rec.tasks[1]!.status = "succeeded";
+    await store.saveMissionAsync(rec);
+    const text = readFileSync(path.join(store.missionDir(rec.missionId), "record.json"), "utf8");
+    expect(text).toBe(`${JSON.stringify(rec)}\n`);
+    expect(store.readMission(rec.missionId)).toEqual(rec);
+  });
+});

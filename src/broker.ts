@@ -79,6 +79,6 @@ export class Broker {
   async stop(): Promise<void> {
     this.runner.cancelAll();
     await this.pool.shutdown();
-    this.store.flushEvents();
+    this.store.closeEventFiles();
   }
 }

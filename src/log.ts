@@ -25,22 +25,33 @@ export function scrub(text: string): string {
 /**
  * `value` with every registered secret replaced in its strings: for what Codex reports (events,
  * final messages), since a task's commands can read the worker's own credential and print it.
+ * The value itself when no string in it holds a secret (almost every event): it is only read
+ * then, and copied only along the way to a string that changes.
  */
 export function scrubValue<T>(value: T): T {
-  if (secrets.size === 0) return value;
+  if (secrets.size === 0 || !holdsSecret(value)) return value;
+  return scrubCopy(value);
+}
+
+/** Whether a string in `value` holds a registered secret (a walk that copies nothing). */
+function holdsSecret(value: unknown): boolean {
+  if (typeof value === "string") {
+    for (const s of secrets) if (value.includes(s)) return true;
+    return false;
+  }
+  if (value === null || typeof value !== "object") return false;
+  if (Array.isArray(value)) return value.some(holdsSecret);
+  for (const k in value) if (holdsSecret((value as Record<string, unknown>)[k])) return true;
+  return false;
+}
+
+function scrubCopy<T>(value: T): T {
   if (typeof value === "string") return scrub(value) as T;
   if (value === null || typeof value !== "object") return value;
-  if (Array.isArray(value)) {
-    const out = value.map((v: unknown) => scrubValue(v));
-    return (out.some((v, i) => v !== value[i]) ? out : value) as T;
-  }
-  let changed = false;
+  if (Array.isArray(value)) return value.map((v: unknown) => (holdsSecret(v) ? scrubCopy(v) : v)) as T;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    out[k] = scrubValue(v);
-    if (out[k] !== v) changed = true;
-  }
-  return (changed ? out : value) as T;
+  for (const [k, v] of Object.entries(value)) out[k] = holdsSecret(v) ? scrubCopy(v) : v;
+  return out as T;
 }
 
 const REDACTED = Buffer.from("[redacted]");

@@ -48,6 +48,19 @@ describe("secrets in logs", () => {
     expect(scrubValue(null)).toBeNull();
   });
 
+  it("scrubValue copies only the path to a string that changes: the event it was given is left as it was, clean branches are shared", () => {
+    const secret = "sk-branch-0123456789";
+    redact(secret);
+    const clean = { command: ["ls", "-l"], cwd: "/work" };
+    const event = { kind: "raw", message: { params: { item: clean, output: [`key ${secret}`, "ok"] } } };
+    const before = JSON.stringify(event);
+    const out = scrubValue(event);
+    expect(JSON.stringify(event), "the input is not modified").toBe(before);
+    expect(out).not.toBe(event);
+    expect(out.message.params.output).toEqual(["key [redacted]", "ok"]);
+    expect(out.message.params.item, "a branch with no secret is the same object").toBe(clean);
+  });
+
   it("scrubBuffer replaces every occurrence and counts them; an artifact copy carries no secret and says so", () => {
     const secret = "sk-artifact-0123456789";
     redact(secret);

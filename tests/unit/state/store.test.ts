@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
-import { StateStore, type MissionRecord } from "../../../src/state/store.js";
+import { describe, expect, it, vi } from "vitest";
+import { StateStore, writeFileAtomicAsync, type MissionRecord } from "../../../src/state/store.js";
 
 const record = (store: StateStore, status: MissionRecord["status"]): MissionRecord => ({
   missionId: store.newMissionId(),
@@ -89,5 +89,93 @@ describe("task events", () => {
     expect(existsSync(file("a"))).toBe(false);
     store.saveMission(rec); // a record write brings the events with it first
     for (const t of ["a", "b"]) expect(readFileSync(file(t), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
+  });
+});
+
+describe("task event files", () => {
+  /** How many descriptors this process holds open on each file (Linux's /proc/self/fd). */
+  const openFiles = (): Map<string, number> => {
+    const counts = new Map<string, number>();
+    for (const fd of readdirSync("/proc/self/fd")) {
+      try {
+        const target = readlinkSync(`/proc/self/fd/${fd}`);
+        counts.set(target, (counts.get(target) ?? 0) + 1);
+      } catch {
+        // closed meanwhile (readdir's own descriptor)
+      }
+    }
+    return counts;
+  };
+  const openOn = (file: string): number => openFiles().get(file) ?? 0;
+
+  it("keeps a task's events file open between appends, in order across turns, and closes it once idle or on close", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-events-fd-")));
+      const rec = record(store, "running");
+      store.createMission(rec, { name: "m" });
+      const file = path.join(store.taskDir(rec.missionId, "a"), "events.jsonl");
+      for (let turn = 0; turn < 3; turn++) {
+        store.appendEvent(rec.missionId, "a", { type: "delta", i: turn });
+        await new Promise((r) => setImmediate(r));
+        expect(openOn(file), "one descriptor, kept across turns").toBe(1);
+      }
+      expect(readFileSync(file, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { i: number }).i)).toEqual([0, 1, 2]);
+      vi.advanceTimersByTime(2000); // a sweep: written since the last, so kept
+      expect(openOn(file)).toBe(1);
+      vi.advanceTimersByTime(2000); // not written since: closed
+      expect(openOn(file)).toBe(0);
+      store.appendEvent(rec.missionId, "a", { type: "delta", i: 3 }); // opened again, appended
+      store.closeEventFiles();
+      expect(openOn(file)).toBe(0);
+      expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(4);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("holds no more than 256 event files open: the least recently written is closed, and appends to it still land", () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-events-cap-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    const tasks = Array.from({ length: 300 }, (_, i) => `t${i}`);
+    const file = (t: string): string => path.join(store.taskDir(rec.missionId, t), "events.jsonl");
+    for (const t of tasks) store.appendEvent(rec.missionId, t, { type: "first" });
+    store.flushEvents();
+    let open = openFiles();
+    expect(tasks.filter((t) => open.get(file(t)) === 1)).toHaveLength(256);
+    expect(openOn(file("t0")), "the first written is the first closed").toBe(0);
+    store.appendEvent(rec.missionId, "t0", { type: "second" });
+    store.flushEvents();
+    expect(readFileSync(file("t0"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(["first", "second"]);
+    store.closeEventFiles();
+    open = openFiles();
+    expect(tasks.filter((t) => open.has(file(t)))).toEqual([]);
+  });
+});
+
+describe("writeFileAtomicAsync", () => {
+  it("writes the whole content (megabytes too), owner-only, replacing the old, and leaves no temp file", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-atomic-"));
+    const file = path.join(dir, "record.json");
+    writeFileSync(file, "old");
+    const big = "x".repeat(3 * 1024 * 1024 + 7);
+    await writeFileAtomicAsync(file, big);
+    expect(readFileSync(file, "utf8")).toBe(big);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir)).toEqual(["record.json"]);
+  });
+});
+
+describe("record.json", () => {
+  it("is written as compact JSON on one line (a running mission rewrites it whole at each task's end) and reads back the same", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-record-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    rec.tasks[1]!.status = "succeeded";
+    await store.saveMissionAsync(rec);
+    const text = readFileSync(path.join(store.missionDir(rec.missionId), "record.json"), "utf8");
+    expect(text).toBe(`${JSON.stringify(rec)}\n`);
+    expect(store.readMission(rec.missionId)).toEqual(rec);
   });
 });

@@ -246,22 +246,30 @@ function machine() {
   };
 }
 
+/**
+ * One interleaved cold round: a new broker's batch → turn/started for a new workspace, then a
+ * direct app-server's `docker run -i` → turn/started; each time pushed to its list.
+ */
+async function coldRound(broker, floor, newBroker, newDirect) {
+  const b = await newBroker();
+  broker.push(await brokerFirstEvent(b, ownedDir("ws")));
+  await b.stop();
+  const d = newDirect();
+  const t0 = d.spawnedAt;
+  await d.init();
+  const { started, completed } = await d.turn("hello");
+  floor.push((await started) - t0);
+  await completed;
+  d.close();
+}
+
 async function cold() {
   const runs = QUICK ? 2 : 5;
   const broker = [];
   const floor = [];
   for (let i = 0; i < runs; i++) {
     // Interleaved, so drift on a noisy machine hits both alike.
-    const b = await startBroker([{ capacity: 1, max_containers: 1 }]);
-    broker.push(await brokerFirstEvent(b, ownedDir("ws")));
-    await b.stop();
-    const d = new DirectAppServer();
-    const t0 = d.spawnedAt;
-    await d.init();
-    const { started, completed } = await d.turn("hello");
-    floor.push((await started) - t0);
-    await completed;
-    d.close();
+    await coldRound(broker, floor, () => startBroker([{ capacity: 1, max_containers: 1 }]), () => new DirectAppServer());
     say(`cold ${i + 1}/${runs}: broker ${round(broker.at(-1))} ms, floor ${round(floor.at(-1))} ms`);
   }
   results.cold = { broker: summary(broker), floor: summary(floor), ratio: Math.round((median(broker) / median(floor)) * 100) / 100 };
@@ -330,16 +338,12 @@ async function engines() {
   const broker = [];
   const floor = [];
   for (let i = 0; i < coldRuns; i++) {
-    const b = await startBroker([{ capacity: 1, max_containers: 1, engines: [e1.name] }], {}, [{ name: "local" }, { ...remote[0], max_containers: 1 }]);
-    broker.push(await brokerFirstEvent(b, ownedDir("ws")));
-    await b.stop();
-    const d = new DirectAppServer(IMAGE, { engine: flags });
-    const t0 = d.spawnedAt;
-    await d.init();
-    const { started, completed } = await d.turn("hello");
-    floor.push((await started) - t0);
-    await completed;
-    d.close();
+    await coldRound(
+      broker,
+      floor,
+      () => startBroker([{ capacity: 1, max_containers: 1, engines: [e1.name] }], {}, [{ name: "local" }, { ...remote[0], max_containers: 1 }]),
+      () => new DirectAppServer(IMAGE, { engine: flags }),
+    );
     say(`engines cold ${i + 1}/${coldRuns}: broker on ${e1.name} ${round(broker.at(-1))} ms, docker -H … run -i ${round(floor.at(-1))} ms`);
   }
   results.engines = {

@@ -500,26 +500,7 @@ export class DockerRuntime {
       await Promise.race([
         failed,
         new Promise<void>((resolve, reject) => {
-          let buf = "";
-          let engineSays: string | null = null;
-          res.on("data", (d: Buffer) => {
-            kick();
-            buf += d.toString("utf8");
-            let nl: number;
-            while ((nl = buf.indexOf("\n")) >= 0) {
-              const line = buf.slice(0, nl).trim();
-              buf = buf.slice(nl + 1);
-              if (!line) continue;
-              try {
-                const m = JSON.parse(line) as { error?: string };
-                if (m.error) engineSays = m.error;
-              } catch {
-                // not a progress line: ignored
-              }
-            }
-          });
-          res.on("error", reject);
-          res.on("end", () => (engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not load the image: ${engineSays}`))));
+          readProgress(res, kick, () => {}, (engineSays) => (engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not load the image: ${engineSays}`))), reject);
         }),
       ]);
     } catch (e) {
@@ -556,34 +537,48 @@ export class DockerRuntime {
           }, this.callTimeoutMs);
         };
         kick();
-        let buf = "";
-        let engineSays: string | null = null;
-        res.on("data", (d: Buffer) => {
-          kick();
-          buf += d.toString("utf8");
-          let nl: number;
-          while ((nl = buf.indexOf("\n")) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (!line) continue;
-            try {
-              const m = JSON.parse(line) as PullEvent;
-              if (m.error) engineSays = m.error;
-              else if (progress.add(m)) opts.onProgress?.(progress.bytes, progress.total);
-            } catch {
-              // not a progress line: ignored
-            }
-          }
-        });
-        res.on("error", (e) => reject(this.engineError(e, what)));
-        res.on("end", () =>
-          engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not pull ${ref}: ${engineSays}; check the image name and that the engine can log in to its registry (docker login on that engine)`)),
+        readProgress(
+          res,
+          kick,
+          (m) => progress.add(m) && opts.onProgress?.(progress.bytes, progress.total),
+          (engineSays) =>
+            engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not pull ${ref}: ${engineSays}; check the image name and that the engine can log in to its registry (docker login on that engine)`)),
+          (e) => reject(this.engineError(e, what)),
         );
       });
     } finally {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * Reads an engine's JSON-lines progress answer (load, pull): `data` on every chunk (the caller's
+ * no-progress timer), `line` for each progress line without an error, then `end` with the last
+ * error line the engine sent (null: none), or `error` if the stream fails.
+ */
+function readProgress(res: Readable, data: () => void, line: (m: PullEvent) => void, end: (engineSays: string | null) => void, error: (e: Error) => void): void {
+  let buf = "";
+  let engineSays: string | null = null;
+  res.on("data", (d: Buffer) => {
+    data();
+    buf += d.toString("utf8");
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const text = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!text) continue;
+      try {
+        const m = JSON.parse(text) as PullEvent;
+        if (m.error) engineSays = m.error;
+        else line(m);
+      } catch {
+        // not a progress line: ignored
+      }
+    }
+  });
+  res.on("error", error);
+  res.on("end", () => end(engineSays));
 }
 
 /** One line of the engine's pull progress. */

@@ -69,8 +69,9 @@ export class Broker {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       docker,
       workers: { containers: s.containers.length, inFlight: s.inFlight, queued: s.queued },
-      // Each engine workers run on: up or down (and why), this broker's containers there and its room.
-      engines: s.engines,
+      // Each engine workers run on, up or down. Only that: /healthz is open without a token, so hosts
+      // and reasons are on the status page and in doctor.
+      engines: Object.fromEntries(s.engines.map((e) => [e.name, e.state])),
       // Only in rehearsal mode: the answers are scripted, no OpenAI call is made.
       ...(this.config.rehearsal ? { rehearsal: this.config.rehearsal.notice } : {}),
     };

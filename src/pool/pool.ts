@@ -456,8 +456,9 @@ export class WorkerPool {
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}`, errorCode: "CONVERSATION_LOST" };
       }
-      // A turn that ended with its container gone: if the engine went away, that is what it says.
-      if (outcome.status !== "succeeded" && outcome.status !== "cancelled" && (worker.dead || worker.engineDown || !worker.container.isAlive)) {
+      // A turn that failed on a further engine: if the engine went away, that is what it says (the
+      // container's own end may not be known yet: the engine's answer is asked, not awaited).
+      if (outcome.status !== "succeeded" && outcome.status !== "cancelled" && worker.engine !== this.engines.source.config.name) {
         const engine = this.engines.get(worker.engine);
         // (The first engine's failures show as failed calls, as they always have.)
         if (!worker.engineDown && engine !== this.engines.source && !(await this.engines.probe(engine, (x) => this.prepareEngine(x)))) this.engineWentDown(engine);

@@ -136,7 +136,9 @@ describe("who gets in", () => {
     }
     const h = await fetch(`${api.base}/healthz`);
     expect(h.status).toBe(200);
-    expect(Object.keys((await h.json()) as object).sort()).toEqual(["channel", "docker", "label", "uptimeSeconds", "version", "workers"]);
+    const health = (await h.json()) as Record<string, unknown>;
+    expect(Object.keys(health).sort()).toEqual(["channel", "docker", "engines", "label", "uptimeSeconds", "version", "workers"]);
+    expect(health.engines).toEqual({ local: "up" }); // names and states only: no host, no reason
   });
 
   it("serve refuses a non-loopback bind without a token", () => {

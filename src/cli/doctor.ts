@@ -4,6 +4,7 @@ import path from "node:path";
 import { AuthFileError, readAuthFile } from "../auth/auth-file.js";
 import type { WrapperConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
+import { engineFits } from "../pool/placement.js";
 import { DockerRuntime } from "../runtime/docker.js";
 import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
@@ -38,7 +39,7 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
       const remote = new DockerRuntime({ engine, callTimeoutMs: Math.min(5_000, config.dockerTimeoutMs) });
       const v = await remote.ping();
       checks.push(ok(`${where}: Docker ${v.version} (API ${v.apiVersion}) answers`));
-      for (const profile of config.workers.filter((p) => p.engines.length === 0 || p.engines.some((x) => x === engine.name || engine.labels.includes(x)))) {
+      for (const profile of config.workers.filter((p) => engineFits(p, engine))) {
         const [here, there] = await Promise.all([dockerUp ? docker.imageInspect(profile.image) : null, remote.imageInspect(profile.image)]);
         if (there && here && there.id === here.id) checks.push(ok(`${where}: image ${profile.image} present, the same as here`));
         else checks.push(warn(`${where}: image ${profile.image} ${there ? "differs from this machine's" : "is missing"}`, "the broker copies it there at start (docker save | load); nothing to do unless that fails"));

@@ -9,7 +9,6 @@ import { DockerRuntime } from "../runtime/docker.js";
 import { ensureImage } from "../runtime/images.js";
 import type { EngineView } from "./placement.js";
 
-
 export interface Engine {
   readonly config: EngineConfig;
   readonly docker: DockerRuntime;
@@ -34,7 +33,7 @@ export class EngineSet {
    * from their config. The first engine is where images come from.
    */
   constructor(
-    private readonly config: WrapperConfig,
+    config: WrapperConfig,
     first: DockerRuntime,
     private readonly logger: Logger,
   ) {
@@ -76,7 +75,7 @@ export class EngineSet {
   }
 
   /**
-   * Asks an engine whether it answers (within PROBE_MS). Going down is recorded at once; coming
+   * Asks an engine whether it answers (ping: 5 s at most). Going down is recorded at once; coming
    * back (or up the first time) only after `prepare` has made it ready (images, orphans). Returns
    * whether it is up now. One probe per engine at a time.
    */

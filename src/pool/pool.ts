@@ -458,10 +458,10 @@ export class WorkerPool {
       }
       // A turn that failed on a further engine: if the engine went away, that is what it says (the
       // container's own end may not be known yet: the engine's answer is asked, not awaited).
-      if (outcome.status !== "succeeded" && outcome.status !== "cancelled" && worker.engine !== this.engines.source.config.name) {
-        const engine = this.engines.get(worker.engine);
-        // (The first engine's failures show as failed calls, as they always have.)
-        if (!worker.engineDown && engine !== this.engines.source && !(await this.engines.probe(engine, (x) => this.prepareEngine(x)))) this.engineWentDown(engine);
+      // (The first engine's failures show as failed calls, as they always have.)
+      const engine = this.engines.get(worker.engine);
+      if (outcome.status !== "succeeded" && outcome.status !== "cancelled" && engine !== this.engines.source) {
+        if (!worker.engineDown && !(await this.engines.probe(engine, (x) => this.prepareEngine(x)))) this.engineWentDown(engine);
         if (worker.engineDown) outcome = { ...outcome, status: "failed", error: `${worker.engineDown}${outcome.error ? ` (${outcome.error.split("\n")[0]})` : ""}`, errorCode: "ENGINE_DOWN" };
       }
       // A new isolated conversation with no thread cannot be read back or replied to: nothing to hold.
@@ -478,7 +478,7 @@ export class WorkerPool {
           lane: CODEX_PROTOCOLS[driver.protocol].laneHomes !== null ? lane : null,
           threadId: outcome.threadId,
           ...(worker.slot.volume ? { volume: worker.slot.volume } : {}),
-          ...(this.engines.all.length > 1 || worker.engine !== "local" ? { engine: worker.engine } : {}),
+          engine: worker.engine,
         };
         this.routes.set(route.id, route);
         await this.saveRoute(route);
@@ -620,13 +620,12 @@ export class WorkerPool {
 
   /** A CODEX_HOME slot of the want's key on an engine: a new one, or one a stored route names. */
   private addSlot(want: Want, id: string, engine = want.engine ?? this.engines.source.config.name): Slot {
-    const remote = !this.engines.get(engine).config.local;
     const slot: Slot = {
       id,
       key: want.key,
       dir: path.join(this.opts.config.stateDir, "workers", this.opts.config.label, want.profile.name, id),
       engine,
-      home: remote ? `${this.opts.config.label}-home-${id}` : undefined,
+      home: this.remote(engine) ? `${this.opts.config.label}-home-${id}` : undefined,
       worker: null,
       volume: want.volume,
       pinned: want.volume !== undefined,

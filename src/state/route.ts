@@ -16,7 +16,7 @@ export interface ConversationRoute {
   slotId: string;
   lane: number | null;
   threadId: string;
-  /** The engine it lives on (absent: the first; routes before [[engines]] have none). */
+  /** The engine it lives on (absent in routes stored before [[engines]]: the first). */
   engine?: string | undefined;
   /** An isolated conversation's workspace volume (its own copy of the workspace). */
   volume?: string | undefined;

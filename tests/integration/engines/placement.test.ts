@@ -214,13 +214,17 @@ describe("several engines", () => {
     // the same path: they run on this machine), killed with its containers up.
     const config = testConfig({ run: RUN, engines: shared, workers: [{ name: "default", warm: 3, warm_workspaces: [ws], max_containers: 3 }] });
     const child = spawn(process.execPath, [path.resolve(import.meta.dirname, "../support/engines-child.mjs"), JSON.stringify({ config, labels: { [TEST_LABEL]: RUN } })], { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((r) => child.once("exit", r));
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    await until(() => out.includes("ready"), 180_000, "the child broker's 3 warm containers");
-    const spread = JSON.parse(out.split("\n").find((l) => l.startsWith("ready "))!.slice(6)) as string[];
-    expect(spread.sort()).toEqual(["eng-1", "eng-2", "local"]);
-    child.kill("SIGKILL");
-    await new Promise((r) => child.once("exit", r));
+    try {
+      await until(() => out.includes("ready"), 180_000, "the child broker's 3 warm containers");
+      const spread = JSON.parse(out.split("\n").find((l) => l.startsWith("ready "))!.slice(6)) as string[];
+      expect(spread.sort()).toEqual(["eng-1", "eng-2", "local"]);
+    } finally {
+      child.kill("SIGKILL"); // the test's point, and no child left behind if it failed before
+      await exited;
+    }
 
     const runtimes = config.engines.map((e, i) => (i === 0 ? new DockerRuntime() : new DockerRuntime({ engine: e })));
     const mine = async (): Promise<number> => (await Promise.all(runtimes.map((d) => d.listByLabels({ [LABELS.instance]: config.label })))).flat().length;

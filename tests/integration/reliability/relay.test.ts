@@ -32,14 +32,20 @@ async function upstream(answer: (res: http.ServerResponse) => void): Promise<{ u
 }
 
 const worker = { name: "default", image: `${PREFIX}/worker:dev`, capacity: 1, max_containers: 1 };
-// Codex's own retries are its defaults: its built-in provider (the images' config) cannot be
-// given fewer by a task's config.
+// Codex's built-in provider (the images' config) retries 4 times a request and 5 times a stream,
+// with backoff, and cannot be given fewer: these tasks use a provider of their own, on the same
+// relay address with the same auth.json, that retries once, so the tests see Codex's own retries
+// through the relay without waiting a minute for them.
+const FEW_RETRIES = {
+  model_provider: "relay-test",
+  model_providers: { "relay-test": { name: "relay test", base_url: "http://127.0.0.1:38080/v1", wire_api: "responses", requires_openai_auth: true, supports_websockets: false, request_max_retries: 1, stream_max_retries: 1 } },
+};
 
 describe("the model upstream fails", () => {
   it("an upstream 5xx: Codex retries through the relay, then the task fails naming the status", async () => {
     const up = await upstream((res) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "upstream overloaded (test)", type: "server_error" } })));
     const pool = await fixture.start({ broker: { model_upstream: up.url }, workers: [worker] });
-    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
+    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello", config: FEW_RETRIES });
     expect(r.outcome.status).toBe("failed");
     expect(r.outcome.error ?? "").toMatch(/503/);
     expect(r.outcome.error ?? "").toContain("upstream overloaded (test)");
@@ -50,7 +56,7 @@ describe("the model upstream fails", () => {
   it("an upstream that never answers: the relay ends each request after broker.model_timeout, and the task fails naming the upstream", async () => {
     const up = await upstream(() => {}); // never answers
     const pool = await fixture.start({ broker: { model_upstream: up.url, model_timeout: "1s" }, workers: [worker] });
-    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
+    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello", config: FEW_RETRIES });
     expect(r.outcome.status).toBe("failed");
     expect(r.outcome.error ?? "").toMatch(/no answer within 1 s/);
     expect(up.requests()).toBeGreaterThan(1);

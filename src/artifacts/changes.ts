@@ -4,7 +4,7 @@
 // (a git tree in a private repository of the broker's, never the workspace's own), the patch from
 // that baseline to the tree the task left, and applying that patch to the source when asked.
 import { execFile } from "node:child_process";
-import { lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -193,9 +193,12 @@ export async function changesFrom(b: Baseline, tree: Readable): Promise<Changes>
 
 /**
  * Applies a patch to the source workspace if it applies cleanly (`git apply --check` first, so a
- * patch that does not apply changes nothing); returns null, or why it was not applied.
+ * patch that does not apply changes nothing); returns null, or why it was not applied. `files`
+ * (what the patch touches) keeps the workspace's owners: git writes each file anew, as the
+ * broker's user (root in the broker image), so a broker that may (root) gives a changed file back
+ * its owner, and a new file or directory the owner of the directory it was made in.
  */
-export async function applyPatch(workspace: string, patchFile: string, workDir: string): Promise<string | null> {
+export async function applyPatch(workspace: string, patchFile: string, workDir: string, files: readonly ChangedFile[] = []): Promise<string | null> {
   // A repository of the broker's: git apply then works relative to the workspace, whether or not
   // it is (or is inside) a git work tree, and never touches that repository's index.
   const gitDir = path.join(workDir, "apply.git");
@@ -206,6 +209,47 @@ export async function applyPatch(workspace: string, patchFile: string, workDir: 
   } catch (e) {
     return (e as Error).message.replace(/^git apply failed: /, "");
   }
+  const owners = process.getuid?.() === 0 ? ownersBefore(workspace, files) : [];
   await git(["apply", "--binary", patchFile], { env, cwd: workspace });
+  for (const [p, o] of owners) if (existsSync(p)) lchownSync(p, o.uid, o.gid);
   return null;
+}
+
+/**
+ * Who should own each path the patch writes, read before it is applied: a file that exists, its
+ * own owner; a new one, and each directory to be made for it, the owner of its nearest existing
+ * directory. Paths the patch deletes are left out.
+ */
+function ownersBefore(workspace: string, files: readonly ChangedFile[]): [string, { uid: number; gid: number }][] {
+  const out = new Map<string, { uid: number; gid: number }>();
+  const ownerOf = (p: string): { uid: number; gid: number } | null => {
+    try {
+      const st = lstatSync(p);
+      return { uid: st.uid, gid: st.gid };
+    } catch {
+      return null;
+    }
+  };
+  for (const f of files) {
+    if (f.status === "deleted") continue;
+    const target = path.join(workspace, f.path);
+    if (!target.startsWith(workspace + path.sep)) continue;
+    const own = ownerOf(target);
+    if (own) {
+      out.set(target, own);
+      continue;
+    }
+    // A new file: its missing directories and itself take the nearest existing directory's owner.
+    const made = [target];
+    let dir = path.dirname(target);
+    let parent = ownerOf(dir);
+    while (!parent && dir.startsWith(workspace + path.sep)) {
+      made.push(dir);
+      dir = path.dirname(dir);
+      parent = ownerOf(dir);
+    }
+    if (parent) for (const p of made) if (!out.has(p)) out.set(p, parent);
+  }
+  // Directories before the files in them.
+  return [...out].sort(([a], [b]) => a.length - b.length);
 }

@@ -414,7 +414,7 @@ export class MissionRunner {
     const file = path.join(path.dirname(changes.resultDir), "changes.patch");
     writeFileSync(file, changes.patch, { mode: 0o600 });
     const prior = this.applying.get(workspace) ?? Promise.resolve();
-    const mine = prior.catch(() => {}).then(() => applyPatch(workspace, file, path.dirname(changes.resultDir)));
+    const mine = prior.catch(() => {}).then(() => applyPatch(workspace, file, path.dirname(changes.resultDir), changes.files));
     this.applying.set(workspace, mine);
     const refused = await mine.finally(() => this.applying.get(workspace) === mine && this.applying.delete(workspace));
     if (refused === null) {

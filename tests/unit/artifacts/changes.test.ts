@@ -2,7 +2,7 @@
 // the patch from the baseline to a task's tree holds (text, binary, new, deleted, mode changes),
 // and that it applies to the source only when it applies cleanly.
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -109,5 +109,32 @@ describe("an isolated copy", () => {
     const changes = await changesFrom(base, treeOf(dir));
     expect(changes.patch.length).toBe(0);
     expect(changes.files).toEqual([]);
+  });
+  // Root only: chown needs it (the broker image runs as root, which is when this matters).
+  it.runIf(process.getuid?.() === 0)("applied as root, keeps the workspace's owners: a changed file its own, a new file and directory their directory's", async () => {
+    const ws = workspace(false);
+    execFileSync("chown", ["-R", "4321:4322", ws]);
+    const { dir, base } = await extractCopy(ws);
+    writeFileSync(path.join(dir, "a.txt"), "one\nTWO\n");
+    mkdirSync(path.join(dir, "deep", "er"), { recursive: true });
+    writeFileSync(path.join(dir, "deep", "er", "new.txt"), "fresh\n");
+    const changes = await changesFrom(base, treeOf(dir));
+    const file = path.join(base.workDir, "changes.patch");
+    writeFileSync(file, changes.patch);
+    expect(await applyPatch(ws, file, base.workDir, changes.files)).toBeNull();
+    expect(readFileSync(path.join(ws, "deep", "er", "new.txt"), "utf8")).toBe("fresh\n");
+    for (const p of ["a.txt", "deep", "deep/er", "deep/er/new.txt"]) {
+      const st = lstatSync(path.join(ws, p));
+      expect([p, st.uid, st.gid]).toEqual([p, 4321, 4322]);
+    }
+    // A file of another owner keeps that owner, not the directory's.
+    chownSync(path.join(ws, "run.sh"), 4400, 4401);
+    const again = await extractCopy(ws);
+    writeFileSync(path.join(again.dir, "run.sh"), "echo changed\n");
+    const c2 = await changesFrom(again.base, treeOf(again.dir));
+    const f2 = path.join(again.base.workDir, "changes.patch");
+    writeFileSync(f2, c2.patch);
+    expect(await applyPatch(ws, f2, again.base.workDir, c2.files)).toBeNull();
+    expect([lstatSync(path.join(ws, "run.sh")).uid, lstatSync(path.join(ws, "run.sh")).gid]).toEqual([4400, 4401]);
   });
 });

@@ -20,7 +20,7 @@ const integration = {
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "unit", include: ["tests/unit/**/*.test.ts"], testTimeout: 30_000, globalSetup: [TEMP_ROOT], setupFiles: [USE_TEMP_ROOT], maxWorkers: 2, sequence: { groupOrder: 0 } } },
+      { test: { name: "unit", include: ["tests/unit/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000, globalSetup: [TEMP_ROOT], setupFiles: [USE_TEMP_ROOT], maxWorkers: 2, sequence: { groupOrder: 0 } } },
       { test: { name: "integration", include: ["tests/integration/**/*.test.ts"], exclude: ALONE, maxWorkers: 2, sequence: { groupOrder: 0 }, ...integration } },
       { test: { name: "integration-alone", include: ALONE, maxWorkers: 1, fileParallelism: false, sequence: { groupOrder: 1 }, ...integration } },
     ],

@@ -18,6 +18,17 @@ const COLORS = { broker: "#0969da", floor: "#57606a", other: "#8250df" };
 const esc = (s) => String(s).replace(/[<>&"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]);
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
+/** The relay's sides (netns, the default, when measured; runs before it had the socket first), then the floor. */
+function relaySeries(x) {
+  const first = x.netns ? "netns" : "socket";
+  return [
+    ["relay, container's netns", x.netns, first === "netns" ? "broker" : "other"],
+    ["relay, unix socket", x.socket, first === "socket" ? "broker" : "other"],
+    ["relay, through the engine", x.stdio, "other"],
+    ["direct model (floor)", x.direct, "floor"],
+  ].filter(([, s]) => s);
+}
+
 /** The latency measures of a results object: each a title, a unit, and its series (label, summary, role). */
 export function latencyMeasures(r) {
   const m = [];
@@ -27,13 +38,13 @@ export function latencyMeasures(r) {
     m.push({
       title: "warm turn: model through the relay vs direct",
       unit: "ms",
-      series: [["relay, unix socket", r.relay.turn.socket, "broker"], ["relay, through the engine", r.relay.turn.stdio, "other"], ["direct model (floor)", r.relay.turn.direct, "floor"]],
-      note: `+${r.relay.addedMsP50?.socket} / +${r.relay.addedMsP50?.stdio} ms at p50`,
+      series: relaySeries(r.relay.turn),
+      note: `+${[r.relay.addedMsP50?.netns, r.relay.addedMsP50?.socket, r.relay.addedMsP50?.stdio].filter((x) => x !== undefined).join(" / +")} ms at p50`,
     });
   }
   if (r.relay?.request) {
     const q = r.relay.request;
-    m.push({ title: "one model request from inside the container", unit: "ms", series: [["relay, unix socket", q.socket, "broker"], ["relay, through the engine", q.stdio, "other"], ["direct model (floor)", q.direct, "floor"]].filter(([, s]) => s) });
+    m.push({ title: "one model request from inside the container", unit: "ms", series: relaySeries(q) });
   }
   if (r.throughput) m.push({ title: `throughput: ${r.throughput.tasks} tasks on ${r.throughput.containers}×${r.throughput.capacity}`, unit: "ms", series: [["broker", r.throughput.brokerMs, "broker"], ["direct (floor)", r.throughput.directMs, "floor"]], note: `${r.throughput.brokerTasksPerSecond} vs ${r.throughput.directTasksPerSecond} tasks/s` });
   for (const [protocol, d] of Object.entries(r.drivers ?? {})) {

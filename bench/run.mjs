@@ -18,7 +18,7 @@ import { createApp } from "../dist/http/app.js";
 import { LineSplitter } from "../dist/worker/stream-transport.js";
 import { ApiKeyCredential } from "../dist/auth/credential.js";
 import { ModelRelay } from "../dist/relay/model-relay.js";
-import { RelayLink } from "../dist/worker/relay-link.js";
+import { RelayLink, relayChannelOptions } from "../dist/worker/relay-link.js";
 import { DockerRuntime } from "../dist/runtime/docker.js";
 import { silentLogger } from "../dist/log.js";
 import { startRehearsalServer } from "../dist/rehearsal/server.js";
@@ -447,11 +447,13 @@ async function relay() {
   const model = await startRehearsalServer({ port: 0 });
   const relay = new ModelRelay();
   const docker = new DockerRuntime();
-  // Today's direct path, and the relay's two channels: a unix socket in CODEX_HOME (the default
-  // on a local engine) and the forwarder's stdio through the engine (a remote engine's only way).
+  // Today's direct path, and the relay's three channels: the broker's sockets on the container's
+  // loopback (netns, the default on a local engine when the broker runs as root), a unix socket
+  // in CODEX_HOME (the local fallback) and the forwarder's stdio through the engine (a remote
+  // engine's only way).
   const sides = { direct: new DirectAppServer() };
   const links = [];
-  for (const channel of ["socket", "stdio"]) {
+  for (const channel of ["netns", "socket", "stdio"]) {
     const grant = relay.grant({ container: `bench-${channel}`, upstream: { baseUrl: model.url, credential: new ApiKeyCredential(() => API_KEY) } });
     const home = ownedDir("home", 0o700);
     writeFileSync(path.join(home, "auth.json"), JSON.stringify({ OPENAI_API_KEY: grant.token }), { mode: 0o600 });
@@ -461,7 +463,7 @@ async function relay() {
       if ((await docker.inspect(d.name).catch(() => null))?.running) break;
       if (Date.now() > end) throw new Error(`${d.name} did not start`);
     }
-    const link = new RelayLink({ docker, relay, grant, containerId: d.name, container: d.name, logger: silentLogger, egress: false, alive: () => true, socket: channel === "socket" ? { dir: home, mountedAt: "/codex-home", user: { uid: UID, gid: UID } } : undefined });
+    const link = new RelayLink({ docker, relay, grant, containerId: d.name, container: d.name, logger: silentLogger, egress: false, alive: () => true, ...relayChannelOptions(channel, true, { dir: home, mountedAt: "/codex-home", user: { uid: UID, gid: UID } }) });
     await link.open();
     links.push(link);
     sides[channel] = d;
@@ -512,11 +514,11 @@ async function relay() {
     runs,
     requestsPerTurn,
     turn: Object.fromEntries(names.map((k) => [k, summary(turn[k])])),
-    addedMsP50: { socket: round(median(turn.socket) - median(turn.direct)), stdio: round(median(turn.stdio) - median(turn.direct)) },
+    addedMsP50: { netns: round(median(turn.netns) - median(turn.direct)), socket: round(median(turn.socket) - median(turn.direct)), stdio: round(median(turn.stdio) - median(turn.direct)) },
     request: Object.fromEntries(names.map((k) => [k, { n: request[k].length, median: round2(median(request[k])), p10: round2(quantile(request[k], 0.1)), p90: round2(quantile(request[k], 0.9)), min: round2(Math.min(...request[k])), max: round2(Math.max(...request[k])), samples: request[k].map(round2) }])),
-    requestAddedMsP50: { socket: round2(median(request.socket) - median(request.direct)), stdio: round2(median(request.stdio) - median(request.direct)) },
+    requestAddedMsP50: { netns: round2(median(request.netns) - median(request.direct)), socket: round2(median(request.socket) - median(request.direct)), stdio: round2(median(request.stdio) - median(request.direct)) },
     deltasPerSecond: Object.fromEntries(names.map((k) => [k, round(median(stream[k]))])),
-    streamRatio: { socket: ratio("socket"), stdio: ratio("stdio") },
+    streamRatio: { netns: ratio("netns"), socket: ratio("socket"), stdio: ratio("stdio") },
   };
   say(`relay: turn p50 ${names.map((k) => `${k} ${results.relay.turn[k].median} ms`).join(", ")}`);
 }
@@ -677,10 +679,10 @@ function table() {
   }
   if (results.relay) {
     const r = results.relay;
-    lines.push(row("warm turn, direct model", r.turn.direct), row("warm turn, relay over a unix socket", r.turn.socket), row("warm turn, relay over the engine", r.turn.stdio));
-    lines.push(`  relay adds ${r.addedMsP50.socket} ms at p50 over a unix socket (local engine), ${r.addedMsP50.stdio} ms through the engine (target ≤ 2); ${r.requestsPerTurn} model request(s) per turn`);
-    lines.push(row("model request, direct", r.request.direct), row("model request, relay over the socket", r.request.socket), row("model request, relay over the engine", r.request.stdio));
-    lines.push(`  per model request (new connection, 38 KB body) the relay adds ${r.requestAddedMsP50.socket} ms at p50 over the socket, ${r.requestAddedMsP50.stdio} ms through the engine`);
+    lines.push(row("warm turn, direct model", r.turn.direct), row("warm turn, relay in the container's netns", r.turn.netns), row("warm turn, relay over a unix socket", r.turn.socket), row("warm turn, relay over the engine", r.turn.stdio));
+    lines.push(`  relay adds ${r.addedMsP50.netns} ms at p50 in the container's netns (local engine, the default), ${r.addedMsP50.socket} ms over a unix socket (local fallback), ${r.addedMsP50.stdio} ms through the engine (target ≤ 2); ${r.requestsPerTurn} model request(s) per turn`);
+    lines.push(row("model request, direct", r.request.direct), row("model request, relay in the netns", r.request.netns), row("model request, relay over the socket", r.request.socket), row("model request, relay over the engine", r.request.stdio));
+    lines.push(`  per model request (new connection, 38 KB body) the relay adds ${r.requestAddedMsP50.netns} ms at p50 in the netns, ${r.requestAddedMsP50.socket} ms over the socket, ${r.requestAddedMsP50.stdio} ms through the engine`);
     lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
   }
   if (results.engines) {

@@ -14,7 +14,7 @@ import type { ModelRelay } from "../relay/model-relay.js";
 import type { UpstreamTarget } from "../relay/upstream.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import { CONTAINER_PATHS, privateDir, WorkerContainer } from "../worker/container.js";
-import { RelayLink } from "../worker/relay-link.js";
+import { RelayLink, relayChannelOptions, type RelayChannelKind } from "../worker/relay-link.js";
 import { createWorkspaceVolume, packDir, seedVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import type { Want } from "./placement.js";
 import { meterUsage, type Slot, type Worker } from "./worker.js";
@@ -34,7 +34,7 @@ export interface BringUpContext {
   seeder: AuthSeeder;
   planType: string | null;
   upstream: UpstreamTarget;
-  relayChannel?: "socket" | "stdio" | undefined;
+  relayChannel?: RelayChannelKind | undefined;
   startTimeoutMs?: number | undefined;
   onContainerReady?: ((info: { name: string; profile: string; ms: number }) => void) | undefined;
   /** The pool's counts of new threads (shared by its drivers). */
@@ -145,7 +145,7 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     logger: ctx.logger,
     egress: worker.network === "allowlist",
     alive: () => !worker.dead && !worker.removing,
-    socket: (ctx.relayChannel ?? (ctx.docker.local ? "socket" : "stdio")) === "socket" ? { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user } : undefined,
+    ...relayChannelOptions(ctx.relayChannel, ctx.docker.local, { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user }),
   });
   // One budget for starting: a loaded machine can take a while to exec the forwarder too.
   await worker.relay.open(ctx.startTimeoutMs ?? 60_000);

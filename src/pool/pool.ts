@@ -25,7 +25,7 @@ import type { ConversationId, ConversationRoute } from "../state/route.js";
 import { runCommand, type CommandResult } from "../worker/command.js";
 import { CONTAINER_PATHS, egressEnv, LABELS, workerUser } from "../worker/container.js";
 import { checkImageForChannel } from "../worker/image-policy.js";
-import { RELAY_PORTS } from "../worker/relay-link.js";
+import { RELAY_PORTS, type RelayChannelKind } from "../worker/relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
 import { readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
@@ -118,10 +118,11 @@ export interface PoolOptions {
   /** Stores a route; a new conversation's turn returns once it resolves (so a reply after a restart finds it). */
   onRoute?: (route: ConversationRoute) => void | Promise<void>;
   /**
-   * How workers' forwarders reach the relay: a unix socket in CODEX_HOME (the default on a local
-   * engine) or their stdio through the engine (the only way on a remote one; tests force it).
+   * How workers reach the relay (src/worker/relay-link.ts): on a local engine the broker's sockets
+   * on the container's loopback (netns), else a unix socket in CODEX_HOME (socket); on a remote one
+   * the forwarder's stdio through the engine. Tests and the bench force one.
    */
-  relayChannel?: "socket" | "stdio";
+  relayChannel?: RelayChannelKind;
   /** Called when a container's Codex first answers, with the time since its creation began (metrics). */
   onContainerReady?: (info: { name: string; profile: string; ms: number }) => void;
 }

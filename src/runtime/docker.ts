@@ -73,6 +73,8 @@ export interface ContainerSummary {
 export interface ContainerState {
   id: string;
   name: string;
+  /** Its main process on the engine's host (0 when it does not run). */
+  pid: number;
   running: boolean;
   paused: boolean;
   status: string;
@@ -340,6 +342,7 @@ export class DockerRuntime {
       return {
         id: i.Id,
         name: i.Name.replace(/^\//, ""),
+        pid: i.State.Pid ?? 0,
         running: i.State.Running,
         paused: i.State.Paused,
         status: i.State.Status,

@@ -139,13 +139,19 @@ describe("a workspace the worker cannot write", () => {
 });
 
 describe("the relay channel", () => {
-  for (const channel of ["socket", "stdio"] as const) {
-    it(`${channel === "socket" ? "on a local engine, a unix socket in CODEX_HOME" : "through the engine (the forwarder's stdio, as on a remote engine)"}: turns and a streamed answer go through, with the real credential upstream`, async () => {
-      const pool = await fixture.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }], pool: { relayChannel: channel } });
-      const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "#fake run ls -la /codex-home/.relay.sock 2>&1 | cut -c1 ; echo listed\n#fake auth\n#fake deltas 300" });
+  const about = {
+    netns: "on a local engine by default, the broker's own sockets on the container's loopback (no forwarder)",
+    socket: "on a local engine, a unix socket in CODEX_HOME",
+    stdio: "through the engine (the forwarder's stdio, as on a remote engine)",
+  };
+  for (const channel of ["netns", "socket", "stdio"] as const) {
+    it(`${about[channel]}: turns and a streamed answer go through, with the real credential upstream`, async () => {
+      const pool = await fixture.start({ workers: [{ name: "default", capacity: 1, max_containers: 1 }], ...(channel === "netns" ? {} : { pool: { relayChannel: channel } }) });
+      const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "#fake run ls -la /codex-home/.relay.sock 2>&1 | cut -c1 ; echo listed; echo forwarders=$(pgrep -fc '^node /opt/codex-relay/forwarder.js')\n#fake auth\n#fake deltas 300" });
       expect(r.outcome.status, r.outcome.error ?? "").toBe("succeeded");
       const out = r.outcome.finalMessage ?? "";
       expect(out).toMatch(channel === "socket" ? /:\ns\nlisted/ : /:\nl\nlisted/); // "s": a socket; "l" of "ls: cannot access"
+      expect(out).toContain(`forwarders=${channel === "netns" ? 0 : 1}`); // the netns channel has no process in the container
       expect(out).toContain(`auth: ${tokenFingerprint(API_KEY_DEFAULT)}`);
       expect(out).toContain(Array.from({ length: 300 }, (_, k) => `w${k + 1}`).join(" "));
       expect(r.usage).toMatchObject({ requests: 2, inputTokens: 200, model: "rehearsal" });

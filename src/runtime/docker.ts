@@ -566,12 +566,18 @@ export class DockerRuntime {
   }
 }
 
-/** What an engine said when it answered a call with an HTTP error (dockerode's statusCode and json), else null. */
+/**
+ * What an engine said when it answered a call with an HTTP error, else null. dockerode gives its
+ * statusCode, and the engine's words in `json.message`, or (for a streamed answer such as a pull,
+ * where json is null) only in its own message: "(HTTP code 404) unexpected - <words> ".
+ */
 function engineSaid(e: unknown): string | null {
-  if (typeof e !== "object" || e === null || typeof (e as { statusCode?: unknown }).statusCode !== "number") return null;
-  const json = (e as { json?: unknown }).json;
+  const { statusCode: status, json } = (e ?? {}) as { statusCode?: unknown; json?: unknown };
+  if (!(e instanceof Error) || typeof status !== "number") return null;
   const message = typeof json === "object" && json !== null ? (json as { message?: unknown }).message : undefined;
-  return typeof message === "string" ? message : `HTTP ${(e as { statusCode: number }).statusCode}`;
+  if (typeof message === "string") return message;
+  const words = /^\(HTTP code \d+\) [^-]*- (.*)$/s.exec(e.message)?.[1]?.trim();
+  return words || `HTTP ${status}`;
 }
 
 /** The fix for a failed pull, from what the engine said. */

@@ -184,6 +184,31 @@ describe("images pulled from a registry", () => {
     expect(record.tasks[0]!.error).toContain("eng-1");
   }, 120_000);
 
+  it("a registry that asks for credentials: refused without registry_auth, naming the fix; pulled with it", async () => {
+    const locked = await startRegistry(["127.0.0.1"], { basicAuth: { username: "cmw", password: `pw-${RUN}` } });
+    try {
+      await tagOnMain(`${registry.at("127.0.0.1")}/${NS}/ok:dev`); // the main engine has ok:dev to serve
+      await locked.add(`${registry.at("127.0.0.1")}/${NS}/ok:dev`, `${NS}/locked`, "dev");
+      const ref = `${locked.at("127.0.0.1")}/${NS}/locked:dev`;
+      const e = (await pools.start({ workers: [{ name: "default", image: ref, pull: true }] }).then(
+        () => null,
+        (x: unknown) => x,
+      )) as (Error & { code?: string }) | null;
+      expect(e?.code).toBe("IMAGE_MISSING");
+      expect(e?.message).toContain(`could not pull ${ref}`);
+      expect(e?.message).toContain("the registry refused the credentials: give the profile registry_auth");
+      const dir = mkdtempSync(path.join(os.tmpdir(), "cmw-regauth-"));
+      const auth = path.join(dir, "registry.json");
+      writeFileSync(auth, JSON.stringify({ username: "cmw", password: `pw-${RUN}` }), { mode: 0o600 });
+      await pools.start({ workers: [{ name: "default", image: ref, pull: true, registry_auth: auth }] });
+      expect((await main.imageInspect(ref))?.id).toBe(okId);
+      expect(locked.hits.some((h) => h.path.endsWith("/manifests/dev") && h.status === 200)).toBe(true);
+      rmSync(dir, { recursive: true, force: true });
+    } finally {
+      await locked.close();
+    }
+  }, 180_000);
+
   it("an image whose ID differs from the main engine's is refused on the test engine", async () => {
     // The main engine has drift:dev as ok:dev is; the registry serves another image under that name.
     const ref = `${registry.at(ENG1_ROOT)}/${NS}/drift:dev`;

@@ -115,15 +115,26 @@ network() {
   ip -n "$NS" link set eth0 up
 }
 
+# The engine's daemon.json; returns 0 when it changed. Its own engine key: by default every dockerd
+# shares /etc/docker/key.json and so one engine ID. Plain-HTTP registries on 10.200.0.0/16 (the
+# tests' registry listens on each engine's veth address, tests/integration/support/registry.ts),
+# as dockerd allows 127.0.0.0/8 by default; dockerd reads insecure-registries again on SIGHUP.
+daemon_json() {
+  local want
+  want=$(printf '{ "deprecated-key-path": "%s/key.json", "insecure-registries": ["10.200.0.0/16"] }' "$CONF")
+  mkdir -p "$CONF"
+  [ "$(cat "$CONF/daemon.json" 2>/dev/null)" = "$want" ] && return 1
+  printf '%s\n' "$want" >"$CONF/daemon.json"
+}
+
 start() {
   if ! cert_ok "$TLS/$NAME"; then
     issue_cert "$TLS/$NAME" "$NAME" "subjectAltName=IP:$IP,DNS:$NAME
 extendedKeyUsage=serverAuth
 keyUsage=critical,digitalSignature,keyEncipherment"
   fi
-  mkdir -p "$CONF" "$DATA" "$EXEC"
-  # Its own engine key: by default every dockerd shares /etc/docker/key.json and so one engine ID.
-  printf '{ "deprecated-key-path": "%s/key.json" }\n' "$CONF" >"$CONF/daemon.json"
+  mkdir -p "$DATA" "$EXEC"
+  daemon_json || true
   rm -f "$PIDF"
   # A dockerd killed hard leaves containerd.pid behind, and its containerd may still be an
   # unreaped zombie: a new dockerd then waits for that "running" containerd and gives up. Stop a
@@ -196,7 +207,15 @@ up() {
         engine_pid >/dev/null || break
         sleep 0.2
       done
-      [ $ok = 1 ] && continue
+      if [ $ok = 1 ]; then
+        # Up from before the config changed: it reads daemon.json again on SIGHUP (no restart,
+        # so the containers of a run under way are left alone).
+        if daemon_json; then
+          kill -HUP "$(engine_pid)"
+          say "$NAME: daemon.json changed, reloaded (SIGHUP)"
+        fi
+        continue
+      fi
       engine_pid >/dev/null && die "$NAME (pid $(cat "$PIDF")) is running but does not answer at tcp://$IP:$PORT: scripts/test-engines.sh down, then up"
     fi
     start

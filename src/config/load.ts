@@ -7,6 +7,7 @@ import { parse as parseToml } from "smol-toml";
 import type { z } from "zod";
 import { ConfigError, formatZodIssues } from "../errors.js";
 import { VERSION } from "../version.js";
+import { readRegistryAuth } from "./registry-auth.js";
 import { NETWORKS, WrapperConfigFileSchema, type EngineConfig, type NetworkMode, type WrapperConfig } from "./schema.js";
 
 /** Environment variables that override the file, and the key each sets. */
@@ -96,8 +97,19 @@ export function resolveConfig(
   });
   if (problems.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${problems.join("\n  ")}`, { problems });
   const warnings: string[] = [];
-  const workers = profiles.map((p, i) => {
-    const image = p.image ?? envImage ?? `${b.image_prefix}/worker:${defaultImageTag}`;
+  const authProblems: string[] = [];
+  const workers = profiles.map((q, i) => {
+    const image = q.image ?? envImage ?? `${b.image_prefix}/worker:${defaultImageTag}`;
+    // Read once now so that an unreadable credentials file stops the start; read again at each pull.
+    const registry_auth = q.registry_auth === undefined ? undefined : path.resolve(expandHome(q.registry_auth));
+    if (registry_auth) {
+      try {
+        readRegistryAuth(registry_auth, image, `workers[${i}].registry_auth`);
+      } catch (e) {
+        authProblems.push((e as Error).message);
+      }
+    }
+    const p = { ...q, registry_auth };
     if ((NETWORKS as readonly string[]).includes(p.network)) return { ...p, image, network: p.network as NetworkMode };
     warnings.push(
       `workers[${i}].network = "${p.network}" names a Docker network: read as network = "open" with docker_network = "${p.network}", which lets a task's commands send anything anywhere; ` +
@@ -105,6 +117,8 @@ export function resolveConfig(
     );
     return { ...p, image, network: "open" as const, docker_network: p.network };
   });
+
+  if (authProblems.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${authProblems.join("\n  ")}`, { problems: authProblems });
 
   const engines = resolveEngines(parsed.data.engines, env, source);
   const problemsOfEngines: string[] = [];

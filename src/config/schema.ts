@@ -68,6 +68,10 @@ export const WorkerProfileSchema = z
   .strictObject({
     name: z.string().regex(NAME, { error: "expected a short name: lowercase letters, digits, - and _" }),
     image: z.string().min(1, { error: "expected an image reference such as codex-mcp-wrapper/worker:dev" }).optional(),
+    /** Each engine that may run the profile pulls `image` from its registry when it lacks it (docs/engines.md). */
+    pull: z.boolean({ error: "expected true (pull the image from its registry) or false" }).default(false),
+    /** A JSON file with the registry's credentials for `pull` (its content never appears in a log or error). */
+    registry_auth: z.string().min(1, { error: "expected the path of a JSON file with the registry's credentials" }).optional(),
     protocol: oneOf(PROTOCOLS).default("app-server"),
     capacity: positiveInt().default(4),
     max_containers: positiveInt().default(4),
@@ -105,6 +109,8 @@ export const WorkerProfileSchema = z
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
     if (w.protocol === "exec" && w.approval_policy === "untrusted")
       ctx.addIssue({ code: "custom", path: ["approval_policy"], message: 'codex exec refuses "untrusted" ("no longer supported"); use "never" or "on-request" with protocol "exec", or protocol "app-server" (which forwards approvals to the client that asked)' });
+    if (w.registry_auth !== undefined && !w.pull)
+      ctx.addIssue({ code: "custom", path: ["registry_auth"], message: "applies only to an image pulled from a registry; add pull = true, or remove registry_auth" });
     if (w.warm * w.warm_workspaces.length > w.max_containers)
       ctx.addIssue({ code: "custom", path: ["warm_workspaces"], message: `warm (${w.warm}) containers for each of ${w.warm_workspaces.length} workspaces exceed max_containers (${w.max_containers}); raise max_containers or list fewer workspaces` });
   });

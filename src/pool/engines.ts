@@ -5,7 +5,8 @@
 import type { EngineConfig, WrapperConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { DockerRuntime } from "../runtime/docker.js";
+import { readRegistryAuth } from "../config/registry-auth.js";
+import { DockerRuntime, type ImageInfo } from "../runtime/docker.js";
 import { ensureImage } from "../runtime/images.js";
 import type { EngineView } from "./placement.js";
 
@@ -27,6 +28,8 @@ export class EngineSet {
   private readonly byName = new Map<string, Engine>();
   /** Probes under way, one per engine at a time. */
   private readonly probing = new Map<string, Promise<boolean>>();
+  /** The images profiles pull from their registry (`pull = true`), with where their credentials are. */
+  private readonly pulls = new Map<string, { auth: string | undefined; field: string }>();
 
   /**
    * `first` is the runtime of the first engine (the broker's, or a test's); the others are made
@@ -46,6 +49,9 @@ export class EngineSet {
       version: null,
     }));
     for (const e of this.all) this.byName.set(e.config.name, e);
+    config.workers.forEach((p, i) => {
+      if (p.pull && !this.pulls.has(p.image)) this.pulls.set(p.image, { auth: p.registry_auth, field: `workers[${i}].registry_auth` });
+    });
   }
 
   /** The engine images come from (the first). */
@@ -116,23 +122,38 @@ export class EngineSet {
 
   /**
    * Makes sure `target` has each image with the source's image ID (runtime/images.ts): nothing when
-   * it has, else the image is streamed to it from the source (docker save into docker load), its
-   * progress logged every 10 %. An image missing on the source is a clear error.
+   * it has, else the engine pulls it (a profile with `pull = true`) or the image is streamed to it
+   * from the source (docker save into docker load), its progress logged every 10 %. An image
+   * missing on the source (and not pulled), a failed pull and an image ID that differs from the
+   * source's are each a clear error naming the engine and the image.
    */
   async ensureImages(target: Engine, images: readonly string[]): Promise<void> {
     for (const ref of new Set(images)) {
+      const pull = this.pulls.get(ref);
+      const doing = pull ? "pulling an image on an engine" : "copying an image to an engine";
       let logged = 0;
       const began = Date.now();
       const r = await ensureImage(this.source.docker, target.docker, ref, {
+        registry: pull !== undefined,
+        ...(pull?.auth ? { auth: () => readRegistryAuth(pull.auth!, ref, pull.field) } : {}),
         onProgress: (bytes, total) => {
           const tenth = total ? Math.floor((10 * bytes) / total) : Math.floor(bytes / 100e6);
           if (tenth <= logged) return;
           logged = tenth;
-          this.logger.info("copying an image to an engine", { engine: target.config.name, image: ref, mb: Math.round(bytes / 1e6), ...(total ? { of: Math.round(total / 1e6) } : {}) });
+          this.logger.info(doing, { engine: target.config.name, image: ref, mb: Math.round(bytes / 1e6), ...(total ? { of: Math.round(total / 1e6) } : {}) });
         },
       });
-      if (r.transferred) this.logger.info("image copied to an engine", { engine: target.config.name, image: ref, id: r.id, seconds: Math.round((Date.now() - began) / 100) / 10 });
+      if (r.transferred) this.logger.info(pull ? "image pulled on an engine" : "image copied to an engine", { engine: target.config.name, image: ref, id: r.id, seconds: Math.round((Date.now() - began) / 100) / 10 });
     }
+  }
+
+  /**
+   * The source engine's image `ref`, pulled there first when a profile pulls it and the source
+   * lacks it (the source is the reference for every other engine's image ID); null: missing.
+   */
+  async sourceImage(ref: string): Promise<ImageInfo | null> {
+    if (this.pulls.has(ref)) await this.ensureImages(this.source, [ref]);
+    return this.source.docker.imageInspect(ref);
   }
 
   /** What /healthz, doctor, the status page and /metrics show of each engine. */

@@ -204,7 +204,7 @@ export class WorkerPool {
     if (problems.length) throw new WrapperError("IMAGE_REFUSED", `instance ${this.opts.config.label} (${this.opts.config.channel}) refuses to start: ${problems.join("; ")}`);
     const rehearsalImages = new Set<string>();
     for (const p of this.opts.config.workers) {
-      const image = await this.engines.source.docker.imageInspect(p.image);
+      const image = await this.engines.sourceImage(p.image); // pulled there first for a profile with pull = true
       if (!image) throw new WrapperError("IMAGE_MISSING", `worker profile "${p.name}": image ${p.image} is missing; build it with npm run images`);
       if (image.labels[REHEARSAL_LABEL]) rehearsalImages.add(p.name);
     }

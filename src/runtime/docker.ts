@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { PassThrough, pipeline, type Readable, Transform, type Writable } from "node:stream";
 import Docker from "dockerode";
+import type { RegistryAuth } from "../config/registry-auth.js";
 import type { EngineConfig } from "../config/schema.js";
 import { DockerUnavailableError, WrapperError } from "../errors.js";
 import { type EnginePlace, engineFailureMessage, engineLabel } from "./engine-errors.js";
@@ -159,6 +160,11 @@ export class DockerRuntime {
     const message = engineFailureMessage(e, this.place, what);
     if (message !== null) return new DockerUnavailableError(message, { cause: e });
     return e instanceof Error ? e : new Error(String(e));
+  }
+
+  /** IMAGE_MISSING for a pull the engine refused, naming the engine, the image, what it said and the fix. */
+  private pullError(ref: string, engineSays: string): WrapperError {
+    return new WrapperError("IMAGE_MISSING", `${this.label} could not pull ${ref}: ${engineSays}; ${pullFix(engineSays)}`, { image: ref, engine: this.name });
   }
 
   private lateError(what: string, ms: number): DockerUnavailableError {
@@ -521,13 +527,21 @@ export class DockerRuntime {
    * Deadline discipline as for loadImage: the answer within `callTimeoutMs`, then a failure after
    * `callTimeoutMs` with no progress. (Registry credentials: the engine's own, none passed here.)
    */
-  async pullImage(ref: string, opts: { onProgress?: (bytes: number, total: number | null) => void } = {}): Promise<void> {
+  async pullImage(ref: string, opts: { onProgress?: (bytes: number, total: number | null) => void; auth?: RegistryAuth } = {}): Promise<void> {
     const what = `pull image ${ref}`;
     const abort = new AbortController();
-    const res = (await this.call(what, (signal) => {
-      signal.addEventListener("abort", () => abort.abort());
-      return this.docker.pull(ref, { abortSignal: abort.signal });
-    })) as Readable;
+    let res: Readable;
+    try {
+      res = (await this.call(what, (signal) => {
+        signal.addEventListener("abort", () => abort.abort());
+        return this.docker.pull(ref, { abortSignal: abort.signal, ...(opts.auth ? { authconfig: opts.auth } : {}) });
+      })) as Readable;
+    } catch (e) {
+      // The engine answered, and refused the pull (an unknown tag, a registry it cannot reach): its words, and the fix.
+      const said = engineSaid(e);
+      if (said !== null) throw this.pullError(ref, said);
+      throw e;
+    }
     const progress = new PullProgress();
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -545,7 +559,7 @@ export class DockerRuntime {
           kick,
           (m) => progress.add(m) && opts.onProgress?.(progress.bytes, progress.total),
           (engineSays) =>
-            engineSays === null ? resolve() : reject(new WrapperError("IMAGE_MISSING", `${this.label} could not pull ${ref}: ${engineSays}; check the image name and that the engine can log in to its registry (docker login on that engine)`)),
+            engineSays === null ? resolve() : reject(this.pullError(ref, engineSays)),
           (e) => reject(this.engineError(e, what)),
         );
       });
@@ -553,6 +567,29 @@ export class DockerRuntime {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * What an engine said when it answered a call with an HTTP error, else null. dockerode gives its
+ * statusCode, and the engine's words in `json.message`, or (for a streamed answer such as a pull,
+ * where json is null) only in its own message: "(HTTP code 404) unexpected - <words> ".
+ */
+function engineSaid(e: unknown): string | null {
+  const { statusCode: status, json } = (e ?? {}) as { statusCode?: unknown; json?: unknown };
+  if (!(e instanceof Error) || typeof status !== "number") return null;
+  const message = typeof json === "object" && json !== null ? (json as { message?: unknown }).message : undefined;
+  if (typeof message === "string") return message;
+  const words = /^\(HTTP code \d+\) [^-]*- (.*)$/s.exec(e.message)?.[1]?.trim();
+  return words || `HTTP ${status}`;
+}
+
+/** The fix for a failed pull, from what the engine said. */
+export function pullFix(engineSays: string): string {
+  if (/manifest unknown|not found|does not exist|name unknown/i.test(engineSays)) return "the registry has no such image or tag: push it there, or fix the tag in the profile's image";
+  if (/unauthorized|authentication required|denied|no basic auth credentials/i.test(engineSays)) return "the registry refused the credentials: give the profile registry_auth (a JSON file with username and password) or fix it";
+  if (/connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS client|network is unreachable|no route to host|TLS handshake/i.test(engineSays))
+    return "this engine cannot reach the registry: check that it runs and that the engine reaches its host (a plain-HTTP registry must be in the engine's insecure-registries)";
+  return "check the image name, and that the engine can reach and log in to its registry (docker pull on that engine shows why)";
 }
 
 /**

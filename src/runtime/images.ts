@@ -3,6 +3,7 @@
 // never a file of the whole image), or, when the image comes from a registry, the engine pulls it.
 // Afterwards the target's ID must equal the source's: an image that drifted is an error, not a
 // worker on different bits.
+import type { RegistryAuth } from "../config/registry-auth.js";
 import { WrapperError } from "../errors.js";
 import type { DockerRuntime } from "./docker.js";
 
@@ -11,6 +12,8 @@ export interface EnsureImageOptions {
   onProgress?: (bytes: number, total: number | null) => void;
   /** The image comes from a registry: the target pulls it instead of receiving it from `source`. */
   registry?: boolean;
+  /** The registry's credentials for that pull (read when needed: a function, so nothing holds them longer). */
+  auth?: () => RegistryAuth;
 }
 
 /**
@@ -24,10 +27,11 @@ export async function ensureImage(source: DockerRuntime, target: DockerRuntime, 
   if (opts.registry) {
     const have = await target.imageInspect(ref);
     if (have && (!want || have.id === want.id)) return { id: have.id, transferred: false };
-    await target.pullImage(ref, { onProgress: opts.onProgress });
+    await target.pullImage(ref, { onProgress: opts.onProgress, auth: opts.auth?.() });
     const got = await target.imageInspect(ref);
-    if (!got) throw new WrapperError("IMAGE_MISSING", `${target.label} pulled ${ref} but does not list it afterwards; pull it by hand there (docker pull ${ref}) to see why`);
-    if (want && got.id !== want.id) throw mismatch(source, target, ref, want.id, got.id, "the registry's copy differs from this machine's: push the image again, or pin it by digest");
+    if (!got) throw new WrapperError("IMAGE_MISSING", `${target.label} pulled ${ref} but does not list it afterwards; pull it by hand there (docker pull ${ref}) to see why`, { image: ref, engine: target.name });
+    if (want && got.id !== want.id)
+      throw mismatch(source, target, ref, want.id, got.id, `the registry's copy differs from the one on ${source.label}: push that one to the registry (docker push ${ref}), or remove it there (docker rmi ${ref}) so that it is pulled too`);
     return { id: got.id, transferred: true };
   }
   if (!want) {

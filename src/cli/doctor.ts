@@ -42,7 +42,7 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
       for (const profile of config.workers.filter((p) => engineFits(p, engine))) {
         const [here, there] = await Promise.all([dockerUp ? docker.imageInspect(profile.image) : null, remote.imageInspect(profile.image)]);
         if (there && here && there.id === here.id) checks.push(ok(`${where}: image ${profile.image} present, the same as here`));
-        else checks.push(warn(`${where}: image ${profile.image} ${there ? "differs from this machine's" : "is missing"}`, "the broker copies it there at start (docker save | load); nothing to do unless that fails"));
+        else checks.push(warn(`${where}: image ${profile.image} ${there ? "differs from this machine's" : "is missing"}`, profile.pull ? "the engine pulls it at start (pull = true); nothing to do unless that fails" : "the broker copies it there at start (docker save | load); nothing to do unless that fails"));
       }
     } catch (e) {
       checks.push(fail(`${where}: ${describeError(e)}`, "start that engine, check its host and tls paths in wrapper.toml ([[engines]]), and docs/engines.md; the broker starts without it and uses it once it answers"));
@@ -63,7 +63,9 @@ export async function runDoctor(config: WrapperConfig, docker: DockerRuntime): P
     try {
       const image = await docker.imageInspect(profile.image);
       if (!image) {
-        checks.push(fail(`${where}: image ${profile.image} is missing`, "build it with `npm run images` (or `docker load` a release)"));
+        // pull = true: the broker pulls it at start; its checks below need it here, so doctor does not pull.
+        if (profile.pull) checks.push(warn(`${where}: image ${profile.image} is not on this machine yet`, `the broker pulls it at start (pull = true); to check it now: docker pull ${profile.image}`));
+        else checks.push(fail(`${where}: image ${profile.image} is missing`, "build it with `npm run images` (or `docker load` a release)"));
         continue;
       }
       checks.push(ok(`${where}: image ${profile.image} present (${Math.round(image.size / 1e6)} MB)`));

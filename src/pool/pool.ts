@@ -990,7 +990,10 @@ export class WorkerPool {
     clearInterval(this.healthTimer);
     clearTimeout(this.warmTimer);
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
-    await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
+    const workers = [...this.workers];
+    await Promise.all(workers.map((w) => this.removeWorker(w, "shutdown")));
+    // One still on its way up (a spare or warm container started in the background) removes what it made.
+    await Promise.allSettled(workers.map((w) => w.ready));
     // Volumes of slots whose container had died (kept for a replacement that will not come now).
     for (const e of this.engines.all.filter((x) => x.up)) {
       await this.removeVolumes(true, e).catch((err: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { engine: e.config.name, error: describeError(err) }));

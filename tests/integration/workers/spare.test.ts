@@ -14,7 +14,7 @@ import type { MissionInput } from "../../../src/mission/schema.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
 import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, TEST_LABEL } from "../support/env.js";
+import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, removeTestContainers, TEST_LABEL } from "../support/env.js";
 import { docker, poolFixture, testConfig } from "../support/pool.js";
 import { until } from "../support/wait.js";
 
@@ -46,6 +46,8 @@ const readySpares = (pool: WorkerPool): string[] => pool.stats().containers.filt
 const ofLabel = (kind: "container" | "volume", label: string): string[] =>
   execFileSync("docker", [kind, "ls", ...(kind === "container" ? ["-a"] : []), "-q", "--filter", `label=${LABELS.instance}=${label}`], { encoding: "utf8" }).split("\n").filter(Boolean);
 afterAll(() => {
+  // The containers first (a volume in use cannot go), even when a test failed with spares up.
+  removeTestContainers(RUN);
   for (const v of execFileSync("docker", ["volume", "ls", "-q", "--filter", `label=${TEST_LABEL}=${RUN}`], { encoding: "utf8" }).split("\n").filter(Boolean)) execFileSync("docker", ["volume", "rm", "-f", v], { stdio: "ignore" });
 });
 

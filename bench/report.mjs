@@ -33,6 +33,7 @@ function relaySeries(x) {
 export function latencyMeasures(r) {
   const m = [];
   if (r.cold) m.push({ title: "cold start: batch → turn/started", unit: "ms", series: [["broker", r.cold.broker, "broker"], ["docker run -i (floor)", r.cold.floor, "floor"]], note: `ratio ${r.cold.ratio}×` });
+  if (r.coldSpare) m.push({ title: "cold start with a spare: batch → turn/started (isolated, new workspace)", unit: "ms", series: [["broker, spare ready", r.coldSpare.broker, "broker"], ["docker run -i (floor)", r.coldSpare.floor, "floor"]], note: `ratio ${r.coldSpare.ratio}× (target ≤ 0.85); a spare ${r.coldSpare.spareMemoryMiB.median} MiB` });
   if (r.warm) m.push({ title: "warm start: batch → turn/started", unit: "ms", series: [["broker", r.warm.broker, "broker"], ["direct app-server pipe (floor)", r.warm.floor, "floor"]], note: `+${r.warm.addedMsP50} ms at p50` });
   if (r.relay?.turn) {
     m.push({

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas,engines] [--cells 200x4,50x1] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines] [--cells 200x4,50x1] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -273,6 +273,44 @@ async function cold() {
     say(`cold ${i + 1}/${runs}: broker ${round(broker.at(-1))} ms, floor ${round(floor.at(-1))} ms`);
   }
   results.cold = { broker: summary(broker), floor: summary(floor), ratio: Math.round((median(broker) / median(floor)) * 100) / 100 };
+}
+
+/**
+ * Cold start with a spare: a broker whose isolated profile keeps one spare (created, started, Codex
+ * initialized before the batch); batch → turn/started for a task on a new workspace, whose copy
+ * fills the spare's volume. Interleaved with the same `docker run -i` floor as `cold`. Also what a
+ * spare costs in memory (docker stats of the idle spare before its task).
+ */
+async function coldSpare() {
+  const runs = QUICK ? 2 : 5;
+  const broker = [];
+  const floor = [];
+  const memory = [];
+  for (let i = 0; i < runs; i++) {
+    const withSpare = async () => {
+      const b = await startBroker([{ capacity: 1, max_containers: 2, spare: 1, workspace_mode: "isolated" }]);
+      const end = Date.now() + 120_000;
+      let spare;
+      while (!(spare = b.broker.pool.stats().containers.find((c) => c.spare && c.state === "ready"))) {
+        if (Date.now() > end) throw new Error("no spare ready after 120 s");
+        await sleep(100);
+      }
+      await sleep(1000); // let the idle spare settle before its memory is read
+      memory.push(containerMemoryMiB(spare.name));
+      return b;
+    };
+    await coldRound(broker, floor, withSpare, () => new DirectAppServer());
+    say(`cold-spare ${i + 1}/${runs}: broker ${round(broker.at(-1))} ms, floor ${round(floor.at(-1))} ms, spare ${memory.at(-1)} MiB`);
+  }
+  results.coldSpare = { broker: summary(broker), floor: summary(floor), ratio: round2(median(broker) / median(floor)), spareMemoryMiB: summary(memory) };
+}
+
+/** A container's memory use now, in MiB (docker stats). */
+function containerMemoryMiB(name) {
+  const used = execFileSync("docker", ["stats", "--no-stream", "--format", "{{.MemUsage}}", name], { encoding: "utf8" }).split("/")[0].trim();
+  const m = /^([\d.]+)\s*([KMG]i?B)$/.exec(used);
+  if (!m) return NaN;
+  return round(Number(m[1]) * { KiB: 1 / 1024, KB: 1 / 1024, MiB: 1, MB: 1, GiB: 1024, GB: 1024 }[m[2]]);
 }
 
 async function warm() {
@@ -666,6 +704,10 @@ function table() {
   const row = (name, s) => `${name.padEnd(34)} ${String(s.median).padStart(9)} ${String(s.p10).padStart(9)} ${String(s.p90).padStart(9)} ${String(s.n).padStart(4)}`;
   lines.push(`${"measure (ms)".padEnd(34)} ${"median".padStart(9)} ${"p10".padStart(9)} ${"p90".padStart(9)} ${"n".padStart(4)}`);
   if (results.cold) lines.push(row("cold start, broker", results.cold.broker), row("cold start, floor (docker run -i)", results.cold.floor), `  cold ratio broker/floor: ${results.cold.ratio} (target ≤ 1.10)`);
+  if (results.coldSpare) {
+    const r = results.coldSpare;
+    lines.push(row("cold start with a spare, broker", r.broker), row("cold start, floor (docker run -i)", r.floor), `  cold with a spare (isolated task, new workspace): broker/floor ${r.ratio} (target ≤ 0.85); a spare's memory ${r.spareMemoryMiB.median} MiB (median)`);
+  }
   if (results.warm) lines.push(row("warm start, broker", results.warm.broker), row("warm start, floor (direct pipe)", results.warm.floor), `  warm: broker/floor ${results.warm.ratio}× at p50 (target ≤ 0.6×: threads started ahead), ${results.warm.addedMsP50} ms; threads taken ahead ${results.warm.threads.takenAhead}, started on the task's path ${results.warm.threads.startedFresh}; warm container memory ${results.warm.containerMemory}`);
   if (results.drivers) for (const [p, d] of Object.entries(results.drivers)) lines.push(row(`task end to end, ${p}`, d.task));
   if (results.throughput) {
@@ -700,7 +742,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, engines, scale })) {
+  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

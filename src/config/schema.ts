@@ -77,6 +77,9 @@ export const WorkerProfileSchema = z
     max_containers: positiveInt().default(4),
     warm: z.number({ error: "expected a whole number of containers, 0 or more" }).int().nonnegative().default(0),
     warm_workspaces: z.array(z.string().min(1, { error: "expected a workspace path" }), { error: "expected a list of workspace paths" }).default([]),
+    // Containers per engine started ahead with an empty workspace volume, Codex up, for a task on
+    // a copy of a workspace not known ahead (isolated, or placed on a remote engine). docs/warm-pool.md.
+    spare: z.number({ error: "expected a whole number of spare containers per engine, 0 or more" }).int().nonnegative().default(0),
     sandbox: oneOf(SANDBOXES).default("read-only"),
     approval_policy: oneOf(APPROVAL_POLICIES).default("never"),
     /** How long an approval Codex asks for may wait for the MCP client's answer before it is declined. */
@@ -107,6 +110,7 @@ export const WorkerProfileSchema = z
   })
   .superRefine((w, ctx) => {
     if (w.warm > w.max_containers) ctx.addIssue({ code: "custom", path: ["warm"], message: `expected at most max_containers (${w.max_containers})` });
+    if (w.spare > w.max_containers) ctx.addIssue({ code: "custom", path: ["spare"], message: `expected at most max_containers (${w.max_containers}): spares count toward it` });
     if (w.protocol === "exec" && w.approval_policy === "untrusted")
       ctx.addIssue({ code: "custom", path: ["approval_policy"], message: 'codex exec refuses "untrusted" ("no longer supported"); use "never" or "on-request" with protocol "exec", or protocol "app-server" (which forwards approvals to the client that asked)' });
     if (w.registry_auth !== undefined && !w.pull)

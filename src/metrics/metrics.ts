@@ -73,6 +73,14 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: "codex_wrapper_spare_containers",
+      help: "Spare worker containers (started ahead with an empty workspace volume, no task has taken them yet)",
+      registers,
+      collect() {
+        this.set(src.pool().containers.filter((c) => c.spare && c.state !== "dead").length);
+      },
+    });
+    new Gauge({
       name: "codex_wrapper_engine_up",
       help: "Each Docker engine workers run on: 1 when it answers, 0 when it is down",
       labelNames: ["engine"],

@@ -135,7 +135,12 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
       throw new WrapperError(e instanceof WrapperError ? e.code : "WORKER_FAILED", `workspace_mode "isolated": cannot copy ${worker.workspace} into a volume on engine "${slot.engine}": ${describeError(e)}`);
     }
   }
+  // The pool may have given up on it meanwhile (its shutdown, an eviction): nothing is created
+  // after that, and what was being created is removed (a spare or warm container is started in
+  // the background, so a shutdown can come while it is on its way).
+  await gone(worker, ctx);
   await container.start();
+  await gone(worker, ctx);
   worker.relay = new RelayLink({
     docker: ctx.docker,
     relay: ctx.relay,
@@ -171,4 +176,13 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
   ]).finally(() => clearTimeout(timer));
   worker.driver = driver;
   ctx.onContainerReady?.({ name: container.name, profile: profile.name, ms: performance.now() - began });
+}
+
+/** Throws, removing the worker's container (and a volume it made, its slot gone with it), if the pool is removing it. */
+async function gone(worker: Worker, ctx: BringUpContext): Promise<void> {
+  if (!worker.removing && !worker.dead) return;
+  await worker.container.remove().catch(() => {}); // a leftover carries the labels: reaped later
+  // As the pool's own removal does: the copy goes with the slot's last container the broker took away.
+  if (worker.removing && worker.slot.volume && worker.slot.worker === null) await ctx.docker.removeVolume(worker.slot.volume).catch(() => {});
+  throw new WrapperError("WORKER_FAILED", `${worker.container.name} was removed by the broker before it was up`);
 }

@@ -292,3 +292,92 @@ export function chooseProfile(preferred: string | undefined, profile: string | u
   const free = mine.some((c) => c.inFlight < c.capacity) || mine.length < p.max_containers;
   return free ? preferred : profile;
 }
+
+/**
+ * A spare container as placement sees it: started ahead on an engine with an empty workspace
+ * volume and its Codex up (or coming up), for a new conversation on a copy of a workspace not
+ * known ahead. `user` is the uid:gid it runs as.
+ */
+export interface SpareView {
+  profile: string;
+  engine: string;
+  sandbox: SandboxMode;
+  network: NetworkMode;
+  allow: readonly string[];
+  user: string;
+  /** Its Codex has answered (one still starting can be taken too: the task waits for less). */
+  ready: boolean;
+}
+
+/**
+ * The spare a new conversation on a copy takes: one of its profile, sandbox, network (and
+ * allowlist) and user, on an engine that is up (on `engine` when placement already chose one for
+ * the copy); a ready one before one still starting, then the least-loaded engine, then config
+ * order. Null: none fits (the conversation starts a container of its own, as without spares).
+ */
+export function chooseSpare<S extends SpareView>(want: Pick<Want, "sandbox" | "network" | "allow"> & { profile: string; user: string; engine?: string | undefined }, spares: readonly S[], engines: readonly EngineView[]): S | null {
+  const order = new Map(engines.map((e, i) => [e.name, i]));
+  const load = (s: S): number => {
+    const e = engines.find((x) => x.name === s.engine)!;
+    return e.containers / e.maxContainers;
+  };
+  const fits = spares.filter(
+    (s) =>
+      s.profile === want.profile &&
+      s.sandbox === want.sandbox &&
+      s.network === want.network &&
+      s.allow.join(",") === want.allow.join(",") &&
+      s.user === want.user &&
+      (want.engine === undefined || s.engine === want.engine) &&
+      engines.some((e) => e.name === s.engine && e.up),
+  );
+  fits.sort((a, b) => Number(b.ready) - Number(a.ready) || load(a) - load(b) || order.get(a.engine)! - order.get(b.engine)!);
+  return fits[0] ?? null;
+}
+
+/** A live container as the spare top-up counts it. */
+export interface SpareCount {
+  profile: string;
+  engine: string;
+  spare: boolean;
+}
+
+/**
+ * The spares to start so that each profile with `spare = N` has N on every engine that is up and
+ * fits it, within its max_containers and each engine's room (other containers count too, and a
+ * start leaves less room for the next), never for a profile whose turns wait for room (demand
+ * first), and when to look again for a profile and engine still backing off after failed starts
+ * (failures are keyed `profile\0engine`; null: none is).
+ */
+export function spareStarts(
+  profiles: readonly Pick<WorkerProfile, "name" | "spare" | "max_containers" | "engines">[],
+  engines: readonly EngineView[],
+  live: readonly SpareCount[],
+  waiting: ReadonlySet<string>,
+  failures: ReadonlyMap<string, WarmFailure>,
+  now: number,
+): { starts: { profile: string; engine: string }[]; retryAt: number | null } {
+  const starts: { profile: string; engine: string }[] = [];
+  let retryAt = Infinity;
+  for (const p of profiles) {
+    if (p.spare === 0 || waiting.has(p.name)) continue;
+    let room = p.max_containers - live.filter((c) => c.profile === p.name).length;
+    for (const e of engines) {
+      if (!e.up || !engineFits(p, e)) continue;
+      const failed = failures.get(`${p.name}\u0000${e.name}`);
+      if (failed && failed.retryAt > now) {
+        retryAt = Math.min(retryAt, failed.retryAt);
+        continue;
+      }
+      let have = live.filter((c) => c.profile === p.name && c.engine === e.name && c.spare).length;
+      let engineRoom = e.maxContainers - e.containers - starts.filter((s) => s.engine === e.name).length;
+      while (have < p.spare && room > 0 && engineRoom > 0) {
+        starts.push({ profile: p.name, engine: e.name });
+        have++;
+        room--;
+        engineRoom--;
+      }
+    }
+  }
+  return { starts, retryAt: retryAt === Infinity ? null : retryAt };
+}

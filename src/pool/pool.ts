@@ -7,6 +7,8 @@
 // container it started. Where a turn goes is placement.ts's decision; bringing a container up
 // is bring-up.ts's; how workers reach the model is model-access.ts's.
 import { randomUUID } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { AuthFileError } from "../auth/auth-file.js";
@@ -23,16 +25,16 @@ import { subUsage, ZERO_USAGE, type TaskUsage } from "../relay/usage.js";
 import type { DockerRuntime } from "../runtime/docker.js";
 import type { ConversationId, ConversationRoute } from "../state/route.js";
 import { runCommand, type CommandResult } from "../worker/command.js";
-import { CONTAINER_PATHS, egressEnv, LABELS, workerUser } from "../worker/container.js";
+import { CONTAINER_PATHS, egressEnv, IMAGE_UID, LABELS, workerUser } from "../worker/container.js";
 import { checkImageForChannel } from "../worker/image-policy.js";
 import { RELAY_PORTS, type RelayChannelKind } from "../worker/relay-link.js";
 import { checkWorkspaceWritable, resolveWorkspace } from "../worker/workspace.js";
-import { readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
+import { fillWorkspaceVolume, packDir, readWorkspaceVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
 import type { ThreadStats } from "../codex/app-server-driver.js";
 import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
 import { EngineSet, type Engine, type EngineStatus } from "./engines.js";
-import { chooseEngine, chooseProfile, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
+import { chooseEngine, chooseProfile, chooseSpare, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, spareStarts, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
 import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
 
 export { DEFAULT_UPSTREAMS, REHEARSAL_LABEL } from "./model-access.js";
@@ -134,13 +136,14 @@ interface Waiter {
 }
 
 export interface PoolStats {
-  containers: { name: string; engine: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; turns: number }[];
+  /** `warm`: started ahead of demand (a warm floor's or a spare); `spare`: a spare no task has taken yet. */
+  containers: { name: string; engine: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; spare: boolean; turns: number }[];
   /** Each engine: up or down (and why), its containers of this broker and its room. */
   engines: EngineStatus[];
   queued: number;
   inFlight: number;
-  /** Containers started since the pool started: ahead of demand (warm floor) or for a waiting turn. */
-  starts: { ahead: number; onDemand: number };
+  /** Containers started since the pool started: ahead of demand (warm floor or spare) or for a waiting turn; spares taken by a task. */
+  starts: { ahead: number; onDemand: number; sparesTaken: number };
   /** The model relay's counts: calls relayed, requests refused, and calls refused for a spent token budget. */
   relay: RelayStats;
   /** New threads (app-server): taken from those started ahead, started on a task's path, and started ahead. */
@@ -163,7 +166,11 @@ export class WorkerPool {
   /** Warm keys whose last start failed: failures in a row, and when to try again. */
   private readonly warmFailures = new Map<string, WarmFailure>();
   private warmTimer: NodeJS.Timeout | undefined;
-  private readonly starts = { ahead: 0, onDemand: 0 };
+  private readonly starts = { ahead: 0, onDemand: 0, sparesTaken: 0 };
+  /** Spares (profile, engine) whose last start failed: failures in a row, and when to try again. */
+  private readonly spareFailures = new Map<string, WarmFailure>();
+  /** An empty directory: packed, it gives a spare's volume its root (owned by the worker's user). */
+  private emptyDir: string | undefined;
   private readonly threads: ThreadStats = { takenAhead: 0, startedFresh: 0, startedAhead: 0 };
   /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
   private checking = false;
@@ -586,12 +593,22 @@ export class WorkerPool {
   private tryGrant(want: Want): { worker: Worker; lane: number } | null {
     // A slot known from a stored route (the broker restarted): its directory is still on disk.
     if (want.slotId && !this.slots.has(want.slotId)) this.addSlot(want, want.slotId);
+    // A new conversation on its own copy takes a spare if one fits: no container to start.
+    if (!want.slotId && want.volume && this.copies.has(want)) {
+      const spare = this.takeSpare(want, undefined);
+      if (spare) return spare;
+    }
     const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, engine: worker.engine, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pinned }));
     const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null, engine: s.engine }));
     const d = place(want, live, slots, this.engineViews());
     if (d.kind === "wait") return null;
     if (d.kind === "refuse") throw new WrapperError("ENGINE_DOWN", d.reason);
     if (d.kind === "lane") return { worker: d.container.worker, lane: d.lane };
+    if (d.copy && d.slotId === null && this.copies.has(want)) {
+      // Placed on an engine that does not see the workspace: a spare there takes the copy.
+      const spare = this.takeSpare(want, d.engine);
+      if (spare) return spare;
+    }
     if (d.evict) void this.removeWorker(d.evict.worker, "evicted to make room");
     if (d.copy) {
       // An engine that does not see the workspace: the conversation runs on its own copy there.
@@ -600,6 +617,73 @@ export class WorkerPool {
     }
     const slot = d.slotId !== null ? this.slots.get(d.slotId)! : this.addSlot(want, randomUUID().slice(0, 8), d.engine);
     return { worker: this.startWorker(want, slot), lane: d.lane };
+  }
+
+  /**
+   * Gives a new conversation on a copy a spare that fits it (placement's choice; on `engine` when
+   * placement chose one): the spare becomes the conversation's container, on its own volume, which
+   * is filled with the copy before the turn starts (its `ready` waits for that). A fill that fails
+   * removes the container and fails the turn, naming the copy. A new spare is started in the
+   * background. Null: none fits.
+   */
+  private takeSpare(want: Want, engine: string | undefined): { worker: Worker; lane: number } | null {
+    const prepare = this.copies.get(want)!;
+    const user = workerUser(want.workspace);
+    const spares = [...this.workers]
+      .filter((w) => w.spare && !w.dead && !w.removing)
+      .map((w) => ({ worker: w, profile: w.profile.name, engine: w.engine, sandbox: w.sandbox, network: w.network, allow: w.allow, user: `${w.container.opts.user.uid}:${w.container.opts.user.gid}`, ready: w.driver !== null }));
+    const chosen = chooseSpare({ profile: want.profile.name, sandbox: want.sandbox, network: want.network, allow: want.allow, user: `${user.uid}:${user.gid}`, engine }, spares, this.engineViews());
+    if (!chosen) return null;
+    const worker = chosen.worker;
+    const slot = worker.slot;
+    // From now on it is this conversation's container alone: its key names its own volume.
+    want.volume = slot.volume;
+    want.key = keyOf(want.profile.name, want.workspace, want.sandbox, want.network, want.allow, want.volume);
+    worker.spare = false;
+    worker.key = want.key;
+    worker.workspace = want.workspace;
+    slot.key = want.key;
+    slot.pinned = true;
+    this.starts.sparesTaken++;
+    const spareUser = worker.container.opts.user;
+    worker.ready = worker.ready.then(async () => {
+      try {
+        const copy = await prepare();
+        const e = this.engines.get(worker.engine);
+        // Straight into the running container where its mount is writable and its root already
+        // has the right owner (the image's user); else through a helper, which sets the root's owner.
+        const direct = worker.sandbox !== "read-only" && spareUser.uid === IMAGE_UID;
+        await fillWorkspaceVolume(this.volumeOptions(slot.volume!, worker.profile, e), (prefix) => copy(spareUser, prefix), direct ? { id: worker.container.id, path: CONTAINER_PATHS.workspace } : undefined);
+      } catch (e) {
+        void this.removeWorker(worker, "its spare's workspace copy could not be filled");
+        throw new WrapperError(e instanceof WrapperError ? e.code : "WORKER_FAILED", `workspace_mode "isolated": cannot copy ${want.workspace} into spare ${worker.container.name} on engine "${worker.engine}": ${describeError(e)}`);
+      }
+    });
+    worker.ready.catch(() => {}); // the turn that took it reports the failure
+    setImmediate(() => this.topUpWarm());
+    return { worker, lane: 0 };
+  }
+
+  /** Starts a spare of `profile` on `engine`: an empty workspace volume of its own, Codex up, waiting for a task on a copy. */
+  private startSpare(profile: WorkerProfile, engine: string): void {
+    const net = networkOf(profile, undefined, undefined);
+    const volume = this.volumeName();
+    const workspace = "(spare)";
+    const want: Want = { profile, workspace, sandbox: profile.sandbox, ...net, key: keyOf(profile.name, workspace, profile.sandbox, net.network, net.allow, volume), volume, engine };
+    if (!this.emptyDir) {
+      this.emptyDir = mkdtempSync(path.join(os.tmpdir(), "cmw-spare-"));
+      chmodSync(this.emptyDir, 0o755);
+    }
+    const empty = this.emptyDir;
+    this.copies.set(want, () => Promise.resolve((user, prefix) => packDir(empty, user, prefix)));
+    const slot = this.addSlot(want, randomUUID().slice(0, 8), engine);
+    slot.pinned = false; // no task's copy yet: demand may evict it
+    // The image's user (or the broker's own): a task whose workspace maps to another user starts its own container.
+    const uid = process.getuid?.() ?? 0;
+    const user = uid !== 0 ? { uid, gid: process.getgid?.() ?? uid } : { uid: IMAGE_UID, gid: IMAGE_UID };
+    const worker = this.startWorker(want, slot, true, user, `${profile.name}\u0000${engine}`);
+    // A turn waiting for room may evict it once it is up (a spare starting is never evicted).
+    worker.ready.then(() => this.drain(profile.name), () => {});
   }
 
   /** Whether a named engine is a remote one (its slots' CODEX_HOME are volumes there). */
@@ -644,20 +728,25 @@ export class WorkerPool {
     return this.addSlot(want, randomUUID().slice(0, 8), engine);
   }
 
-  private startWorker(want: Want, slot: Slot, ahead = false): Worker {
+  /** `spareOf`: the spare's failure key (profile, engine), for a spare. */
+  private startWorker(want: Want, slot: Slot, ahead = false, user = workerUser(want.workspace), spareOf?: string): Worker {
     if (ahead) this.starts.ahead++;
     else this.starts.onDemand++;
-    const user = workerUser(want.workspace);
     const engine = this.engines.get(slot.engine);
     const worker = newWorker({ docker: engine.docker, logger: this.logger, config: this.opts.config, session: this.session, extraLabels: this.opts.extraLabels }, want, slot, user, ahead);
+    worker.spare = spareOf !== undefined;
     slot.worker = worker;
     this.workers.add(worker);
     worker.ready = bringUp(this.bringUpContext(want.profile, engine), worker, user);
     worker.ready.then(
-      () => this.warmFailures.delete(want.key),
+      () => {
+        this.warmFailures.delete(want.key);
+        if (spareOf) this.spareFailures.delete(spareOf);
+      },
       (e: unknown) => {
         this.logger.error("worker failed to start", { container: worker.container.name, error: describeError(e) });
         if (this.warmKeys.has(want.key)) this.warmFailures.set(want.key, warmBackoff(this.warmFailures.get(want.key), Date.now()));
+        if (spareOf) this.spareFailures.set(spareOf, warmBackoff(this.spareFailures.get(spareOf), Date.now()));
         void this.removeWorker(worker, "failed to start");
       },
     );
@@ -708,12 +797,20 @@ export class WorkerPool {
     if (!this.started || this.closed) return;
     const now = Date.now();
     const live = [...this.workers].filter((w) => !w.dead && !w.removing).map((w) => ({ profile: w.profile.name, key: w.key }));
-    const { starts, retryAt } = warmStarts(this.warmKeys.values(), live, this.warmFailures, now);
+    const warm = warmStarts(this.warmKeys.values(), live, this.warmFailures, now);
+    const starts = warm.starts;
+    let retryAt = warm.retryAt;
     for (const want of starts) {
       // Ahead of demand: on an engine that sees the workspace and has room (no copy is made ahead).
       const chosen = chooseEngine({ ...want, canCopy: false }, this.engineViews());
       if ("engine" in chosen) this.startWorker(want, this.freeSlot(want, chosen.engine.name), true);
     }
+    // Then the spares (after the floors: a known workspace's floor comes first).
+    const waiting = new Set([...this.queues].filter(([, q]) => q.length > 0).map(([name]) => name));
+    const counts = [...this.workers].filter((w) => !w.dead && !w.removing).map((w) => ({ profile: w.profile.name, engine: w.engine, spare: w.spare === true }));
+    const spares = spareStarts(this.opts.config.workers, this.engineViews(), counts, waiting, this.spareFailures, now);
+    for (const s of spares.starts) this.startSpare(this.profile(s.profile), s.engine);
+    if (spares.retryAt !== null) retryAt = retryAt === null ? spares.retryAt : Math.min(retryAt, spares.retryAt);
     if (retryAt !== null && !this.warmTimer) {
       this.warmTimer = setTimeout(() => {
         this.warmTimer = undefined;
@@ -725,6 +822,7 @@ export class WorkerPool {
 
   /** Whether removing this idle worker would take its key below the warm floor. */
   private holdsWarmFloor(w: Worker): boolean {
+    if (w.spare) return true; // a spare waits for a task: idle is its job
     const live = this.liveWorkers(w.profile.name).map((o) => ({ profile: o.profile.name, key: o.key }));
     return holdsWarmFloor({ profile: w.profile.name, key: w.key }, w.profile.warm, this.warmKeys.has(w.key), live);
   }
@@ -864,6 +962,7 @@ export class WorkerPool {
       capacity: w.lanes.length,
       state: w.dead ? ("dead" as const) : w.driver ? ("ready" as const) : ("starting" as const),
       warm: w.ahead,
+      spare: w.spare === true,
       turns: w.turns,
     }));
     const perEngine = new Map<string, number>();
@@ -892,11 +991,15 @@ export class WorkerPool {
     clearInterval(this.healthTimer);
     clearTimeout(this.warmTimer);
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
-    await Promise.all([...this.workers].map((w) => this.removeWorker(w, "shutdown")));
+    const workers = [...this.workers];
+    await Promise.all(workers.map((w) => this.removeWorker(w, "shutdown")));
+    // One still on its way up (a spare or warm container started in the background) removes what it made.
+    await Promise.allSettled(workers.map((w) => w.ready));
     // Volumes of slots whose container had died (kept for a replacement that will not come now).
     for (const e of this.engines.all.filter((x) => x.up)) {
       await this.removeVolumes(true, e).catch((err: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { engine: e.config.name, error: describeError(err) }));
     }
+    if (this.emptyDir) rmSync(this.emptyDir, { recursive: true, force: true });
     this.seeder?.close();
     await this.access.close();
   }

@@ -65,8 +65,10 @@ export interface Worker {
   dead: boolean;
   ready: Promise<void>;
   removing: boolean;
-  /** Started to keep a warm floor, not for a waiting turn. */
+  /** Started to keep a warm floor or a spare, not for a waiting turn. */
   ahead: boolean;
+  /** A spare: started ahead with an empty workspace volume, waiting for a task on a copy (none has taken it yet). */
+  spare?: boolean | undefined;
   /** Turns granted a lane on it so far. */
   turns: number;
   /** Set when the pool gave up on a live container (frozen): its turns end `lost` with this reason. */

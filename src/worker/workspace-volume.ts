@@ -93,3 +93,14 @@ export function packDir(dir: string, user: { uid: number; gid: number }, prefix:
 export async function readWorkspaceVolume<T>(o: VolumeOptions, consume: (tar: Readable) => Promise<T>): Promise<T> {
   return withHelper(o, true, async (id) => consume(await o.docker.getArchive(id, `/${MOUNT}/.`)));
 }
+
+/**
+ * Fills a volume made empty ahead (a spare's) with a task's copy. `into`: a running container
+ * that mounts the volume writable at `path` takes the tar itself (entries under no prefix, so the
+ * volume's root keeps the owner it was made with); without it, a helper container does, as for a
+ * new volume (a read-only mount cannot take it).
+ */
+export async function fillWorkspaceVolume(o: VolumeOptions, copy: (prefix: string) => Readable, into?: { id: string; path: string }): Promise<void> {
+  if (into) await o.docker.putArchive(into.id, into.path, copy(""));
+  else await withHelper(o, false, (id) => o.docker.putArchive(id, "/", copy(MOUNT)));
+}

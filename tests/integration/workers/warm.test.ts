@@ -23,14 +23,14 @@ describe("warm workers", () => {
     await until(() => ready(pool).length === 2, 60_000, "two warm containers are ready");
     const warm = ready(pool);
     expect(await running(pool)).toEqual(warm);
-    expect(pool.stats().starts).toEqual({ ahead: 2, onDemand: 0 });
+    expect(pool.stats().starts).toEqual({ ahead: 2, onDemand: 0, sparesTaken: 0 });
     expect(pool.stats().containers.every((c) => c.warm && c.turns === 0)).toBe(true);
 
     const r = await pool.runTurn({ workspace: ws, prompt: "#fake write out/warm.txt hello" });
     expect(r.outcome.status).toBe("succeeded");
     expect(warm).toContain(r.container);
     // No container was started for the task: the same two, and no on-demand start.
-    expect(pool.stats().starts).toEqual({ ahead: 2, onDemand: 0 });
+    expect(pool.stats().starts).toEqual({ ahead: 2, onDemand: 0, sparesTaken: 0 });
     expect(await running(pool)).toEqual(warm);
 
     // idle_timeout (1 s) passes several health rounds (0.3 s): the floor is not stopped.
@@ -40,7 +40,7 @@ describe("warm workers", () => {
     // A warm container that dies is replaced ahead of demand.
     execFileSync("docker", ["kill", warm[0]!], { stdio: "ignore" });
     await until(() => ready(pool).length === 2 && !ready(pool).includes(warm[0]!), 60_000, "the floor is back to two");
-    expect(pool.stats().starts).toEqual({ ahead: 3, onDemand: 0 });
+    expect(pool.stats().starts).toEqual({ ahead: 3, onDemand: 0, sparesTaken: 0 });
   });
 
   it("without warm_workspaces, a workspace keeps its floor once a task has used it", async () => {
@@ -49,7 +49,7 @@ describe("warm workers", () => {
     expect(pool.stats().containers).toEqual([]);
     const r = await pool.runTurn({ workspace: ws, prompt: "first" });
     expect(r.outcome.status).toBe("succeeded");
-    expect(pool.stats().starts).toEqual({ ahead: 0, onDemand: 1 });
+    expect(pool.stats().starts).toEqual({ ahead: 0, onDemand: 1, sparesTaken: 0 });
     await new Promise((r) => setTimeout(r, 3000));
     expect(await running(pool)).toEqual([r.container]);
     const again = await pool.runTurn({ workspace: ws, prompt: "second" });

@@ -4,6 +4,7 @@ import { WorkerProfileSchema, type WorkerProfile } from "../../../src/config/sch
 import {
   chooseEngine,
   chooseProfile,
+  chooseSpare,
   engineFits,
   engineSees,
   drainQueue,
@@ -13,12 +14,14 @@ import {
   keyOf,
   networkOf,
   place,
+  spareStarts,
   warmBackoff,
   warmStarts,
   type ContainerView,
   type EngineView,
   type Placement,
   type SlotView,
+  type SpareView,
   type Want,
 } from "../../../src/pool/placement.js";
 
@@ -260,5 +263,53 @@ describe("engines", () => {
     expect(engineSees({ sharedPaths: ["/srv/"] }, "/srv/x")).toBe(true);
     expect(engineSees({ sharedPaths: ["/srv"] }, "/srv")).toBe(true);
     expect(engineSees({ sharedPaths: ["/srv"] }, "/srvx")).toBe(false);
+  });
+});
+
+describe("spares", () => {
+  const e = (name: string, containers: number, o: Partial<EngineView> = {}): EngineView => ({ name, up: true, containers, maxContainers: 4, labels: [], sharedPaths: [], ...o });
+  interface S extends SpareView {
+    name: string;
+  }
+  const sp = (name: string, engine: string, o: Partial<SpareView> = {}): S => ({ name, profile: "p", engine, sandbox: "read-only", network: "none", allow: [], user: "10001:10001", ready: true, ...o });
+  const task = { profile: "p", sandbox: "read-only" as const, network: "none" as const, allow: [] as string[], user: "10001:10001" };
+  const choose: { name: string; want: Parameters<typeof chooseSpare>[0]; spares: S[]; engines: EngineView[]; expected: string | null }[] = [
+    { name: "a task on a copy takes a spare of its profile and settings", want: task, spares: [sp("s1", "local")], engines: [e("local", 1)], expected: "s1" },
+    { name: "none: the task starts its own container", want: task, spares: [], engines: [e("local", 0)], expected: null },
+    { name: "never another profile's", want: task, spares: [sp("s1", "local", { profile: "q" })], engines: [e("local", 1)], expected: null },
+    { name: "never another sandbox's", want: { ...task, sandbox: "workspace-write" }, spares: [sp("s1", "local")], engines: [e("local", 1)], expected: null },
+    { name: "never another network's or allowlist's", want: { ...task, network: "allowlist", allow: ["a.example"] }, spares: [sp("s1", "local", { network: "allowlist", allow: ["b.example"] })], engines: [e("local", 1)], expected: null },
+    { name: "never another user's", want: { ...task, user: "1000:1000" }, spares: [sp("s1", "local")], engines: [e("local", 1)], expected: null },
+    { name: "a ready one before one still starting", want: task, spares: [sp("s1", "local", { ready: false }), sp("s2", "local")], engines: [e("local", 2)], expected: "s2" },
+    { name: "then the least-loaded engine", want: task, spares: [sp("s1", "local"), sp("s2", "r1")], engines: [e("local", 3), e("r1", 1)], expected: "s2" },
+    { name: "then config order", want: task, spares: [sp("s2", "r1"), sp("s1", "local")], engines: [e("local", 1), e("r1", 1)], expected: "s1" },
+    { name: "only on the engine placement chose for the copy", want: { ...task, engine: "r1" }, spares: [sp("s1", "local"), sp("s2", "r1")], engines: [e("local", 0), e("r1", 3)], expected: "s2" },
+    { name: "never on an engine that is down", want: task, spares: [sp("s1", "r1")], engines: [e("local", 0), e("r1", 1, { up: false })], expected: null },
+  ];
+  it.each(choose)("$name", ({ want: w, spares, engines, expected }) => {
+    expect(chooseSpare(w, spares, engines)?.name ?? null).toBe(expected);
+  });
+
+  const Q = { name: "p", spare: 2, max_containers: 4, engines: [] as string[] };
+  const live = (engine: string, spare: boolean, profile = "p") => ({ profile, engine, spare });
+  const tops: { name: string; profiles: (typeof Q)[]; engines: EngineView[]; live: ReturnType<typeof live>[]; waiting?: string[]; expected: string[] }[] = [
+    { name: "spare = N on every engine that is up and fits", profiles: [Q], engines: [e("local", 0), e("r1", 0), e("r2", 0, { up: false })], live: [], expected: ["p@local", "p@local", "p@r1", "p@r1"] },
+    { name: "only what is missing: a taken spare is replaced", profiles: [Q], engines: [e("local", 2)], live: [live("local", true), live("local", false)], expected: ["p@local"] },
+    { name: "within max_containers (other containers count)", profiles: [{ ...Q, max_containers: 3 }], engines: [e("local", 2), e("r1", 0)], live: [live("local", false), live("local", false)], expected: ["p@local"] },
+    { name: "within an engine's room", profiles: [Q], engines: [e("local", 3)], live: [], expected: ["p@local"] },
+    { name: "none while the profile's turns wait for room", profiles: [Q], engines: [e("local", 0)], live: [], waiting: ["p"], expected: [] },
+    { name: "none for a profile with spare = 0", profiles: [{ ...Q, spare: 0 }], engines: [e("local", 0)], live: [], expected: [] },
+    { name: "only on engines the profile fits", profiles: [{ ...Q, spare: 1, engines: ["big"] }], engines: [e("local", 0), e("r1", 0, { labels: ["big"] })], live: [], expected: ["p@r1"] },
+  ];
+  it.each(tops)("$name", ({ profiles, engines, live: l, waiting, expected }) => {
+    const { starts, retryAt } = spareStarts(profiles, engines, l, new Set(waiting ?? []), new Map(), 0);
+    expect(starts.map((s) => `${s.profile}@${s.engine}`)).toEqual(expected);
+    expect(retryAt).toBeNull();
+  });
+
+  it("skips a profile and engine backing off after failed starts and says when to look again", () => {
+    const failures = new Map([["p\u0000local", { count: 1, retryAt: 5_000 }]]);
+    expect(spareStarts([Q], [e("local", 0), e("r1", 0)], [], new Set(), failures, 1_000)).toEqual({ starts: [{ profile: "p", engine: "r1" }, { profile: "p", engine: "r1" }], retryAt: 5_000 });
+    expect(spareStarts([Q], [e("local", 0)], [], new Set(), failures, 6_000).starts).toHaveLength(2);
   });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas,engines,scale3] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,warm,throughput,drivers,scale,relay,deltas,engines,scale3,records] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -793,6 +793,55 @@ async function scale3() {
   }
 }
 
+/**
+ * A mission's record writes alone, without Docker or Codex (issue 22, item 3): N tasks each
+ * started (written within 100 ms, together, as the runner does) and ended (written before it is
+ * reported), with the record as the runner keeps it, 8 tasks ending at a time. Two ways, in one
+ * process, interleaved: the whole record.json rewritten at each write (saveMissionAsync, as
+ * before), and the changed tasks appended to the mission's task log (appendTasks) with the whole
+ * record at the end. The process CPU time (user + system, every thread: the fsyncs run in
+ * libuv's pool) per task.
+ */
+async function records() {
+  const { StateStore } = await import("../dist/state/store.js");
+  const counts = opts.tasks ? opts.tasks.split(",").map(Number) : QUICK ? [200] : [200, 1000];
+  const rounds = QUICK ? 1 : 2;
+  results.records = [];
+  const one = async (n, mode) => {
+    const store = new StateStore(path.join(tmp, `records-${++seq}`));
+    const now = () => new Date().toISOString();
+    const rec = { missionId: store.newMissionId(), name: "records", status: "running", workspace: tmp, createdAt: now(), updatedAt: now(), finishedAt: null, bundle: null, tasks: Array.from({ length: n }, (_, i) => ({ id: `t${i}`, status: "queued", conversationId: null, finalMessage: null, error: null, container: null, startedAt: null, finishedAt: null, artifacts: [] })) };
+    store.createMission(rec, { name: "records" });
+    const write = (tasks) => (mode === "whole" ? store.saveMissionAsync(rec) : store.appendTasks(rec.missionId, rec.updatedAt, tasks));
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i += 8) {
+      const batch = rec.tasks.slice(i, i + 8);
+      for (const t of batch) Object.assign(t, { status: "running", container: "cmw-records-default-0", engine: "local", startedAt: now() });
+      rec.updatedAt = now();
+      await write(batch);
+      await Promise.all(batch.map(async (t, k) => {
+        Object.assign(t, { status: "succeeded", conversationId: `conv_${i + k}`, finalMessage: "hello: the rehearsal model answers this way", finishedAt: now(), usage: { requests: 1, inputTokens: 1200, cachedInputTokens: 0, outputTokens: 12, reasoningOutputTokens: 0, totalTokens: 1212, model: "gpt-5", profile: "default" } });
+        rec.updatedAt = now();
+        await write([t]);
+      }));
+    }
+    rec.status = "succeeded";
+    rec.finishedAt = now();
+    await store.saveMissionAsync(rec);
+    const c = process.cpuUsage(c0);
+    const cpuMs = (c.user + c.system) / 1000;
+    if (store.readMission(rec.missionId).tasks.some((t) => t.status !== "succeeded")) throw new Error("records: a task's end was not read back");
+    return { cpuMs: round(cpuMs), cpuMsPerTask: round2(cpuMs / n), wallMs: round(performance.now() - t0) };
+  };
+  for (const n of counts) {
+    const cell = { tasks: n, whole: [], log: [] };
+    for (let k = 0; k < rounds; k++) for (const mode of k % 2 ? ["log", "whole"] : ["whole", "log"]) cell[mode].push(await one(n, mode));
+    results.records.push(cell);
+    say(`records ${n} tasks: CPU ms per task, whole record.json each write ${cell.whole.map((r) => r.cpuMsPerTask).join(" / ")}, task log ${cell.log.map((r) => r.cpuMsPerTask).join(" / ")}`);
+  }
+}
+
 function table() {
   const lines = [];
   const m = results.machine;
@@ -830,6 +879,9 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
+  if (results.records) {
+    for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
+  }
   if (results.scale3) {
     const r = results.scale3;
     lines.push(`scale over 3 engines, ${r.containers} warm containers × ${r.capacity} (${r.spread.join(", ")}):`);
@@ -842,7 +894,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, engines, scale, scale3 })) {
+  for (const [name, fn] of Object.entries({ cold, warm, relay, deltas, throughput, drivers, engines, scale, scale3, records })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

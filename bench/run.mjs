@@ -40,6 +40,12 @@ let seq = 0;
 
 // ---------- small helpers ----------
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TIMED_OUT = Symbol("timed out");
+/** The promise's value, or TIMED_OUT after ms (a close that hangs must not hang the bench). */
+const within = (p, ms) => {
+  let t;
+  return Promise.race([p.finally(() => clearTimeout(t)), new Promise((r) => (t = setTimeout(() => r(TIMED_OUT), ms)))]);
+};
 const median = (xs) => quantile(xs, 0.5);
 function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b);
@@ -643,10 +649,17 @@ async function startBrokerProcess(cfg) {
       }
     },
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))[1]) / 1024,
+    /** Closes the client and stops the broker: SIGTERM, then SIGKILL if it has not ended within 60 s. */
     async stop() {
-      await client.close();
+      await within(client.close(), 10_000);
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
       proc.kill("SIGTERM");
-      if (proc.exitCode === null) await new Promise((r) => proc.once("exit", r));
+      if ((await within(exited, 60_000)) === TIMED_OUT) {
+        say(`the broker (pid ${proc.pid}) did not end within 60 s of SIGTERM: killed`);
+        proc.kill("SIGKILL");
+        await exited;
+      }
     },
   };
 }
@@ -787,9 +800,20 @@ async function scale3() {
       results.scale3.cells.push(cell);
       say(`scale3 ${tasks} tasks: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}), peak RSS ${cell.peakRssMiB} MiB, status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
     }
-    await status.close();
+    await within(status.close(), 10_000);
   } finally {
     await b.stop();
+    // A broker that had to be killed left its containers on the other engines (the bench's own
+    // cleanup sees this machine's engine only).
+    for (const e of list) {
+      const flags = ["--tlsverify", "--tlscacert", e.tls.ca, "--tlscert", e.tls.cert, "--tlskey", e.tls.key, "-H", e.host];
+      try {
+        const ids = execFileSync("docker", [...flags, "ps", "-aq", "--filter", `name=${label}-`], { encoding: "utf8" }).split("\n").filter(Boolean);
+        if (ids.length) execFileSync("docker", [...flags, "rm", "-f", ...ids], { stdio: "ignore" });
+      } catch {
+        // the engine does not answer: its containers stay for its own sweep
+      }
+    }
   }
 }
 

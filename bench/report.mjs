@@ -82,18 +82,22 @@ function measureSvg(measure, y) {
   return [parts.join("\n"), row + 24 - y];
 }
 
-/** The scale runs: wall time and broker CPU per task against tasks, one line per container count. */
-function scaleSvg(scale, y) {
+const SCALE_PANELS = [
+  ["wall time (s)", (c) => c.wallMs / 1000],
+  ["broker CPU per task (ms)", (c) => c.brokerCpuMs / c.tasks],
+  ["broker peak RSS (MiB)", (c) => c.peakRssMiB],
+];
+
+/**
+ * The scale runs: wall time and broker CPU per task against tasks, one line per container count
+ * (or per the `containers` each cell is given: the 3-engine runs give one line).
+ */
+function scaleSvg(scale, y, { title = "scale: tasks at once, by containers", legend = (c) => `${c} container(s)`, panels = SCALE_PANELS } = {}) {
   const byContainers = new Map();
   for (const c of scale) byContainers.set(c.containers, [...(byContainers.get(c.containers) ?? []), c].sort((a, b) => a.tasks - b.tasks));
-  const panels = [
-    ["wall time (s)", (c) => c.wallMs / 1000],
-    ["broker CPU per task (ms)", (c) => c.brokerCpuMs / c.tasks],
-    ["broker peak RSS (MiB)", (c) => c.peakRssMiB],
-  ];
   const pw = (W - 40) / panels.length;
   const ph = 150;
-  const parts = [`<text x="10" y="${y + 16}" class="title">scale: tasks at once, by containers</text>`];
+  const parts = [`<text x="10" y="${y + 16}" class="title">${esc(title)}</text>`];
   const maxT = Math.max(...scale.map((c) => c.tasks));
   const palette = ["#0969da", "#8250df", "#1a7f37", "#bf3989"];
   panels.forEach(([name, f], i) => {
@@ -110,7 +114,7 @@ function scaleSvg(scale, y) {
       const color = palette[k % palette.length];
       parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${cells.map((c) => `${px(c.tasks)},${py(f(c))}`).join(" ")}"/>`);
       for (const c of cells) parts.push(`<circle cx="${px(c.tasks)}" cy="${py(f(c))}" r="3" fill="${color}"/>`);
-      if (i === 0) parts.push(`<text x="${x0 + 6}" y="${y0 + 14 + k * 13}" class="axis" style="fill:${color}">${containers} container(s)</text>`);
+      if (i === 0) parts.push(`<text x="${x0 + 6}" y="${y0 + 14 + k * 13}" class="axis" style="fill:${color}">${esc(legend(containers))}</text>`);
     });
   });
   return [parts.join("\n"), ph + 76];
@@ -127,6 +131,16 @@ export function renderSvg(r) {
   }
   if (Array.isArray(r.scale) && r.scale.length) {
     const [svg, h] = scaleSvg(r.scale, y);
+    groups.push(svg);
+    y += h + 10;
+  }
+  if (Array.isArray(r.scale3?.cells) && r.scale3.cells.length) {
+    const cells = r.scale3.cells.map((c) => ({ ...c, containers: r.scale3.containers }));
+    const [svg, h] = scaleSvg(cells, y, {
+      title: `scale over 3 engines (${r.scale3.containers} warm containers × ${r.scale3.capacity}), the broker while loaded`,
+      legend: (n) => `${n} containers on 3 engines`,
+      panels: [...SCALE_PANELS, ["status p99 while loaded (ms)", (c) => c.statusMs.missionP99]],
+    });
     groups.push(svg);
     y += h + 10;
   }

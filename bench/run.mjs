@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines] [--cells 200x4,50x1] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,scale3,records] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -24,7 +24,7 @@ import { silentLogger } from "../dist/log.js";
 import { startRehearsalServer } from "../dist/rehearsal/server.js";
 import { renderHtml, renderSvg } from "./report.mjs";
 
-const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" } } });
+const { values: opts } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, cells: { type: "string" }, tasks: { type: "string" } } });
 const QUICK = !!opts.quick;
 const ONLY = opts.only ? new Set(opts.only.split(",")) : null;
 const PREFIX = process.env.IMAGE_PREFIX ?? "codex-mcp-wrapper";
@@ -40,6 +40,12 @@ let seq = 0;
 
 // ---------- small helpers ----------
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TIMED_OUT = Symbol("timed out");
+/** The promise's value, or TIMED_OUT after ms (a close that hangs must not hang the bench). */
+const within = (p, ms) => {
+  let t;
+  return Promise.race([p.finally(() => clearTimeout(t)), new Promise((r) => (t = setTimeout(() => r(TIMED_OUT), ms)))]);
+};
 const median = (xs) => quantile(xs, 0.5);
 function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b);
@@ -624,20 +630,19 @@ async function drivers() {
   }
 }
 
-/** The broker as its own process (`serve`), so its CPU time and peak RSS are its own. */
-async function scaleCell(tasks, containers) {
-  const ws = ownedDir("ws");
-  const label = `cmw-${RUN}-s${++seq}`;
-  const cfg = path.join(tmp, `${label}.toml`);
-  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n\n[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
-  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the broker process.
+/**
+ * The broker as its own process (`serve`) on a config file, so its CPU time and peak RSS are its
+ * own, with an MCP client connected. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles it;
+ * BENCH_BROKER_BIN runs another build of it (a before/after comparison).
+ */
+async function startBrokerProcess(cfg) {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  // BENCH_BROKER_BIN runs another build of the broker (a before/after comparison).
   const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
       log += d.toString();
+      if (log.length > 1e6) log = log.slice(-1e5);
       const m = /"port":(\d+)|127\.0\.0\.1:(\d+)/.exec(log);
       if (m) resolve(Number(m[1] ?? m[2]));
     };
@@ -648,13 +653,6 @@ async function scaleCell(tasks, containers) {
   const base = `http://127.0.0.1:${port}`;
   const client = new Client({ name: "bench", version: "0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
-  const end = Date.now() + 180_000;
-  for (;;) {
-    const s = await (await fetch(`${base}/status.json`)).json();
-    if (s.workers.containers.filter((c) => c.state === "ready").length >= containers) break;
-    if (Date.now() > end) throw new Error("scale: warm containers not ready");
-    await sleep(200);
-  }
   // utime and stime in ms (100 ticks/s): of the whole process, and of its main thread (the event
   // loop: JavaScript, JSON, the synchronous fs calls); the rest is libuv's pool (async fs: the
   // fsyncs) and V8's helpers (GC).
@@ -662,25 +660,68 @@ async function scaleCell(tasks, containers) {
     const f = readFileSync(file, "utf8").split(") ")[1].split(" ");
     return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
   };
-  const cpuSplit = () => ({ all: ticks(`/proc/${proc.pid}/stat`), main: ticks(`/proc/${proc.pid}/task/${proc.pid}/stat`) });
-  const cpu = () => {
-    const c = ticks(`/proc/${proc.pid}/stat`);
-    return c.user + c.sys;
+  const readyContainers = async () => (await (await fetch(`${base}/status.json`)).json()).workers.containers.filter((c) => c.state === "ready");
+  let ready = [];
+  return {
+    proc,
+    base,
+    client,
+    async waitReady(n, ms = 180_000) {
+      const end = Date.now() + ms;
+      while ((ready = await readyContainers()).length < n) {
+        if (Date.now() > end) throw new Error(`${n} warm containers not ready after ${ms / 1000} s`);
+        await sleep(200);
+      }
+    },
+    /** The engines of the warm containers, sorted. */
+    readyEngines: () => ready.map((c) => c.engine ?? "local").sort(),
+    cpuSplit: () => ({ all: ticks(`/proc/${proc.pid}/stat`), main: ticks(`/proc/${proc.pid}/task/${proc.pid}/stat`) }),
+    cpu() {
+      const { all, main } = this.cpuSplit();
+      return { all: all.user + all.sys, main: main.user + main.sys };
+    },
+    /** Resets the process's peak RSS (VmHWM) where the kernel allows it (clear_refs 5). */
+    resetPeak() {
+      try {
+        writeFileSync(`/proc/${proc.pid}/clear_refs`, "5");
+      } catch {
+        // not allowed here: the peak is then over the process's whole life
+      }
+    },
+    peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))[1]) / 1024,
+    /** Closes the client and stops the broker: SIGTERM, then SIGKILL if it has not ended within 60 s. */
+    async stop() {
+      await within(client.close(), 10_000);
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGTERM");
+      if ((await within(exited, 60_000)) === TIMED_OUT) {
+        say(`the broker (pid ${proc.pid}) did not end within 60 s of SIGTERM: killed`);
+        proc.kill("SIGKILL");
+        await exited;
+      }
+    },
   };
-  const split0 = cpuSplit();
-  const cpu0 = cpu();
+}
+
+async function scaleCell(tasks, containers) {
+  const ws = ownedDir("ws");
+  const label = `cmw-${RUN}-s${++seq}`;
+  const cfg = path.join(tmp, `${label}.toml`);
+  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n\n[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
+  const b = await startBrokerProcess(cfg);
+  await b.waitReady(containers);
+  const split0 = b.cpuSplit();
   const t0 = performance.now();
-  const r = await client.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "scale", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
+  const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "scale", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
   const wallMs = performance.now() - t0;
-  const cpuMs = cpu() - cpu0;
-  const split1 = cpuSplit();
+  const split1 = b.cpuSplit();
+  const cpuMs = split1.all.user + split1.all.sys - split0.all.user - split0.all.sys;
   const cpuDetail = { userMs: split1.all.user - split0.all.user, sysMs: split1.all.sys - split0.all.sys, mainThreadMs: split1.main.user + split1.main.sys - split0.main.user - split0.main.sys };
-  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))[1]) / 1024;
-  const failed = r.structuredContent.tasks.filter((t) => t.status !== "succeeded").length;
-  await client.close();
-  proc.kill("SIGTERM");
-  await new Promise((r) => proc.once("exit", r));
-  return { tasks, containers, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), brokerCpuMsPerTask: round(cpuMs / tasks), ...cpuDetail, peakRssMiB: round(hwm), failed };
+  const hwm = b.peakRssMiB();
+  const failures = r.structuredContent.tasks.filter((t) => t.status !== "succeeded");
+  await b.stop();
+  return { tasks, containers, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), brokerCpuMsPerTask: round(cpuMs / tasks), ...cpuDetail, peakRssMiB: round(hwm), failed: failures.length, ...(failures.length ? { firstError: failures[0].error } : {}) };
 }
 
 async function scale() {
@@ -692,8 +733,176 @@ async function scale() {
     {
       const cell = await scaleCell(tasks, containers);
       results.scale.push(cell);
-      say(`scale ${tasks} tasks / ${containers} containers: ${cell.wallMs} ms wall, ${cell.brokerCpuMs} ms CPU (${cell.brokerCpuMsPerTask} ms a task; user ${cell.userMs}, sys ${cell.sysMs}, main thread ${cell.mainThreadMs}), ${cell.peakRssMiB} MiB peak RSS`);
+      say(`scale ${tasks} tasks / ${containers} containers: ${cell.wallMs} ms wall, ${cell.brokerCpuMs} ms CPU (${cell.brokerCpuMsPerTask} ms a task; user ${cell.userMs}, sys ${cell.sysMs}, main thread ${cell.mainThreadMs}), ${cell.peakRssMiB} MiB peak RSS${cell.failed ? `, ${cell.failed} failed (the first: ${cell.firstError})` : ""}`);
     }
+  }
+}
+
+/**
+ * Scale over 3 engines (issue 22, item 5): the broker as its own process (`serve`) with the local
+ * engine and the two test engines of scripts/test-engines.sh as [[engines]], its warm containers
+ * on all three before the clock; then N one-line tasks at once in one `batch` (wait=false),
+ * followed by `status` calls every ~100 ms from a second MCP session until the mission ends. Per
+ * N (250, 500, 1000 by default, one broker, one mission after another): wall time, the broker's
+ * CPU time (all threads, and its main thread), its peak RSS during that mission, the `status`
+ * latencies while loaded, and the tasks each engine ran.
+ */
+async function scale3() {
+  const counts = opts.tasks ? opts.tasks.split(",").map(Number) : QUICK ? [100, 200] : [250, 500, 1000];
+  execFileSync("bash", ["scripts/test-engines.sh", "up"], { stdio: ["ignore", "ignore", "inherit"] });
+  const list = JSON.parse(readFileSync("/var/lib/cmw-test-engines/engines.json", "utf8"));
+  // An engine that already holds the image under another name (same image ID) gets this name as
+  // a tag: the broker would otherwise stream the whole image to it at start.
+  const id = execFileSync("docker", ["image", "inspect", "-f", "{{.Id}}", IMAGE], { encoding: "utf8" }).trim();
+  for (const e of list) {
+    const flags = ["--tlsverify", "--tlscacert", e.tls.ca, "--tlscert", e.tls.cert, "--tlskey", e.tls.key, "-H", e.host];
+    try {
+      execFileSync("docker", [...flags, "image", "inspect", IMAGE], { stdio: "ignore" });
+    } catch {
+      try {
+        execFileSync("docker", [...flags, "tag", id, IMAGE], { stdio: "ignore" });
+      } catch {
+        // not there under any name: the broker copies it at start
+      }
+    }
+  }
+  const perEngine = Number(process.env.BENCH_SCALE3_CONTAINERS ?? 2);
+  const containers = perEngine * (1 + list.length);
+  const ws = ownedDir("ws");
+  const label = `cmw-${RUN}-s${++seq}`;
+  const stateDir = path.join(tmp, `${label}-state`);
+  const cfg = path.join(tmp, `${label}.toml`);
+  const q = JSON.stringify;
+  writeFileSync(
+    cfg,
+    [
+      `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = ${q(stateDir)}\nauth_file = ${q(authFile())}\nallowed_workspace_roots = [${q(tmp)}]\n`,
+      `[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = [${q(ws)}]\n`,
+      `[[engines]]\nname = "local"\nmax_containers = ${perEngine}\n`,
+      ...list.map((e) => `[[engines]]\nname = "${e.name}"\nhost = "${e.host}"\nmax_containers = ${perEngine}\nshared_paths = [${q(tmp)}]\ntls = { ca = ${q(e.tls.ca)}, cert = ${q(e.tls.cert)}, key = ${q(e.tls.key)} }\n`),
+    ].join("\n"),
+  );
+  const b = await startBrokerProcess(cfg);
+  try {
+    await b.waitReady(containers, 300_000);
+    const spread = b.readyEngines();
+    say(`scale3: ${containers} warm containers (${spread.join(", ")})`);
+    const status = new Client({ name: "bench-status", version: "0" });
+    await status.connect(new StreamableHTTPClientTransport(new URL(`${b.base}/mcp`)));
+    results.scale3 = { containers, capacity: 4, spread, cells: [] };
+    for (const tasks of counts) {
+      b.resetPeak();
+      const cpu0 = b.cpu();
+      const t0 = performance.now();
+      const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission: { name: "scale3", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
+      if (r.isError) throw new Error(JSON.stringify(r.content));
+      const missionId = r.structuredContent.missionId;
+      const one = [];
+      const recent = [];
+      let final;
+      for (let i = 0; ; i++) {
+        const s0 = performance.now();
+        // Alternately: this mission's status, and the recent missions' list (read from the records).
+        const s = await status.callTool({ name: "status", arguments: i % 2 ? {} : { missionId } }, undefined, { timeout: 120_000 });
+        const ms = performance.now() - s0;
+        if (i % 2) recent.push(ms);
+        else {
+          one.push(ms);
+          if (s.structuredContent.status !== "running") {
+            final = s.structuredContent;
+            break;
+          }
+        }
+        await sleep(Math.max(0, 100 - ms));
+      }
+      const wallMs = performance.now() - t0;
+      const cpu = b.cpu();
+      const record = JSON.parse(readFileSync(path.join(stateDir, "missions", missionId, "record.json"), "utf8"));
+      const byEngine = {};
+      for (const t of record.tasks) byEngine[t.engine ?? "?"] = (byEngine[t.engine ?? "?"] ?? 0) + 1;
+      const failures = final.tasks.filter((t) => t.status !== "succeeded");
+      const failed = failures.length;
+      const cpuMs = cpu.all - cpu0.all;
+      const cell = {
+        tasks,
+        wallMs: round(wallMs),
+        brokerCpuMs: round(cpuMs),
+        brokerCpuMsPerTask: round2(cpuMs / tasks),
+        mainThreadMs: round(cpu.main - cpu0.main),
+        peakRssMiB: round(b.peakRssMiB()),
+        statusMs: { mission: summary(one), recent: summary(recent), missionP99: round2(quantile(one, 0.99)), recentP99: round2(quantile(recent, 0.99)) },
+        byEngine,
+        failed,
+        ...(failed ? { firstError: failures[0].error } : {}),
+      };
+      delete cell.statusMs.mission.samples;
+      delete cell.statusMs.recent.samples;
+      results.scale3.cells.push(cell);
+      say(`scale3 ${tasks} tasks: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}), peak RSS ${cell.peakRssMiB} MiB, status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
+    }
+    await within(status.close(), 10_000);
+  } finally {
+    await b.stop();
+    // A broker that had to be killed left its containers on the other engines (the bench's own
+    // cleanup sees this machine's engine only).
+    for (const e of list) {
+      const flags = ["--tlsverify", "--tlscacert", e.tls.ca, "--tlscert", e.tls.cert, "--tlskey", e.tls.key, "-H", e.host];
+      try {
+        const ids = execFileSync("docker", [...flags, "ps", "-aq", "--filter", `name=${label}-`], { encoding: "utf8" }).split("\n").filter(Boolean);
+        if (ids.length) execFileSync("docker", [...flags, "rm", "-f", ...ids], { stdio: "ignore" });
+      } catch {
+        // the engine does not answer: its containers stay for its own sweep
+      }
+    }
+  }
+}
+
+/**
+ * A mission's record writes alone, without Docker or Codex (issue 22, item 3): N tasks each
+ * started (written within 100 ms, together, as the runner does) and ended (written before it is
+ * reported), with the record as the runner keeps it, 8 tasks ending at a time. Two ways, in one
+ * process, interleaved: the whole record.json rewritten at each write (saveMissionAsync, as
+ * before), and the changed tasks appended to the mission's task log (appendTasks) with the whole
+ * record at the end. The process CPU time (user + system, every thread: the fsyncs run in
+ * libuv's pool) per task.
+ */
+async function records() {
+  const { StateStore } = await import("../dist/state/store.js");
+  const counts = opts.tasks ? opts.tasks.split(",").map(Number) : QUICK ? [200] : [200, 1000];
+  const rounds = QUICK ? 1 : 2;
+  results.records = [];
+  const one = async (n, mode) => {
+    const store = new StateStore(path.join(tmp, `records-${++seq}`));
+    const now = () => new Date().toISOString();
+    const rec = { missionId: store.newMissionId(), name: "records", status: "running", workspace: tmp, createdAt: now(), updatedAt: now(), finishedAt: null, bundle: null, tasks: Array.from({ length: n }, (_, i) => ({ id: `t${i}`, status: "queued", conversationId: null, finalMessage: null, error: null, container: null, startedAt: null, finishedAt: null, artifacts: [] })) };
+    store.createMission(rec, { name: "records" });
+    const write = (tasks) => (mode === "whole" ? store.saveMissionAsync(rec) : store.appendTasks(rec.missionId, rec.updatedAt, tasks));
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i += 8) {
+      const batch = rec.tasks.slice(i, i + 8);
+      for (const t of batch) Object.assign(t, { status: "running", container: "cmw-records-default-0", engine: "local", startedAt: now() });
+      rec.updatedAt = now();
+      await write(batch);
+      await Promise.all(batch.map(async (t, k) => {
+        Object.assign(t, { status: "succeeded", conversationId: `conv_${i + k}`, finalMessage: "hello: the rehearsal model answers this way", finishedAt: now(), usage: { requests: 1, inputTokens: 1200, cachedInputTokens: 0, outputTokens: 12, reasoningOutputTokens: 0, totalTokens: 1212, model: "gpt-5", profile: "default" } });
+        rec.updatedAt = now();
+        await write([t]);
+      }));
+    }
+    rec.status = "succeeded";
+    rec.finishedAt = now();
+    await store.saveMissionAsync(rec);
+    const c = process.cpuUsage(c0);
+    const cpuMs = (c.user + c.system) / 1000;
+    if (store.readMission(rec.missionId).tasks.some((t) => t.status !== "succeeded")) throw new Error("records: a task's end was not read back");
+    return { cpuMs: round(cpuMs), cpuMsPerTask: round2(cpuMs / n), wallMs: round(performance.now() - t0) };
+  };
+  for (const n of counts) {
+    const cell = { tasks: n, whole: [], log: [] };
+    for (let k = 0; k < rounds; k++) for (const mode of k % 2 ? ["log", "whole"] : ["whole", "log"]) cell[mode].push(await one(n, mode));
+    results.records.push(cell);
+    say(`records ${n} tasks: CPU ms per task, whole record.json each write ${cell.whole.map((r) => r.cpuMsPerTask).join(" / ")}, task log ${cell.log.map((r) => r.cpuMsPerTask).join(" / ")}`);
   }
 }
 
@@ -738,11 +947,22 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
+  if (results.records) {
+    for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
+  }
+  if (results.scale3) {
+    const r = results.scale3;
+    lines.push(`scale over 3 engines, ${r.containers} warm containers × ${r.capacity} (${r.spread.join(", ")}):`);
+    lines.push(`${"  tasks".padEnd(10)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(8)} ${"CPU/task".padStart(8)} ${"RSS MiB".padStart(8)} ${"status p50/p99 ms".padStart(18)}  per engine`);
+    for (const c of r.cells) lines.push(`${`  ${c.tasks}`.padEnd(10)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(8)} ${String(c.brokerCpuMsPerTask).padStart(8)} ${String(c.peakRssMiB).padStart(8)} ${`${c.statusMs.mission.median}/${c.statusMs.missionP99}`.padStart(18)}  ${Object.entries(c.byEngine).map(([k, v]) => `${k} ${v}`).join(", ")}${c.failed ? `  (${c.failed} failed)` : ""}`);
+    const last = r.cells.at(-1);
+    lines.push(`  targets at ${last.tasks} tasks: peak RSS ${last.peakRssMiB} MiB (< 200 MB: ${last.peakRssMiB * 1.048576 < 200 ? "met" : "not met"}), status p99 ${last.statusMs.missionP99} ms (< 50: ${last.statusMs.missionP99 < 50 ? "met" : "not met"}); wall ms per task: ${r.cells.map((c) => round2(c.wallMs / c.tasks)).join(", ")}`);
+  }
   return lines.join("\n");
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale })) {
+  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale, scale3, records })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

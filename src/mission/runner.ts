@@ -52,7 +52,8 @@ interface TaskContext {
   mission: Mission;
   mrec: MissionRecord;
   workspace: string;
-  save: (now?: boolean) => Promise<void>;
+  /** Records a change of `rec` (a task) or, without it, of the mission: see start(). */
+  save: (now?: boolean, rec?: TaskRecord) => Promise<void>;
   onProgress: RunOptions["onProgress"];
   /** The mission's max_tokens, if it has one. */
   budget: TokenBudget | undefined;
@@ -116,23 +117,46 @@ export class MissionRunner {
     let saving = Promise.resolve();
     let queued: Promise<void> | null = null;
     let timer: NodeJS.Timeout | undefined;
-    // Record writes are serialized, and each writes the latest state of every task. A task's end
-    // (and the mission's) is written before it is reported: save(true). Other changes (a task
-    // started) are written within SAVE_DELAY_MS, together: a 200-task mission changes its record
-    // hundreds of times, and each write is an fsync.
-    const save = (now = false): Promise<void> => {
+    /** Tasks changed since the last write; `whole`: the mission itself changed (its end). */
+    const changed = new Set<TaskRecord>();
+    let whole = false;
+    // Record writes are serialized, and each writes the latest state of what changed: the changed
+    // tasks appended to the mission's task log (store.appendTasks), or at the mission's end the
+    // whole record. A task's end (and the mission's) is written before it is reported:
+    // save(true). Other changes (a task started) are written within SAVE_DELAY_MS, together: a
+    // 200-task mission changes its record hundreds of times, and each write is an fsync.
+    const save = (now = false, rec?: TaskRecord): Promise<void> => {
       record.updatedAt = new Date().toISOString();
+      if (rec) changed.add(rec);
+      else whole = true;
       if (!now) {
-        timer ??= setTimeout(() => void save(true), SAVE_DELAY_MS);
+        timer ??= setTimeout(() => void write(), SAVE_DELAY_MS);
         return saving;
       }
+      return write();
+    };
+    const write = (): Promise<void> => {
       if (queued) return queued; // a write not begun yet: it will carry this change too
       queued = saving
         .then(() => {
           clearTimeout(timer);
           timer = undefined;
           queued = null;
-          return this.store.saveMissionAsync(record);
+          const tasks = [...changed];
+          changed.clear();
+          // A write that fails leaves its changes to the next one (the whole record, or appended again).
+          if (whole) {
+            whole = false;
+            return this.store.saveMissionAsync(record).catch((e: unknown) => {
+              whole = true;
+              throw e;
+            });
+          }
+          if (!tasks.length) return;
+          return this.store.appendTasks(record.missionId, record.updatedAt, tasks).catch((e: unknown) => {
+            for (const t of tasks) changed.add(t);
+            throw e;
+          });
         })
         .catch((e: unknown) => this.logger.error("cannot save a mission record", { missionId: record.missionId, error: describeError(e) }));
       saving = queued;
@@ -238,7 +262,7 @@ export class MissionRunner {
         if (rec.status === "running") return; // a later attempt
         rec.status = "running";
         rec.startedAt = new Date().toISOString();
-        void save();
+        void save(false, rec);
         log({ type: "task_started", container });
         onProgress?.({ kind: "task_started", taskId: task.id, container });
       },
@@ -326,7 +350,7 @@ export class MissionRunner {
         onProgress?.({ kind: "attempt", taskId: task.id, attempt: attempt + 1, of, reason });
         rec.status = "running";
         rec.errorCode = undefined;
-        void save();
+        void save(false, rec);
         turn.conversationId = rec.conversationId;
         turn.prompt = retryPrompt(c, checkTimeout, attempt + 1, of);
       }
@@ -380,7 +404,7 @@ export class MissionRunner {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
-    await save(true);
+    await save(true, rec);
     onProgress?.({ kind: "task_finished", taskId: task.id, record: rec });
   }
 

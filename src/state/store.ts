@@ -41,9 +41,19 @@ const fsCall = {
   open: promisify(fs.open),
   write: promisify(fs.write),
   fsync: promisify(fs.fsync),
+  fdatasync: promisify(fs.fdatasync),
   close: promisify(fs.close),
   rename: promisify(fs.rename),
 };
+
+/** A running mission's task changes, appended; folded into record.json at the mission's end. */
+const TASK_LOG = "tasks.jsonl";
+
+/** One line of a mission's task log: the mission's updatedAt and the tasks changed, whole. */
+interface TaskLogLine {
+  updatedAt: string;
+  tasks: readonly TaskRecord[];
+}
 
 /**
  * writeFileAtomic off the event loop: the same steps (temp file, fsync, rename, directory fsync)
@@ -121,6 +131,9 @@ export class StateStore {
     const dir = this.missionDir(record.missionId);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // The task log exists before record.json's write, whose directory fsync makes both names
+      // durable: an append to it then needs only the file's own fdatasync.
+      closeSync(openSync(path.join(dir, TASK_LOG), "a", 0o600));
       // As given, but for a known secret (a key handed to a task in its env, say): never on disk.
       writeFileAtomic(path.join(dir, "mission.json"), `${JSON.stringify(scrubValue(given), null, 2)}\n`);
       this.saveMission(record);
@@ -148,24 +161,103 @@ export class StateStore {
     return `${JSON.stringify(record)}\n`;
   }
 
+  /**
+   * Writes the whole record (record.json, atomically). A record that is no longer running holds
+   * every task's last state, so its task log (below) is folded in and removed.
+   */
   saveMission(record: MissionRecord): void {
     this.flushEvents();
-    writeFileAtomic(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
+    const dir = this.missionDir(record.missionId);
+    writeFileAtomic(path.join(dir, "record.json"), StateStore.recordText(record));
+    if (record.status !== "running") this.dropTaskLog(record.missionId);
   }
 
-  /** saveMission off the event loop (the running mission's writes). */
-  saveMissionAsync(record: MissionRecord): Promise<void> {
+  /** saveMission off the event loop (a mission's end). */
+  async saveMissionAsync(record: MissionRecord): Promise<void> {
     this.flushEvents();
-    return writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
+    await writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
+    if (record.status !== "running") this.dropTaskLog(record.missionId);
+  }
+
+  /**
+   * A running mission's task changes: the given tasks, whole, appended as one line to the
+   * mission's tasks.jsonl and fdatasync'ed before this resolves, so the change is as durable as a
+   * record.json write. Rewriting record.json whole at each task's end (JSON, temp file, two
+   * fsyncs, rename) cost O(tasks) each time, O(tasks²) over a mission: most of the broker's CPU
+   * per task at hundreds of tasks. readMission replays the lines over record.json while the
+   * mission runs; its end writes record.json whole (saveMission) and drops the log. A line torn
+   * by a crash was never reported (the append had not returned): it is skipped on reading.
+   */
+  async appendTasks(missionId: string, updatedAt: string, tasks: readonly TaskRecord[]): Promise<void> {
+    this.flushEvents();
+    const file = path.join(this.missionDir(missionId), TASK_LOG);
+    // After a failed append (a full disk, say) the file may end in part of a line: start afresh.
+    const lead = this.tornLogs.has(file) ? "\n" : "";
+    const bytes = Buffer.from(`${lead}${JSON.stringify({ updatedAt, tasks } satisfies TaskLogLine)}\n`);
+    const fd = await fsCall.open(file, "a", 0o600);
+    try {
+      for (let at = 0; at < bytes.length; ) at += (await fsCall.write(fd, bytes, at, bytes.length - at, null)).bytesWritten;
+      await fsCall.fdatasync(fd);
+      this.tornLogs.delete(file);
+    } catch (e) {
+      this.tornLogs.add(file);
+      throw e;
+    } finally {
+      await fsCall.close(fd);
+    }
+  }
+
+  /** Task logs whose last append failed (they may end in part of a line). */
+  private readonly tornLogs = new Set<string>();
+
+  private dropTaskLog(missionId: string): void {
+    const file = path.join(this.missionDir(missionId), TASK_LOG);
+    this.tornLogs.delete(file);
+    // record.json says the mission is over, and a reader then ignores the log: removing it is tidying.
+    rmSync(file, { force: true });
   }
 
   readMission(missionId: string): MissionRecord {
-    const file = path.join(this.missionDir(missionId), "record.json");
+    const dir = this.missionDir(missionId);
+    const file = path.join(dir, "record.json");
     if (!existsSync(file)) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
+    const raw = JSON.parse(readFileSync(file, "utf8")) as unknown;
+    // A running mission's later task changes are in its task log (appendTasks).
+    if ((raw as { status?: unknown } | null)?.status === "running") StateStore.replayTaskLog(raw as { updatedAt?: string; tasks?: unknown }, path.join(dir, TASK_LOG));
     // Parsed, not cast: a record written by an earlier version gets the fields added since.
-    const parsed = MissionRecordSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    const parsed = MissionRecordSchema.safeParse(raw);
     if (!parsed.success) throw new WrapperError("STATE_ERROR", `${file}: not a mission record: ${formatZodIssues(parsed.error, undefined).join("; ")}`);
     return parsed.data;
+  }
+
+  /** Applies a task log's lines, in order, over a record as read (each task by its id). */
+  private static replayTaskLog(raw: { updatedAt?: string; tasks?: unknown }, file: string): void {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      return; // none: a record from before the log, or no change since the mission began
+    }
+    if (!Array.isArray(raw.tasks)) return;
+    const tasks = raw.tasks as { id?: unknown }[];
+    const at = new Map(tasks.map((t, i) => [t?.id, i]));
+    for (const l of text.split("\n")) {
+      if (!l) continue;
+      let line: Partial<Record<keyof TaskLogLine, unknown>> | null;
+      try {
+        line = JSON.parse(l) as Partial<Record<keyof TaskLogLine, unknown>> | null;
+      } catch {
+        continue; // torn by a crash mid-append: never reported
+      }
+      // Each task whole, as it was at that write; checked with the whole record after.
+      const changed = line?.tasks;
+      if (!Array.isArray(changed)) continue;
+      for (const t of changed as { id?: unknown }[]) {
+        const i = at.get(t?.id);
+        if (i !== undefined) tasks[i] = t;
+      }
+      if (typeof line?.updatedAt === "string") raw.updatedAt = line.updatedAt;
+    }
   }
 
   /** Recent missions, newest first. */

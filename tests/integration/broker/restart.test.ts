@@ -3,7 +3,7 @@
 // reported); after a restart, status shows the mission interrupted, the task that had finished
 // keeps its record, and no orphan remains.
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { loadConfig } from "../../../src/config/load.js";
 import { LABELS } from "../../../src/worker/container.js";
-import type { MissionRecord } from "../../../src/state/store.js";
+import { StateStore } from "../../../src/state/store.js";
 import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
 import { docker } from "../support/pool.js";
 import { endChild } from "../support/wait.js";
@@ -64,7 +64,8 @@ describe("a broker killed mid-mission", () => {
     expect(how, "the broker is killed when it reports that task quick has finished").toBe("SIGKILL");
 
     // What the killed broker left on disk: the end it reported, and the task still running.
-    const onDisk = JSON.parse(readFileSync(path.join(dir, "state", "missions", missionId, "record.json"), "utf8")) as MissionRecord;
+    // (record.json and the task log a running mission appends to, as any reader replays them.)
+    const onDisk = new StateStore(path.join(dir, "state")).readMission(missionId);
     expect(onDisk.tasks[0]!.status, "a task's end is written before it is reported: the record on disk says quick succeeded when the broker reports it").toBe("succeeded");
     expect(onDisk.tasks[0], "the record on disk has quick's whole result when its end is reported").toMatchObject({ id: "quick", finalMessage: "slept 1500 ms\nwrote quick.txt", finishedAt: expect.any(String) });
     expect(onDisk.tasks[1]!.status, "the long task was running when the broker was killed").toBe("running");

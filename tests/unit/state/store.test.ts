@@ -168,7 +168,7 @@ describe("writeFileAtomicAsync", () => {
 });
 
 describe("record.json", () => {
-  it("is written as compact JSON on one line (a running mission rewrites it whole at each task's end) and reads back the same", async () => {
+  it("is written as compact JSON on one line (a mission's end writes it whole, with every task) and reads back the same", async () => {
     const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-record-")));
     const rec = record(store, "running");
     store.createMission(rec, { name: "m" });
@@ -177,5 +177,67 @@ describe("record.json", () => {
     const text = readFileSync(path.join(store.missionDir(rec.missionId), "record.json"), "utf8");
     expect(text).toBe(`${JSON.stringify(rec)}\n`);
     expect(store.readMission(rec.missionId)).toEqual(rec);
+  });
+});
+
+describe("a running mission's task log (tasks.jsonl)", () => {
+  const logOf = (store: StateStore, id: string): string => path.join(store.missionDir(id), "tasks.jsonl");
+
+  it("appends each change of tasks, replayed in order over record.json on reading; the mission's end writes the record whole and drops the log", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-tasklog-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    const created = readFileSync(path.join(store.missionDir(rec.missionId), "record.json"), "utf8");
+    const busy = rec.tasks[1]!;
+    busy.finalMessage = "half";
+    await store.appendTasks(rec.missionId, "u1", [busy]);
+    busy.status = "succeeded";
+    busy.finalMessage = "done";
+    busy.finishedAt = "f2";
+    await store.appendTasks(rec.missionId, "u2", [busy]);
+    // record.json is not rewritten for a task's change; the log has one line per change.
+    expect(readFileSync(path.join(store.missionDir(rec.missionId), "record.json"), "utf8")).toBe(created);
+    expect(readFileSync(logOf(store, rec.missionId), "utf8").trim().split("\n")).toHaveLength(2);
+    const read = new StateStore(store.root).readMission(rec.missionId); // as a restarted broker reads it
+    expect(read.tasks.map((t) => [t.id, t.status, t.finalMessage])).toEqual([["done", "succeeded", "ok"], ["busy", "succeeded", "done"]]);
+    expect(read.updatedAt).toBe("u2");
+    expect(read.status).toBe("running");
+
+    rec.status = "succeeded";
+    await store.saveMissionAsync(rec);
+    expect(existsSync(logOf(store, rec.missionId))).toBe(false);
+    expect(store.readMission(rec.missionId)).toEqual(rec);
+  });
+
+  it("a line torn by a crash mid-append is skipped and the lines before it stand; the next broker marks the mission interrupted and drops the log", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-tasklog-torn-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    rec.tasks[1]!.finalMessage = "before the crash";
+    await store.appendTasks(rec.missionId, "u1", [rec.tasks[1]!]);
+    // The crash: part of the next line reached the disk; its append never returned.
+    writeFileSync(logOf(store, rec.missionId), '{"updatedAt":"u2","tasks":[{"id":"busy","status":"succ', { flag: "a" });
+    const next = new StateStore(store.root);
+    expect(next.readMission(rec.missionId).tasks[1]).toMatchObject({ status: "running", finalMessage: "before the crash" });
+    expect(next.markInterrupted()).toEqual([rec.missionId]);
+    expect(existsSync(logOf(store, rec.missionId))).toBe(false);
+    const after = next.readMission(rec.missionId);
+    expect(after.status).toBe("interrupted");
+    expect(after.tasks[0]).toMatchObject({ status: "succeeded", finalMessage: "ok" });
+    expect(after.tasks[1]).toMatchObject({ status: "interrupted", finalMessage: "before the crash" });
+  });
+
+  it("a log left beside a finished record (a crash between the record's write and the log's removal) is ignored", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-tasklog-left-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    await store.appendTasks(rec.missionId, "u1", [{ ...rec.tasks[1]!, finalMessage: "stale" }]);
+    const log = readFileSync(logOf(store, rec.missionId));
+    rec.status = "succeeded";
+    rec.tasks[1]!.status = "succeeded";
+    rec.tasks[1]!.finalMessage = "final";
+    await store.saveMissionAsync(rec);
+    writeFileSync(logOf(store, rec.missionId), log); // as if the removal had not happened
+    expect(store.readMission(rec.missionId).tasks[1]).toMatchObject({ status: "succeeded", finalMessage: "final" });
   });
 });

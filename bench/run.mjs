@@ -934,7 +934,7 @@ function table() {
     lines.push(`  relay adds ${r.addedMsP50.netns} ms at p50 in the container's netns (local engine, the default), ${r.addedMsP50.socket} ms over a unix socket (local fallback), ${r.addedMsP50.stdio} ms through the engine (target ≤ 2); ${r.requestsPerTurn} model request(s) per turn`);
     lines.push(row("model request, direct", r.request.direct), row("model request, relay in the netns", r.request.netns), row("model request, relay over the socket", r.request.socket), row("model request, relay over the engine", r.request.stdio));
     lines.push(`  per model request (new connection, 38 KB body) the relay adds ${r.requestAddedMsP50.netns} ms at p50 in the netns, ${r.requestAddedMsP50.socket} ms over the socket, ${r.requestAddedMsP50.stdio} ms through the engine`);
-    lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
+    lines.push(`long answer (200 deltas), deltas/s: direct ${r.deltasPerSecond.direct}, netns ${r.deltasPerSecond.netns} (ratio ${r.streamRatio.netns}), socket ${r.deltasPerSecond.socket} (ratio ${r.streamRatio.socket}), engine ${r.deltasPerSecond.stdio} (ratio ${r.streamRatio.stdio}) (target ≥ 0.9)`);
   }
   if (results.engines) {
     const r = results.engines;

@@ -150,6 +150,9 @@ export interface PoolStats {
   threads: ThreadStats;
 }
 
+/** How long each step of a shutdown may wait on the engines before it goes on (ms). */
+const SHUTDOWN_STEP_MS = 30_000;
+
 export class WorkerPool {
   readonly session = randomUUID().slice(0, 12);
   private readonly logger: Logger;
@@ -992,9 +995,18 @@ export class WorkerPool {
     clearTimeout(this.warmTimer);
     for (const q of this.queues.values()) for (const w of q.splice(0)) w.fail(new WrapperError("WORKER_FAILED", "the broker is shutting down"));
     const workers = [...this.workers];
-    await Promise.all(workers.map((w) => this.removeWorker(w, "shutdown")));
+    // Bounded: an engine that stops answering must not hold the shutdown (each of its calls has a
+    // deadline, but a worker on its way up may make several). What is left is reaped by label at
+    // the next start.
+    const bounded = async (what: string, work: Promise<unknown>): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), SHUTDOWN_STEP_MS)));
+      if ((await Promise.race([work.then(() => null, () => null), late])) === "late") this.logger.warn(`shutdown: gave up waiting for ${what} after ${SHUTDOWN_STEP_MS / 1000} s; the next start removes what is left, by label`);
+      clearTimeout(timer);
+    };
+    await bounded("containers to be removed", Promise.all(workers.map((w) => this.removeWorker(w, "shutdown"))));
     // One still on its way up (a spare or warm container started in the background) removes what it made.
-    await Promise.allSettled(workers.map((w) => w.ready));
+    await bounded("containers still starting", Promise.allSettled(workers.map((w) => w.ready)));
     // Volumes of slots whose container had died (kept for a replacement that will not come now).
     for (const e of this.engines.all.filter((x) => x.up)) {
       await this.removeVolumes(true, e).catch((err: unknown) => this.logger.warn("cannot remove workspace volumes; the next broker start removes them", { engine: e.config.name, error: describeError(err) }));

@@ -152,7 +152,12 @@ export class RelayLink {
     const child = spawn("nsenter", [`--net=/proc/${pid}/ns/net`, "--", process.execPath, "-e", NETNS_LISTENER, JSON.stringify(ports)], { stdio: ["ignore", "ignore", "pipe", "ipc"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString("utf8")).slice(-2000)));
-    const servers: { name: string; server: net.Server }[] = [];
+    // The channel's connections each come on their own socket (adopted); it has no stdio. Each
+    // listening socket serves as soon as it is here: Codex may connect before the last one comes.
+    const channel = new RelayChannel(container, { stdin: new PassThrough(), stdout: new PassThrough() });
+    this.opts.relay.attach(this.opts.grant, channel);
+    const servers: net.Server[] = [];
+    const want = Object.keys(ports).length;
     let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -160,29 +165,28 @@ export class RelayLink {
         child.on("error", (e) => reject(new WorkerError("WORKER_FAILED", `${container}: cannot run nsenter to listen in the container's network namespace: ${e.message}`)));
         child.on("message", (m: { name: string; error?: string }, handle?: net.Server) => {
           if (m.error || !handle) return reject(new WorkerError("WORKER_FAILED", `${container}: the relay cannot listen on the container's port ${ports[m.name] ?? "?"} (${m.name}): ${m.error ?? "no socket came back"}`));
-          servers.push({ name: m.name, server: handle });
-          if (servers.length === Object.keys(ports).length) resolve();
+          handle.on("connection", (c: net.Socket) => channel.adopt(c, m.name));
+          servers.push(handle);
+          if (servers.length === want) resolve();
         });
-        child.on("exit", (code) => {
-          if (servers.length < Object.keys(ports).length) reject(new WorkerError("WORKER_FAILED", `${container}: the helper that listens in the container's network namespace exited (code ${code ?? "unknown"})${stderr.trim() ? `: ${stderr.trim()}` : ""}`));
+        // "close", not "exit": a process can be seen to exit before its last messages are read.
+        child.on("close", (code) => {
+          if (servers.length < want) reject(new WorkerError("WORKER_FAILED", `${container}: the helper that listens in the container's network namespace ended (code ${code ?? "unknown"}) before it handed over its sockets${stderr.trim() ? `: ${stderr.trim()}` : ""}`));
         });
       });
     } catch (e) {
-      for (const s of servers) s.server.close();
+      for (const s of servers) s.close();
+      channel.close("start failed");
       child.kill();
       throw e;
     } finally {
       clearTimeout(timer);
     }
-    // The channel's connections each come on their own socket (adopted); it has no stdio.
-    const channel = new RelayChannel(container, { stdin: new PassThrough(), stdout: new PassThrough() });
-    for (const { name, server } of servers) server.on("connection", (c: net.Socket) => channel.adopt(c, name));
-    this.netnsServers = servers.map((s) => s.server);
+    this.netnsServers = servers;
     channel.once("close", () => {
       for (const s of this.netnsServers) s.close();
       this.netnsServers = [];
     });
-    this.opts.relay.attach(this.opts.grant, channel);
   }
 
   /** Starts the forwarder and waits until it listens (bounded). */

@@ -17,6 +17,7 @@ import type { EngineConfig } from "../../../src/config/schema.js";
 import { createLogger } from "../../../src/log.js";
 import { validateMission } from "../../../src/mission/load.js";
 import { MissionRunner } from "../../../src/mission/runner.js";
+import type { EngineStatus } from "../../../src/pool/engines.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
 import { DockerRuntime } from "../../../src/runtime/docker.js";
 import { StateStore, type MissionRecord } from "../../../src/state/store.js";
@@ -78,6 +79,17 @@ async function closedPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
+}
+
+/** A pool whose one profile pulls `ref` and runs only on eng-1 (the main engine has `ref`, eng-1 not), and eng-1's state. */
+async function eng1Pulling(ref: string): Promise<{ pool: WorkerPool; eng1: EngineStatus | undefined }> {
+  await tagOnMain(ref);
+  await absentOnEng1(ref);
+  const pool = await pools.start({
+    workers: [{ name: "default", image: ref, pull: true, engines: ["eng-1"] }],
+    engines: [{ name: "local" }, { name: "eng-1", host: remote[0]!.host, tls: remote[0]!.tls, max_containers: 2 }],
+  });
+  return { pool, eng1: pool.stats().engines.find((e) => e.name === "eng-1") };
 }
 
 function runTask(pool: WorkerPool, prompt: string, profile?: string): Promise<MissionRecord> {
@@ -168,13 +180,7 @@ describe("images pulled from a registry", () => {
 
   it("a registry that does not listen keeps the test engine down, naming it, the image and the fix", async () => {
     const ref = `${ENG1_ROOT}:${await closedPort()}/${NS}/ok:dev`;
-    await tagOnMain(ref); // the main engine has it: only eng-1 pulls
-    await absentOnEng1(ref);
-    const pool = await pools.start({
-      workers: [{ name: "default", image: ref, pull: true, engines: ["eng-1"] }],
-      engines: [{ name: "local" }, { name: "eng-1", host: remote[0]!.host, tls: remote[0]!.tls, max_containers: 2 }],
-    });
-    const eng1 = pool.stats().engines.find((e) => e.name === "eng-1");
+    const { pool, eng1 } = await eng1Pulling(ref); // the main engine has it: only eng-1 pulls
     expect(eng1?.state).toBe("down");
     expect(eng1?.reason).toContain(`Docker engine "eng-1" (${remote[0]!.host}) could not pull ${ref}`);
     expect(eng1?.reason).toMatch(/connection refused/);
@@ -212,13 +218,7 @@ describe("images pulled from a registry", () => {
   it("an image whose ID differs from the main engine's is refused on the test engine", async () => {
     // The main engine has drift:dev as ok:dev is; the registry serves another image under that name.
     const ref = `${registry.at(ENG1_ROOT)}/${NS}/drift:dev`;
-    await tagOnMain(ref);
-    await absentOnEng1(ref);
-    const pool = await pools.start({
-      workers: [{ name: "default", image: ref, pull: true, engines: ["eng-1"] }],
-      engines: [{ name: "local" }, { name: "eng-1", host: remote[0]!.host, tls: remote[0]!.tls, max_containers: 2 }],
-    });
-    const eng1 = pool.stats().engines.find((e) => e.name === "eng-1");
+    const { pool, eng1 } = await eng1Pulling(ref);
     expect(eng1?.state).toBe("down");
     expect(eng1?.reason).toBe(
       `Docker engine "eng-1" (${remote[0]!.host}) has ${ref} as ${otherId}, not ${okId} as on Docker engine at /var/run/docker.sock; the registry's copy differs from the one on Docker engine at /var/run/docker.sock: push that one to the registry (docker push ${ref}), or remove it there (docker rmi ${ref}) so that it is pulled too`,

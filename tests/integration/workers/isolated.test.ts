@@ -8,41 +8,25 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { validateMission } from "../../../src/mission/load.js";
-import { MissionRunner } from "../../../src/mission/runner.js";
 import type { MissionInput } from "../../../src/mission/schema.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
-import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
+import type { TaskRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { CONTAINER_GID, CONTAINER_UID, INSTANCE_PREFIX, makeWorkspace, TEST_LABEL } from "../support/env.js";
+import { INSTANCE_PREFIX, TEST_LABEL } from "../support/env.js";
+import { gitWorkspace, runMission, stored } from "../support/isolated.js";
 import { poolFixture } from "../support/pool.js";
 
 const RUN = `isolated-${process.pid}`;
 const pools = poolFixture(RUN);
 
 /** A git workspace: f.txt committed, node_modules ignored (and present), owned by the container's user. */
-function gitWorkspace(): string {
-  const ws = makeWorkspace();
-  writeFileSync(path.join(ws, "f.txt"), "base\n");
-  writeFileSync(path.join(ws, ".gitignore"), "node_modules/\n");
-  mkdirSync(path.join(ws, "node_modules", "left-pad"), { recursive: true });
-  writeFileSync(path.join(ws, "node_modules", "left-pad", "index.js"), "module.exports = 1;\n");
-  const git = (...args: string[]): string => execFileSync("git", ["-c", "safe.directory=*", "-C", ws, ...args], { encoding: "utf8" });
-  git("init", "-q");
-  git("add", ".");
-  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base");
-  execFileSync("chown", ["-R", `${CONTAINER_UID}:${CONTAINER_GID}`, ws]);
-  return ws;
-}
-
-async function run(pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">): Promise<{ record: MissionRecord; store: StateStore }> {
-  const store = new StateStore(pool.config.stateDir);
-  const runner = new MissionRunner(pool, store);
-  const { done } = runner.start(validateMission({ name: "isolated", ...mission }, pool.config), { workspace: ws });
-  return { record: await done, store };
-}
-
-const stored = (store: StateStore, m: MissionRecord, t: TaskRecord, rel: string): string => readFileSync(path.join(store.missionDir(m.missionId), "artifacts", t.id, rel), "utf8");
+const ignoredWorkspace = (): string =>
+  gitWorkspace((ws) => {
+    writeFileSync(path.join(ws, ".gitignore"), "node_modules/\n");
+    mkdirSync(path.join(ws, "node_modules", "left-pad"), { recursive: true });
+    writeFileSync(path.join(ws, "node_modules", "left-pad", "index.js"), "module.exports = 1;\n");
+  });
+const run = (pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">): ReturnType<typeof runMission> => runMission(pool, ws, "isolated", mission);
 const sha = (s: string): string => createHash("sha256").update(s).digest("hex");
 const volumes = (): string[] => execFileSync("docker", ["volume", "ls", "-q", "--filter", `label=${TEST_LABEL}=${RUN}`], { encoding: "utf8" }).split("\n").filter(Boolean);
 afterAll(() => {
@@ -52,7 +36,7 @@ afterAll(() => {
 describe("workspace_mode isolated", () => {
   it("returns changes.patch and the changed files with their sha256, leaves the source untouched and copies no ignored node_modules", async () => {
     const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
-    const ws = gitWorkspace();
+    const ws = ignoredWorkspace();
     const { record, store } = await run(pool, ws, {
       tasks: [{ id: "edit", prompt: "#fake write f.txt edited\n#fake write new/b.txt fresh\n#fake run ls -A; ls node_modules 2>&1 || true", check: "grep -q edited f.txt" }],
     });
@@ -84,7 +68,7 @@ describe("workspace_mode isolated", () => {
 
   it("runs parallel tasks on copies of their own: each its own patch and artifacts, the source untouched", async () => {
     const pool = await pools.start({ workers: [{ name: "default", capacity: 4, max_containers: 3 }] });
-    const ws = gitWorkspace();
+    const ws = ignoredWorkspace();
     const { record, store } = await run(pool, ws, {
       defaults: { workspace_mode: "isolated", artifacts: ["reports/**"] },
       tasks: [
@@ -109,7 +93,7 @@ describe("workspace_mode isolated", () => {
 
   it("with apply = true applies a clean patch; a second patch on the same lines is kept, and its task says why", async () => {
     const pool = await pools.start({ workers: [{ name: "default", max_containers: 2 }] });
-    const ws = gitWorkspace();
+    const ws = ignoredWorkspace();
     const { record, store } = await run(pool, ws, {
       defaults: { workspace_mode: "isolated", apply: true },
       tasks: [

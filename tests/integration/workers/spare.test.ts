@@ -5,42 +5,22 @@
 // take one each; none serves two tasks; the pool's shutdown and a SIGKILLed broker's successor
 // leave no spare (container or volume) behind.
 import { execFileSync, spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { validateMission } from "../../../src/mission/load.js";
-import { MissionRunner } from "../../../src/mission/runner.js";
 import type { MissionInput } from "../../../src/mission/schema.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
-import { StateStore, type MissionRecord, type TaskRecord } from "../../../src/state/store.js";
+import type { TaskRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
-import { CONTAINER_GID, CONTAINER_UID, makeWorkspace, removeTestContainers, TEST_LABEL } from "../support/env.js";
+import { removeTestContainers, TEST_LABEL } from "../support/env.js";
+import { gitWorkspace, runMission, stored } from "../support/isolated.js";
 import { docker, poolFixture, testConfig } from "../support/pool.js";
 import { until } from "../support/wait.js";
 
 const RUN = `spare-${process.pid}`;
 const pools = poolFixture(RUN);
 
-/** A git workspace with f.txt committed, owned by the container's user. */
-function gitWorkspace(): string {
-  const ws = makeWorkspace();
-  writeFileSync(path.join(ws, "f.txt"), "base\n");
-  const git = (...args: string[]): string => execFileSync("git", ["-c", "safe.directory=*", "-C", ws, ...args], { encoding: "utf8" });
-  git("init", "-q");
-  git("add", ".");
-  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base");
-  execFileSync("chown", ["-R", `${CONTAINER_UID}:${CONTAINER_GID}`, ws]);
-  return ws;
-}
-
-async function run(pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">): Promise<{ record: MissionRecord; store: StateStore }> {
-  const store = new StateStore(pool.config.stateDir);
-  const runner = new MissionRunner(pool, store);
-  const { done } = runner.start(validateMission({ name: "spare", ...mission }, pool.config), { workspace: ws });
-  return { record: await done, store };
-}
-
-const stored = (store: StateStore, m: MissionRecord, t: TaskRecord, rel: string): string => readFileSync(path.join(store.missionDir(m.missionId), "artifacts", t.id, rel), "utf8");
+const run = (pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">): ReturnType<typeof runMission> => runMission(pool, ws, "spare", mission);
 /** The spares up now, by container name. */
 const readySpares = (pool: WorkerPool): string[] => pool.stats().containers.filter((c) => c.spare && c.state === "ready").map((c) => c.name);
 const ofLabel = (kind: "container" | "volume", label: string): string[] =>

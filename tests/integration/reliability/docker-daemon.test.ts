@@ -8,8 +8,9 @@
 // limit, /healthz answers within its own 5 s, a running turn ends by its own timeout, and after
 // SIGCONT the same broker serves again.
 //
-// This stops the engine every test uses: integration test files run one at a time (vitest
-// fileParallelism: false), and the engine is started again in `finally` whatever happens.
+// This stops the engine every test uses: it runs in the "integration-alone" vitest project, one
+// file at a time after every other file has ended (vitest.config.ts), and the engine is started
+// again in `finally` whatever happens.
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";

@@ -152,7 +152,7 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     alive: () => !worker.dead && !worker.removing,
     ...relayChannelOptions(ctx.relayChannel, ctx.docker.local, { dir: slot.dir, mountedAt: CONTAINER_PATHS.codexHome, user }),
   });
-  // One budget for starting: a loaded machine can take a while to exec the forwarder too.
+  // One budget for starting: a loaded machine can take a while to start the forwarder or the netns helper too.
   await worker.relay.open(ctx.startTimeoutMs ?? 60_000);
   const placeholder = { accessToken: grant.token, accountId: PLACEHOLDER_ACCOUNT, planType: ctx.planType };
   const driver = protocol.driver({

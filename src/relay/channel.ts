@@ -153,6 +153,9 @@ export class RelayChannel extends EventEmitter<RelayChannelEvents> {
     }
     this.adopted.add(conn);
     conn.once("close", () => this.adopted.delete(conn));
+    // A real socket from the container: whoever serves it may stop watching it (an HTTP server
+    // hands an upgrade or CONNECT over), and a reset from Codex's side must not be an uncaught error.
+    conn.on("error", () => conn.destroy());
     this.emit("stream", conn, listener);
   }
 

@@ -117,10 +117,6 @@ export class EgressProxy {
   }
 
   private async onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    // The HTTP server no longer watches this socket: a reset while the host is checked below
-    // would otherwise be an uncaught error.
-    const upstream: { out?: net.Socket } = {};
-    socket.on("error", () => upstream.out?.destroy());
     const served = this.served.get(socket);
     const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(req.url ?? "");
     if (!served || !m) {
@@ -135,8 +131,8 @@ export class EgressProxy {
       socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncodex-mcp-wrapper egress: refused ${r.refusal.target}: ${r.refusal.reason}\n`);
       return;
     }
-    if (socket.destroyed) return;
-    const out = (upstream.out = net.connect({ host: r.address, port }));
+    if (socket.destroyed) return; // went away while the host was checked
+    const out = net.connect({ host: r.address, port });
     let established = false;
     out.once("connect", () => {
       established = true;
@@ -149,6 +145,7 @@ export class EgressProxy {
       if (!established) socket.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\ncannot reach ${host}:${port}: ${e.code ?? e.message}\n`);
       else socket.destroy();
     });
+    socket.on("error", () => out.destroy());
     socket.on("close", () => out.destroy());
   }
 

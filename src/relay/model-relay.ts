@@ -82,9 +82,6 @@ export class ModelRelay {
     this.server.keepAliveTimeout = 65_000;
     this.server.requestTimeout = 0; // a turn's answer may stream for many minutes
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
-      // The HTTP server stops watching a socket it hands over: a reset from Codex's side would be
-      // an uncaught error (on the netns channel these are plain TCP sockets).
-      socket.on("error", () => socket.destroy());
       // Codex's built-in provider (the images' config) tries the Responses WebSocket first. The
       // relay does not carry WebSockets: 426 makes Codex fall back to HTTP + server-sent events
       // at once (measured with 0.169.0: one attempt; a 403 costs five retries, ~6 s, a session).

@@ -525,7 +525,7 @@ export class DockerRuntime {
   /**
    * Pulls `ref` from its registry into this engine, reporting bytes downloaded over every layer.
    * Deadline discipline as for loadImage: the answer within `callTimeoutMs`, then a failure after
-   * `callTimeoutMs` with no progress. (Registry credentials: the engine's own, none passed here.)
+   * `callTimeoutMs` with no progress. Registry credentials: `auth` (a profile's registry_auth), else the engine's own.
    */
   async pullImage(ref: string, opts: { onProgress?: (bytes: number, total: number | null) => void; auth?: RegistryAuth } = {}): Promise<void> {
     const what = `pull image ${ref}`;

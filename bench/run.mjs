@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,scale3,records] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -704,11 +704,43 @@ async function startBrokerProcess(cfg) {
   };
 }
 
+/**
+ * The rehearsal model in a process of its own on loopback, for the measures of the broker's own
+ * CPU (scale, scale3): the broker's profile then runs the worker image with \`model_upstream\`
+ * pointing here, so the relay forwards to it as to OpenAI and the model's CPU is not the broker's.
+ * BENCH_MODEL_IN_BROKER=1 keeps the old setup (the rehearsal image, its model in the broker).
+ */
+let modelApart;
+async function apartModel() {
+  if (process.env.BENCH_MODEL_IN_BROKER === "1") return null;
+  if (modelApart) return modelApart;
+  const proc = spawn("node", ["dist/rehearsal/main.js", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, REHEARSAL_LOG: "stderr" } });
+  let log = "";
+  const url = await new Promise((resolve, reject) => {
+    proc.stderr.on("data", (d) => {
+      log += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(log);
+      if (m) resolve(m[1]);
+      if (log.length > 1e5) log = log.slice(-1e4);
+    });
+    proc.once("exit", (c) => reject(new Error(`the rehearsal model exited ${c}: ${log}`)));
+  });
+  process.once("exit", () => proc.kill());
+  modelApart = { url, image: `${PREFIX}/worker:dev`, proc };
+  return modelApart;
+}
+/** The [broker] line and the profile's image for a broker whose model runs apart (or in it). */
+async function modelSetup() {
+  const m = await apartModel();
+  return m ? { brokerLine: `model_upstream = "${m.url}"\n`, image: m.image, where: "apart" } : { brokerLine: "", image: IMAGE, where: "in the broker" };
+}
+
 async function scaleCell(tasks, containers) {
   const ws = ownedDir("ws");
   const label = `cmw-${RUN}-s${++seq}`;
   const cfg = path.join(tmp, `${label}.toml`);
-  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n\n[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
+  const model = await modelSetup();
+  writeFileSync(cfg, `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = "${path.join(tmp, `${label}-state`)}"\nauth_file = "${authFile()}"\nallowed_workspace_roots = ["${tmp}"]\n${model.brokerLine}\n[[workers]]\nname = "default"\nimage = "${model.image}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = ["${ws}"]\n`);
   const b = await startBrokerProcess(cfg);
   await b.waitReady(containers);
   const split0 = b.cpuSplit();
@@ -721,7 +753,7 @@ async function scaleCell(tasks, containers) {
   const hwm = b.peakRssMiB();
   const failures = r.structuredContent.tasks.filter((t) => t.status !== "succeeded");
   await b.stop();
-  return { tasks, containers, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), brokerCpuMsPerTask: round(cpuMs / tasks), ...cpuDetail, peakRssMiB: round(hwm), failed: failures.length, ...(failures.length ? { firstError: failures[0].error } : {}) };
+  return { tasks, containers, model: model.where, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), brokerCpuMsPerTask: round(cpuMs / tasks), ...cpuDetail, peakRssMiB: round(hwm), failed: failures.length, ...(failures.length ? { firstError: failures[0].error } : {}) };
 }
 
 async function scale() {
@@ -753,14 +785,15 @@ async function scale3() {
   const list = JSON.parse(readFileSync("/var/lib/cmw-test-engines/engines.json", "utf8"));
   // An engine that already holds the image under another name (same image ID) gets this name as
   // a tag: the broker would otherwise stream the whole image to it at start.
-  const id = execFileSync("docker", ["image", "inspect", "-f", "{{.Id}}", IMAGE], { encoding: "utf8" }).trim();
+  const model = await modelSetup();
+  const id = execFileSync("docker", ["image", "inspect", "-f", "{{.Id}}", model.image], { encoding: "utf8" }).trim();
   for (const e of list) {
     const flags = ["--tlsverify", "--tlscacert", e.tls.ca, "--tlscert", e.tls.cert, "--tlskey", e.tls.key, "-H", e.host];
     try {
-      execFileSync("docker", [...flags, "image", "inspect", IMAGE], { stdio: "ignore" });
+      execFileSync("docker", [...flags, "image", "inspect", model.image], { stdio: "ignore" });
     } catch {
       try {
-        execFileSync("docker", [...flags, "tag", id, IMAGE], { stdio: "ignore" });
+        execFileSync("docker", [...flags, "tag", id, model.image], { stdio: "ignore" });
       } catch {
         // not there under any name: the broker copies it at start
       }
@@ -776,8 +809,8 @@ async function scale3() {
   writeFileSync(
     cfg,
     [
-      `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = ${q(stateDir)}\nauth_file = ${q(authFile())}\nallowed_workspace_roots = [${q(tmp)}]\n`,
-      `[[workers]]\nname = "default"\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = [${q(ws)}]\n`,
+      `[broker]\nlabel = "${label}"\nport = 0\nstate_dir = ${q(stateDir)}\nauth_file = ${q(authFile())}\nallowed_workspace_roots = [${q(tmp)}]\n${model.brokerLine}`,
+      `[[workers]]\nname = "default"\nimage = "${model.image}"\nnetwork = "none"\nmemory = "1g"\nsandbox = "workspace-write"\ncapacity = 4\nmax_containers = ${containers}\nwarm = ${containers}\nwarm_workspaces = [${q(ws)}]\n`,
       `[[engines]]\nname = "local"\nmax_containers = ${perEngine}\n`,
       ...list.map((e) => `[[engines]]\nname = "${e.name}"\nhost = "${e.host}"\nmax_containers = ${perEngine}\nshared_paths = [${q(tmp)}]\ntls = { ca = ${q(e.tls.ca)}, cert = ${q(e.tls.cert)}, key = ${q(e.tls.key)} }\n`),
     ].join("\n"),
@@ -789,7 +822,7 @@ async function scale3() {
     say(`scale3: ${containers} warm containers (${spread.join(", ")})`);
     const status = new Client({ name: "bench-status", version: "0" });
     await status.connect(new StreamableHTTPClientTransport(new URL(`${b.base}/mcp`)));
-    results.scale3 = { containers, capacity: 4, spread, cells: [] };
+    results.scale3 = { containers, capacity: 4, spread, model: model.where, cells: [] };
     for (const tasks of counts) {
       b.resetPeak();
       const cpu0 = b.cpu();
@@ -906,6 +939,59 @@ async function records() {
   }
 }
 
+/**
+ * The `status` tool alone, without Docker or Codex (issue 22, item 5): the broker's MCP server
+ * over the SDK's in-memory transport, read by the SDK's client (which checks each result against
+ * the output schema, as real clients do), on a store holding five missions of N tasks (the
+ * newest running, with a third of its tasks running). Per call, p50 and p99 and the CPU time of
+ * this process (server and client both): `status` of one mission, and of the recent list.
+ */
+async function statusCost() {
+  const { InMemoryTransport } = await import("@modelcontextprotocol/sdk/inMemory.js");
+  const { createBrokerServer } = await import("../dist/mcp/server.js");
+  const { MissionRunner } = await import("../dist/mission/runner.js");
+  const { StateStore } = await import("../dist/state/store.js");
+  const counts = opts.tasks ? opts.tasks.split(",").map(Number) : [200, 1000];
+  results.status = [];
+  for (const n of counts) {
+    const root = ownedDir("status");
+    const config = resolveConfig({ broker: { allowed_workspace_roots: [root], state_dir: path.join(root, "state") } }, "test", {});
+    const store = new StateStore(path.join(root, "state"));
+    const now = () => new Date().toISOString();
+    const ids = [];
+    for (let m = 0; m < 5; m++) {
+      const rec = { missionId: store.newMissionId(), name: "status", status: m === 4 ? "running" : "succeeded", workspace: root, createdAt: now(), updatedAt: now(), finishedAt: null, bundle: null, tasks: Array.from({ length: n }, (_, i) => ({ id: `t${i}`, status: m === 4 && i % 3 === 0 ? "running" : "succeeded", conversationId: `conv_${i}`, finalMessage: "hello: the rehearsal model answers this way", error: null, container: "cmw-x-default-0", engine: "local", startedAt: now(), finishedAt: now(), artifacts: [], usage: { requests: 1, inputTokens: 1200, cachedInputTokens: 0, outputTokens: 12, reasoningOutputTokens: 0, totalTokens: 1212, model: "gpt-5", profile: "default" } })) };
+      store.createMission(rec, {});
+      ids.push(rec.missionId);
+      while (store.newMissionId().slice(0, 16) === rec.missionId.slice(0, 16)) await sleep(50); // ids sort by second
+    }
+    const pool = { config };
+    const server = createBrokerServer({ pool, store, runner: new MissionRunner(pool, store) });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(a);
+    const client = new Client({ name: "bench-status", version: "0" });
+    await client.connect(b);
+    await client.listTools();
+    const time = async (args, k = QUICK ? 20 : 100) => {
+      await client.callTool({ name: "status", arguments: args });
+      const xs = [];
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < k; i++) {
+        const t0 = performance.now();
+        const r = await client.callTool({ name: "status", arguments: args });
+        if (r.isError) throw new Error(JSON.stringify(r.content));
+        xs.push(performance.now() - t0);
+      }
+      const c = process.cpuUsage(c0);
+      return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
+    };
+    const cell = { tasks: n, mission: await time({ missionId: ids[0] }), recent: await time({}) };
+    await client.close();
+    results.status.push(cell);
+    say(`status, ${n}-task missions, in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call`);
+  }
+}
+
 function table() {
   const lines = [];
   const m = results.machine;
@@ -947,6 +1033,7 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
+  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU`);
   if (results.records) {
     for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
   }
@@ -962,7 +1049,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale, scale3, records })) {
+  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale, scale3, records, status: statusCost })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

@@ -20,7 +20,7 @@ import { artifactMimeType } from "../artifacts/mime.js";
 import { formatZodIssues, WrapperError } from "../errors.js";
 import { readMissionFile, validateMission } from "../mission/load.js";
 import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
-import { MissionStatusSchema, taskErrorCode, TaskRecordSchema, type MissionRecord, type TaskRecord } from "../state/record.js";
+import { MissionStatusSchema, taskErrorCode, TaskRecordSchema, type MissionRecord } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../pool/pool.js";
@@ -28,7 +28,7 @@ import { resolveInsideRoots } from "../worker/workspace.js";
 import { clientApprover } from "./approvals.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";
-import { artifactLinks, artifactUri, missionText, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
+import { artifactUri, MissionResults, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
 
 export interface BrokerDeps {
   pool: WorkerPool;
@@ -60,18 +60,19 @@ function withRehearsalNotice(result: CallToolResult, notice: string): CallToolRe
   return { ...result, content, ...(result.structuredContent ? { structuredContent: { ...result.structuredContent, rehearsal: notice } } : {}) };
 }
 
-const taskOut = (t: TaskRecord): TaskResultOut => {
-  const { container: _container, ...rest } = t;
-  // Absent rather than empty, as in the record: notes only when there are some.
-  if (!rest.notes?.length) delete rest.notes;
-  return rest;
-};
 const missionOut = (m: MissionRecord): MissionResultOut => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
+
+/** Structured results already checked against their tool's output schema (a mission's, part by part). */
+const checkedResults = new WeakSet<object>();
+const missionResults = new MissionResults((t) => TaskResult.safeParse(t).success);
 
 /** A mission as a tool result: structured, readable text with every task whole, and a link per artifact. */
 function missionResult(m: MissionRecord): CallToolResult {
-  const out = missionOut(m);
-  return { structuredContent: out, content: [{ type: "text", text: missionText(out, m.name) }, ...artifactLinks(m.missionId, out.tasks)] };
+  const { out, text, links, checked } = missionResults.build(m);
+  // Each task was checked when it was built; the rest of the result here. A result that fails is
+  // left to the whole check in tools/call, which says where.
+  if (checked && MissionResult.safeParse({ ...out, tasks: [] }).success) checkedResults.add(out);
+  return { structuredContent: out, content: [{ type: "text", text }, ...links] };
 }
 
 /** A tool of this server: its schemas and what it does with arguments that fit its input. */
@@ -284,7 +285,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
       output: [MissionResult, RecentMissions],
       async run(args) {
         if (args.missionId) return missionResult(deps.runner.status(args.missionId));
-        const recent = deps.store.listMissions(20).map((m) => ({ missionId: m.missionId, name: m.name, status: m.status, createdAt: m.createdAt, tasks: m.tasks.length }));
+        const recent = deps.store.missionSummaries(20);
         const text = recent.map((m) => `${m.missionId} ${m.name}: ${m.status} (${m.tasks} tasks, created ${m.createdAt})`).join("\n") || "no missions yet";
         return { structuredContent: { missions: recent }, content: [{ type: "text", text }] };
       },
@@ -323,7 +324,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     const tool = tools.get(request.params.name);
     if (!tool) throw new ProtocolError(RPC.INVALID_PARAMS, `Unknown tool: ${request.params.name}; this server's tools are ${[...tools.keys()].join(", ")}`, { tool: request.params.name });
     const result = await tool.call(request.params.arguments, extra);
-    if (!result.isError) {
+    if (!result.isError && !checkedResults.has(result.structuredContent ?? {})) {
       // The result is built from the same schemas; a mismatch is the broker's bug, said as one.
       const ok = tool.output.safeParse(result.structuredContent);
       if (!ok.success) throw new ProtocolError(RPC.INTERNAL_ERROR, `${request.params.name}: the broker built a result its output schema refuses: ${formatZodIssues(ok.error, result.structuredContent).join("; ")}`);

@@ -46,6 +46,19 @@ const fsCall = {
   rename: promisify(fs.rename),
 };
 
+/** Parsed records kept for readers (readMission), and lines of the recent list (missionSummaries). */
+const RECORDS_CACHED = 8;
+const SUMMARIES_CACHED = 1000;
+
+/** A mission in a line: what `status` without an id lists. */
+export interface MissionSummary {
+  missionId: string;
+  name: string;
+  status: MissionRecord["status"];
+  createdAt: string;
+  tasks: number;
+}
+
 /** A running mission's task changes, appended; folded into record.json at the mission's end. */
 const TASK_LOG = "tasks.jsonl";
 
@@ -166,6 +179,7 @@ export class StateStore {
    * every task's last state, so its task log (below) is folded in and removed.
    */
   saveMission(record: MissionRecord): void {
+    this.forget(record.missionId);
     this.flushEvents();
     const dir = this.missionDir(record.missionId);
     writeFileAtomic(path.join(dir, "record.json"), StateStore.recordText(record));
@@ -174,6 +188,7 @@ export class StateStore {
 
   /** saveMission off the event loop (a mission's end). */
   async saveMissionAsync(record: MissionRecord): Promise<void> {
+    this.forget(record.missionId);
     this.flushEvents();
     await writeFileAtomicAsync(path.join(this.missionDir(record.missionId), "record.json"), StateStore.recordText(record));
     if (record.status !== "running") this.dropTaskLog(record.missionId);
@@ -189,6 +204,7 @@ export class StateStore {
    * by a crash was never reported (the append had not returned): it is skipped on reading.
    */
   async appendTasks(missionId: string, updatedAt: string, tasks: readonly TaskRecord[]): Promise<void> {
+    this.forget(missionId);
     this.flushEvents();
     const file = path.join(this.missionDir(missionId), TASK_LOG);
     // After a failed append (a full disk, say) the file may end in part of a line: start afresh.
@@ -217,10 +233,52 @@ export class StateStore {
     rmSync(file, { force: true });
   }
 
-  readMission(missionId: string): MissionRecord {
+  /**
+   * A mission's record as stored (a running mission's task log replayed over it). The record is
+   * shared with the next readers for as long as its files have not changed (the same inode, size
+   * and mtime of record.json, the same size of the task log): do not change it; `fresh` reads a
+   * copy of the caller's own. Each `status` of a finished 1,000-task mission used to read and
+   * check 0.7 MB of JSON again.
+   */
+  readMission(missionId: string, fresh = false): MissionRecord {
     const dir = this.missionDir(missionId);
     const file = path.join(dir, "record.json");
-    if (!existsSync(file)) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
+    const stamp = this.recordStamp(dir);
+    if (stamp === null) throw new WrapperError("NOT_FOUND", `missionId: no mission ${missionId}; call status without an id to list recent missions`);
+    const cached = fresh ? undefined : this.records.get(missionId);
+    if (cached?.stamp === stamp) {
+      this.records.delete(missionId); // most recently used last
+      this.records.set(missionId, cached);
+      return cached.record;
+    }
+    const record = this.parseMission(dir, file);
+    if (!fresh) {
+      this.records.set(missionId, { stamp, record });
+      if (this.records.size > RECORDS_CACHED) this.records.delete(this.records.keys().next().value!);
+    }
+    return record;
+  }
+
+  /** Drops what is kept of a mission this process writes (its files' stamp would tell too, a write later). */
+  private forget(missionId: string): void {
+    this.records.delete(missionId);
+    this.summaries.delete(missionId);
+  }
+
+  /** Parsed records by mission, least recently read first (readMission). */
+  private readonly records = new Map<string, { stamp: string; record: MissionRecord }>();
+  /** Each mission's line in the recent list, by mission (missionSummaries). */
+  private readonly summaries = new Map<string, { stamp: string; summary: MissionSummary }>();
+
+  /** What changes when a mission's stored record does: null when it has none. */
+  private recordStamp(dir: string): string | null {
+    const st = fs.statSync(path.join(dir, "record.json"), { throwIfNoEntry: false });
+    if (!st) return null;
+    const log = fs.statSync(path.join(dir, TASK_LOG), { throwIfNoEntry: false });
+    return `${st.ino}:${st.size}:${st.mtimeMs}:${log?.size ?? -1}`;
+  }
+
+  private parseMission(dir: string, file: string): MissionRecord {
     const raw = JSON.parse(readFileSync(file, "utf8")) as unknown;
     // A running mission's later task changes are in its task log (appendTasks).
     if ((raw as { status?: unknown } | null)?.status === "running") StateStore.replayTaskLog(raw as { updatedAt?: string; tasks?: unknown }, path.join(dir, TASK_LOG));
@@ -260,21 +318,50 @@ export class StateStore {
     }
   }
 
-  /** Recent missions, newest first. */
-  listMissions(limit = 20): MissionRecord[] {
+  /** Recent missions, newest first (shared records: see readMission; `fresh` for copies). */
+  listMissions(limit = 20, fresh = false): MissionRecord[] {
+    return this.recentIds(limit).flatMap((id) => {
+      try {
+        return [this.readMission(id, fresh)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /**
+   * The recent missions in a line each, newest first: what `status` without an id lists. Each is
+   * read once and kept while its record.json is unchanged; a running mission's record changes
+   * only at its end (its tasks go to the task log), so a list asked for ten times a second
+   * during a 1,000-task mission reads nothing again.
+   */
+  missionSummaries(limit = 20): MissionSummary[] {
+    return this.recentIds(limit).flatMap((id) => {
+      try {
+        const dir = this.missionDir(id);
+        const st = fs.statSync(path.join(dir, "record.json"), { throwIfNoEntry: false });
+        if (!st) return [];
+        const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+        const cached = this.summaries.get(id);
+        if (cached?.stamp === stamp) return [cached.summary];
+        const m = this.readMission(id);
+        const summary: MissionSummary = { missionId: m.missionId, name: m.name, status: m.status, createdAt: m.createdAt, tasks: m.tasks.length };
+        this.summaries.set(id, { stamp, summary });
+        if (this.summaries.size > SUMMARIES_CACHED) this.summaries.delete(this.summaries.keys().next().value!);
+        return [summary];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  private recentIds(limit: number): string[] {
     if (!existsSync(this.missionsDir)) return [];
     return readdirSync(this.missionsDir)
       .filter((d) => MISSION_ID.test(d))
       .sort()
       .reverse()
-      .slice(0, limit)
-      .flatMap((id) => {
-        try {
-          return [this.readMission(id)];
-        } catch {
-          return [];
-        }
-      });
+      .slice(0, limit);
   }
 
   /** Each task's events.jsonl by `missionId/taskId`: its directory made, its id checked, once. */
@@ -429,7 +516,7 @@ export class StateStore {
   /** At start-up: missions a dead broker left running are marked interrupted (nothing else changes). */
   markInterrupted(): string[] {
     const changed: string[] = [];
-    for (const m of this.listMissions(Number.MAX_SAFE_INTEGER)) {
+    for (const m of this.listMissions(Number.MAX_SAFE_INTEGER, true)) {
       if (m.status !== "running") continue;
       const now = new Date().toISOString();
       m.status = "interrupted";

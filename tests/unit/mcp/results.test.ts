@@ -2,7 +2,8 @@
 // it, the final message whole (cut only past FINAL_MESSAGE_TEXT_LIMIT, with where to read it all),
 // and each artifact is also a resource_link with its own title and MIME type.
 import { describe, expect, it } from "vitest";
-import { artifactLinks, FINAL_MESSAGE_TEXT_LIMIT, finalMessageUri, missionText, type MissionResultOut } from "../../../src/mcp/results.js";
+import { artifactLinks, FINAL_MESSAGE_TEXT_LIMIT, finalMessageUri, MissionResults, missionText, type MissionResultOut, type TaskResultOut } from "../../../src/mcp/results.js";
+import type { TaskRecord } from "../../../src/state/record.js";
 
 const usage = { inputTokens: 1201, cachedInputTokens: 302, outputTokens: 45, reasoningOutputTokens: 6, requests: 3, model: "gpt-5.5", profile: "default" };
 const mission: MissionResultOut = {
@@ -72,5 +73,45 @@ describe("a mission's result text", () => {
       expect.objectContaining({ type: "resource_link", uri: "codex-wrapper://missions/m-20261201000000-abcdef/artifacts/write/out/remote-http.txt", name: "out/remote-http.txt", title: "out/remote-http.txt", mimeType: "text/plain", size: 17 }),
       expect.objectContaining({ type: "resource_link", title: "out/img.png", mimeType: "image/png", size: 9001 }),
     ]);
+  });
+
+  describe("MissionResults: a mission's result built again only where its tasks changed", () => {
+    // As the runner keeps it: the records with their container, changed in place.
+    const live = () => ({ ...mission, name: "clients", tasks: mission.tasks.map((t) => structuredClone({ ...t, container: "cmw-x-default-0" }) as TaskRecord) });
+
+    it("gives what missionText and artifactLinks give, and each change made in place since the last call", () => {
+      const checked: string[] = [];
+      const results = new MissionResults((t) => (checked.push(t.id), true));
+      const m = live();
+      const first = results.build(m);
+      expect(first.out).toEqual(mission);
+      expect(first.text).toBe(missionText(mission, "clients"));
+      expect(first.links).toEqual(artifactLinks(mission.missionId, mission.tasks));
+      expect(first.checked).toBe(true);
+      expect(checked).toEqual(["write", "checked", "queued"]);
+
+      // The queued task starts and ends, changed in place as the runner does: only it is built again.
+      Object.assign(m.tasks[2]!, { status: "succeeded", finalMessage: "done at last", startedAt: "2026-12-01T10:01:00.000Z", finishedAt: "2026-12-01T10:01:01.000Z" });
+      m.tasks[2]!.artifacts.push({ path: "late.md", size: 3, sha256: "ef".repeat(32) });
+      const second = results.build(m);
+      const now = { ...mission, tasks: [mission.tasks[0]!, mission.tasks[1]!, { ...mission.tasks[2]!, status: "succeeded", finalMessage: "done at last", startedAt: "2026-12-01T10:01:00.000Z", finishedAt: "2026-12-01T10:01:01.000Z", artifacts: [{ path: "late.md", size: 3, sha256: "ef".repeat(32) }] } as TaskResultOut] };
+      expect(second.out).toEqual(now);
+      expect(second.text).toBe(missionText(now, "clients"));
+      expect(second.links).toEqual(artifactLinks(now.missionId, now.tasks));
+      expect(checked).toEqual(["write", "checked", "queued", "queued"]);
+      expect(second.out.tasks[0]).toBe(first.out.tasks[0]); // the unchanged ones are the same parts
+      expect(second.out).not.toBe(first.out);
+
+      // Nothing changed: the same; then only the mission's status: its head line follows.
+      expect(results.build(m)).toEqual(second);
+      m.status = "succeeded";
+      expect(results.build(m).text).toBe(missionText({ ...now, status: "succeeded" }, "clients"));
+      expect(checked).toHaveLength(4);
+    });
+
+    it("says a result is not checked while any task failed its check", () => {
+      const results = new MissionResults((t) => t.id !== "checked");
+      expect(results.build(live()).checked).toBe(false);
+    });
   });
 });

@@ -240,4 +240,26 @@ describe("a running mission's task log (tasks.jsonl)", () => {
     writeFileSync(logOf(store, rec.missionId), log); // as if the removal had not happened
     expect(store.readMission(rec.missionId).tasks[1]).toMatchObject({ status: "succeeded", finalMessage: "final" });
   });
+
+  it("keeps a record read while its files are unchanged, and reads it again when another store (a second broker process) writes it", async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-"));
+    const broker = new StateStore(root);
+    const other = new StateStore(root); // run-mission, or a broker started after this one
+    const rec = record(broker, "running");
+    broker.createMission(rec, { name: "m" });
+    const read = other.readMission(rec.missionId);
+    expect(other.readMission(rec.missionId)).toBe(read); // kept: nothing changed
+    expect(other.readMission(rec.missionId, true)).not.toBe(read); // fresh: a copy of its own
+    expect(other.missionSummaries()).toEqual([{ missionId: rec.missionId, name: "m", status: "running", createdAt: rec.createdAt, tasks: 2 }]);
+
+    // A task ends (appended to the task log), then the mission (record.json rewritten).
+    rec.tasks[1] = { ...rec.tasks[1]!, status: "succeeded", finalMessage: "done", finishedAt: "f" };
+    await broker.appendTasks(rec.missionId, new Date().toISOString(), [rec.tasks[1]]);
+    expect(other.readMission(rec.missionId).tasks[1]).toMatchObject({ status: "succeeded", finalMessage: "done" });
+    expect(other.missionSummaries()[0]!.status).toBe("running");
+    rec.status = "succeeded";
+    await broker.saveMissionAsync(rec);
+    expect(other.readMission(rec.missionId).status).toBe("succeeded");
+    expect(other.missionSummaries()[0]!.status).toBe("succeeded");
+  });
 });

@@ -46,6 +46,9 @@ const fsCall = {
   rename: promisify(fs.rename),
 };
 
+/** The conversation routes' log, in routes/ (saveRoute). */
+const ROUTE_LOG = "log.jsonl";
+
 /** Parsed records kept for readers (readMission), and lines of the recent list (missionSummaries). */
 const RECORDS_CACHED = 8;
 const SUMMARIES_CACHED = 1000;
@@ -489,28 +492,109 @@ export class StateStore {
     return file;
   }
 
-  /** Stores a conversation's route (off the event loop); resolved once it is on disk. */
-  async saveRoute(route: ConversationRoute): Promise<void> {
-    if (!this.routesMade) {
-      await fsp.mkdir(this.routesDir, { recursive: true });
-      this.routesMade = true;
+  /**
+   * Stores a conversation's route (off the event loop); resolved once it is on disk. Routes are
+   * appended to one log, routes/log.jsonl, a line each, the last line of an id winning; the
+   * routes saved while a write is on its way go together in the next (one write, one fdatasync).
+   * A file per route, written atomically, cost two fsyncs and eight file-system calls per task
+   * (the biggest part of the store's share of a task's CPU in the 200-task scale profile).
+   */
+  saveRoute(route: ConversationRoute): Promise<void> {
+    const line = `${JSON.stringify(route)}\n`;
+    if (!this.routeBatch) {
+      const batch: string[] = [];
+      const written = this.routeWrite.then(() => {
+        this.routeBatch = undefined; // later routes go in the next write
+        return this.appendRoutes(batch.join(""));
+      });
+      this.routeBatch = { lines: batch, written };
+      this.routeWrite = written.catch(() => {});
     }
-    await writeFileAtomicAsync(path.join(this.routesDir, `${route.id}.json`), JSON.stringify(route));
+    this.routeBatch.lines.push(line);
+    return this.routeBatch.written;
   }
 
-  private routesMade = false;
+  /** The routes waiting for the next write, and when they are on disk. */
+  private routeBatch: { lines: string[]; written: Promise<void> } | undefined;
+  /** The last route write (settled either way): the next one starts after it. */
+  private routeWrite: Promise<void> = Promise.resolve();
+  /** Whether the log's name is known durable (its directory fsync'ed after it was made). */
+  private routeLogMade = false;
 
+  private get routeLog(): string {
+    return path.join(this.routesDir, ROUTE_LOG);
+  }
+
+  private async appendRoutes(data: string): Promise<void> {
+    if (!this.routeLogMade) {
+      await fsp.mkdir(this.routesDir, { recursive: true });
+      closeSync(openSync(this.routeLog, "a", 0o600));
+      // A log that a crash left ending in part of a line: the next line starts on its own.
+      const { size } = fs.statSync(this.routeLog);
+      if (size) {
+        const fd = openSync(this.routeLog, "r");
+        const last = Buffer.alloc(1);
+        try {
+          fs.readSync(fd, last, 0, 1, size - 1);
+        } finally {
+          closeSync(fd);
+        }
+        if (last[0] !== 0x0a) this.routeLogTorn = true;
+      }
+      try {
+        const dir = await fsCall.open(this.routesDir, "r");
+        await fsCall.fsync(dir).finally(() => fsCall.close(dir));
+      } catch {
+        // some filesystems cannot fsync a directory
+      }
+      this.routeLogMade = true;
+    }
+    // After a failed append the log may end in part of a line: the next starts on a line of its own.
+    const bytes = Buffer.from(this.routeLogTorn ? `\n${data}` : data);
+    const fd = await fsCall.open(this.routeLog, "a", 0o600);
+    try {
+      for (let at = 0; at < bytes.length; ) at += (await fsCall.write(fd, bytes, at, bytes.length - at, null)).bytesWritten;
+      await fsCall.fdatasync(fd);
+      this.routeLogTorn = false;
+    } catch (e) {
+      this.routeLogTorn = true;
+      throw e;
+    } finally {
+      await fsCall.close(fd);
+    }
+  }
+
+  private routeLogTorn = false;
+
+  /** Every route stored: the files of earlier versions (routes/<id>.json), then the log's lines in order. */
   loadRoutes(): ConversationRoute[] {
     if (!existsSync(this.routesDir)) return [];
-    return readdirSync(this.routesDir)
-      .filter((f) => f.endsWith(".json"))
-      .flatMap((f) => {
-        try {
-          return [JSON.parse(readFileSync(path.join(this.routesDir, f), "utf8")) as ConversationRoute];
-        } catch {
-          return [];
-        }
-      });
+    const routes = new Map<string, ConversationRoute>();
+    const keep = (r: unknown): void => {
+      if (typeof (r as ConversationRoute | null)?.id === "string") routes.set((r as ConversationRoute).id, r as ConversationRoute);
+    };
+    for (const f of readdirSync(this.routesDir).filter((f) => f.endsWith(".json"))) {
+      try {
+        keep(JSON.parse(readFileSync(path.join(this.routesDir, f), "utf8")));
+      } catch {
+        // unreadable: skipped, as before
+      }
+    }
+    let log = "";
+    try {
+      log = readFileSync(this.routeLog, "utf8");
+    } catch {
+      // no log yet
+    }
+    for (const line of log.split("\n")) {
+      if (!line) continue;
+      try {
+        keep(JSON.parse(line));
+      } catch {
+        // a line torn by a crash: its save had not returned
+      }
+    }
+    return [...routes.values()];
   }
 
   /** At start-up: missions a dead broker left running are marked interrupted (nothing else changes). */

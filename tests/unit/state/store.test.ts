@@ -262,4 +262,28 @@ describe("a running mission's task log (tasks.jsonl)", () => {
     expect(other.readMission(rec.missionId).status).toBe("succeeded");
     expect(other.missionSummaries()[0]!.status).toBe("succeeded");
   });
+
+  it("stores conversation routes in one log, the last line of an id winning, over the route files of earlier versions", async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-"));
+    const route = (id: string, extra: object = {}) => ({ id, profile: "default", workspace: "/w", sandbox: "workspace-write" as const, slotId: "s1", lane: null, threadId: `th-${id}`, engine: "local", ...extra });
+    // A route file as an earlier version wrote it, which a route in the log then replaces.
+    mkdirSync(path.join(root, "routes"), { recursive: true });
+    writeFileSync(path.join(root, "routes", "conv_old.json"), JSON.stringify(route("conv_old")));
+    writeFileSync(path.join(root, "routes", "conv_kept.json"), JSON.stringify(route("conv_kept")));
+    const store = new StateStore(root);
+    // Saved in one turn of the event loop: all resolve once on disk.
+    await Promise.all([store.saveRoute(route("conv_a")), store.saveRoute(route("conv_b")), store.saveRoute(route("conv_old", { lost: "gone" }))]);
+    await store.saveRoute(route("conv_a", { lost: "its container was removed" }));
+    // A line torn by a crash (its save never returned) is skipped.
+    writeFileSync(path.join(root, "routes", "log.jsonl"), `${readFileSync(path.join(root, "routes", "log.jsonl"), "utf8")}{"id":"conv_torn","prof`);
+    const byId = Object.fromEntries(new StateStore(root).loadRoutes().map((r) => [r.id, r]));
+    expect(Object.keys(byId).sort()).toEqual(["conv_a", "conv_b", "conv_kept", "conv_old"]);
+    expect(byId.conv_a!.lost).toBe("its container was removed");
+    expect(byId.conv_b!.lost).toBeUndefined();
+    expect(byId.conv_old!.lost).toBe("gone");
+    // After a torn line, the next save starts a line of its own.
+    const again = new StateStore(root);
+    await again.saveRoute(route("conv_c"));
+    expect(new StateStore(root).loadRoutes().map((r) => r.id)).toContain("conv_c");
+  });
 });

@@ -36,7 +36,11 @@ export class Broker {
       docker,
       logger,
       routes: this.store.loadRoutes(),
-      onRoute: (r) => this.store.saveRoute(r),
+      onRoute: (r) => {
+        // An isolated conversation that ended took its copy along: its baseline here goes too.
+        if (r.lost) this.runner.forgetCopy(r.id);
+        return this.store.saveRoute(r);
+      },
       onContainerReady: (info) => this.metrics.containerReady(info),
     });
     this.runner = new MissionRunner(this.pool, this.store, logger, {
@@ -80,6 +84,7 @@ export class Broker {
   async stop(): Promise<void> {
     this.runner.cancelAll();
     await this.pool.shutdown();
+    this.runner.dropCopies();
     this.store.closeEventFiles();
   }
 }

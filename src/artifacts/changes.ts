@@ -4,7 +4,7 @@
 // (a git tree in a private repository of the broker's, never the workspace's own), the patch from
 // that baseline to the tree the task left, and applying that patch to the source when asked.
 import { execFile } from "node:child_process";
-import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -166,6 +166,8 @@ export interface Changes {
   files: ChangedFile[];
   /** Where the task's tree was extracted (inside the baseline's workDir). */
   resultDir: string;
+  /** The task's tree in the baseline's repository: the baseline of the conversation's next turn. */
+  after: string;
 }
 
 const STATUS: Record<string, ChangedFile["status"]> = { A: "added", M: "modified", D: "deleted", T: "type-changed" };
@@ -176,6 +178,8 @@ const STATUS: Record<string, ChangedFile["status"]> = { A: "added", M: "modified
  */
 export async function changesFrom(b: Baseline, tree: Readable): Promise<Changes> {
   const resultDir = path.join(b.workDir, "result");
+  // A tree read before (an earlier turn's) would keep the files this one deleted.
+  rmSync(resultDir, { recursive: true, force: true });
   mkdirSync(resultDir, { recursive: true, mode: 0o700 });
   // node-tar refuses absolute paths, `..` and writing through a symlink it made: a hostile tree
   // cannot write outside resultDir. Owners are not kept (the broker's own user owns the copy).
@@ -188,7 +192,7 @@ export async function changesFrom(b: Baseline, tree: Readable): Promise<Changes>
   const names = (await git(["diff", "--name-status", "-z", "--no-renames", b.tree, after], { env })).toString("utf8").split("\0");
   const files: ChangedFile[] = [];
   for (let i = 0; i + 1 < names.length; i += 2) files.push({ status: STATUS[names[i]!] ?? "modified", path: names[i + 1]! });
-  return { patch, files, resultDir };
+  return { patch, files, resultDir, after };
 }
 
 /**

@@ -160,6 +160,7 @@ export async function runMission(argv: string[]): Promise<number> {
     return interrupted ? 130 : record.status === "succeeded" ? 0 : 1;
   } finally {
     await pool.shutdown();
+    runner.dropCopies();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }

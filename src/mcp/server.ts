@@ -28,7 +28,7 @@ import { resolveInsideRoots } from "../worker/workspace.js";
 import { clientApprover } from "./approvals.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";
-import { artifactUri, MissionResults, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
+import { artifactLinks, artifactUri, MissionResults, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
 
 export interface BrokerDeps {
   pool: WorkerPool;
@@ -251,23 +251,29 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         const callOver = new AbortController();
         const approve = clientApprover(server, extra, () => `Conversation ${args.conversationId}`, () => !callOver.signal.aborted, callOver.signal);
         try {
-          const r = await deps.pool.runTurn({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve });
+          // On an isolated conversation, what the turn changed in its copy comes back as artifacts.
+          const { result: r, artifacts, notes, patchRefused, task } = await deps.runner.reply({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve });
+          const allNotes = [...(r.notes ?? []), ...notes];
+          const status = patchRefused && r.outcome.status === "succeeded" ? "failed" : r.outcome.status;
           const out: TaskResultOut = {
             id: args.conversationId,
-            status: r.outcome.status,
+            status,
             conversationId: r.conversationId,
             finalMessage: r.outcome.finalMessage,
-            error: r.outcome.error,
-            ...(r.outcome.status !== "succeeded" && outcomeCode(r.outcome) ? { errorCode: taskErrorCode(outcomeCode(r.outcome)!) } : {}),
-            artifacts: [],
+            error: patchRefused ?? r.outcome.error,
+            ...(patchRefused ? { errorCode: "patch_not_applied" as const } : r.outcome.status !== "succeeded" && outcomeCode(r.outcome) ? { errorCode: taskErrorCode(outcomeCode(r.outcome)!) } : {}),
+            artifacts,
             startedAt,
             finishedAt: new Date().toISOString(),
-            ...(r.notes?.length ? { notes: r.notes } : {}),
+            ...(allNotes.length ? { notes: allNotes } : {}),
             ...(r.usage ? { usage: r.usage } : {}),
             ...(r.engine ? { engine: r.engine } : {}),
           };
-          const text = taskText(out, `reply to ${args.conversationId}`, "structuredContent.finalMessage");
-          return { structuredContent: out, content: [{ type: "text", text }], isError: r.outcome.status !== "succeeded" };
+          // A reply's artifacts are its task's (resources of the mission, under replies/<n>/).
+          const uriOf = task ? (file: string) => artifactUri(task.missionId, task.taskId, file) : undefined;
+          const text = taskText(out, `reply to ${args.conversationId}`, "structuredContent.finalMessage", uriOf);
+          const links = task ? artifactLinks(task.missionId, [{ ...out, id: task.taskId }]) : [];
+          return { structuredContent: out, content: [{ type: "text", text }, ...links], isError: status !== "succeeded" };
         } finally {
           callOver.abort();
           abort.dispose();

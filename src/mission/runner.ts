@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from "../log.js";
 import { addUsage, type TaskUsage } from "../relay/usage.js";
 import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
 import { taskErrorCode } from "../state/record.js";
-import type { PoolTurnRequest, WorkerPool } from "../pool/pool.js";
+import type { PoolTurnRequest, PoolTurnResult, WorkerPool } from "../pool/pool.js";
 import { TaskBudget, TokenBudget } from "./budget.js";
 import { TaskEventLog } from "./event-log.js";
 import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
@@ -77,6 +77,8 @@ export class MissionRunner {
   private readonly running = new Map<string, Running>();
   /** Patches being applied, by workspace: one at a time, so each is checked against the last one's result. */
   private readonly applying = new Map<string, Promise<unknown>>();
+  /** Isolated conversations whose copy lives on, by conversation, oldest first: a reply's changes come back from each. */
+  private readonly copies = new Map<string, KeptCopy>();
   private readonly logger: Logger;
 
   constructor(
@@ -86,6 +88,101 @@ export class MissionRunner {
     private readonly hooks: RunnerHooks = {},
   ) {
     this.logger = logger ?? silentLogger;
+  }
+
+  private keepCopy(conversationId: string, copy: KeptCopy): void {
+    this.copies.set(conversationId, copy);
+    for (const [id, old] of this.copies) {
+      if (this.copies.size <= MAX_KEPT_COPIES) break;
+      this.forgetCopy(id, old);
+      this.overflowed.add(id);
+      if (this.overflowed.size > 10 * MAX_KEPT_COPIES) this.overflowed.delete(this.overflowed.values().next().value!);
+    }
+  }
+
+  /** Conversations whose baseline went for a newer one's (MAX_KEPT_COPIES): a reply says its changes stay in the copy. */
+  private readonly overflowed = new Set<string>();
+
+  /** An isolated conversation's copy is gone (its container and volume removed): so is its baseline here. */
+  forgetCopy(conversationId: string, copy = this.copies.get(conversationId)): void {
+    if (!copy) return;
+    this.copies.delete(conversationId);
+    rmSync(copy.baseline.workDir, { recursive: true, force: true });
+  }
+
+  /** Removes every kept baseline (the broker stops: the copies go with their containers). */
+  dropCopies(): void {
+    for (const id of [...this.copies.keys()]) this.forgetCopy(id);
+  }
+
+  /**
+   * A reply: the conversation's next turn (pool.runTurn). On an isolated conversation whose copy
+   * the broker still holds, the copy is read back after the turn and what the turn changed comes
+   * back as its task's did: the changed files and changes.patch (from the tree the previous turn
+   * left), stored among its task's artifacts under replies/<n>/, and applied to the workspace when
+   * the task's apply was set (cleanly, or not at all: patch_not_applied).
+   */
+  async reply(req: PoolTurnRequest & { conversationId: string }): Promise<ReplyResult> {
+    const copy = this.copies.get(req.conversationId);
+    // Held until read back: an idle or evicted container would take the copy with it.
+    if (copy) this.pool.pin(req.conversationId);
+    let result: PoolTurnResult;
+    try {
+      result = await this.pool.runTurn(req);
+    } catch (e) {
+      if (copy) this.pool.unpin(req.conversationId);
+      throw e;
+    }
+    const out: ReplyResult = { result, artifacts: [], notes: [] };
+    if (!copy) {
+      if (this.overflowed.has(req.conversationId) && result.outcome.status !== "lost") out.notes.push(`isolated: this reply's changes stay in its copy and are not returned (the broker keeps the baselines of the last ${MAX_KEPT_COPIES} isolated conversations only)`);
+      return out;
+    }
+    if (result.outcome.status === "lost") {
+      this.forgetCopy(req.conversationId, copy);
+      return out;
+    }
+    const n = ++copy.replies;
+    const target: ChangeTarget = { artifacts: [], notes: [], status: result.outcome.status, error: result.outcome.error };
+    const dir = path.join(this.store.missionDir(copy.missionId), "artifacts", copy.taskId, "replies", String(n));
+    try {
+      const b = copy.baseline;
+      const changes = await this.pool.readIsolated(req.conversationId, (tar) => changesFrom(b, tar));
+      b.tree = changes.after;
+      try {
+        await this.storeChanges(changes, target, dir, copy.workspace, copy.apply, () => {});
+      } finally {
+        rmSync(changes.resultDir, { recursive: true, force: true });
+      }
+    } catch (e) {
+      target.notes = [...(target.notes ?? []), `isolated: this reply's changes could not be read back from its copy: ${describeError(e)}`];
+    } finally {
+      this.pool.unpin(req.conversationId);
+    }
+    out.task = { missionId: copy.missionId, taskId: copy.taskId };
+    out.artifacts = target.artifacts.map((a) => ({ ...a, path: `replies/${n}/${a.path}` }));
+    out.notes = (target.notes ?? []).map((x) => x.replace(/^isolated: /, `isolated (reply ${n}): `));
+    if (target.errorCode === "patch_not_applied") out.patchRefused = target.error ?? "its changes do not apply cleanly";
+    if (out.artifacts.length) {
+      try {
+        await this.addArtifacts(copy.missionId, copy.taskId, out.artifacts);
+      } catch (e) {
+        out.notes.push(`its artifacts could not be added to task ${copy.taskId}'s record: ${describeError(e)}`);
+      }
+    }
+    return out;
+  }
+
+  /** Adds artifacts to a task's record, so that they are resources of the mission like its own. */
+  private async addArtifacts(missionId: string, taskId: string, entries: TaskRecord["artifacts"]): Promise<void> {
+    const live = this.running.get(missionId)?.record;
+    const rec = live ?? this.store.readMission(missionId, true);
+    const task = rec.tasks.find((t) => t.id === taskId);
+    if (!task) return;
+    task.artifacts = [...task.artifacts.filter((a) => !entries.some((e) => e.path === a.path)), ...entries];
+    rec.updatedAt = new Date().toISOString();
+    if (live) await this.store.appendTasks(missionId, rec.updatedAt, [task]);
+    else await this.store.saveMissionAsync(rec);
   }
 
   /** Tasks of running missions by current status (queued, running, or finished ones). */
@@ -401,7 +498,12 @@ export class MissionRunner {
       }
       rec.error = `${rec.error ? `${rec.error}; ` : ""}artifacts could not be collected: ${describeError(e)}`;
     }
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
+    if (workDir && baseline && changes && rec.conversationId) {
+      // The conversation's copy lives on (a reply works on it): its next turn's changes are a
+      // patch from this one's tree. The tree read back goes; the private repository stays.
+      rmSync(changes.resultDir, { recursive: true, force: true });
+      this.keepCopy(rec.conversationId, { baseline: { ...baseline, tree: changes.after }, missionId: mrec.missionId, taskId: task.id, workspace, apply: task.apply ?? d.apply ?? !isolated, replies: 0 });
+    } else if (workDir) rmSync(workDir, { recursive: true, force: true });
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
     await save(true, rec);
@@ -413,7 +515,7 @@ export class MissionRunner {
    * its globs took it already) and changes.patch; with apply, the patch goes onto the workspace if
    * the task succeeded and it applies cleanly (else the task fails with patch_not_applied and why).
    */
-  private async storeChanges(changes: Changes, rec: TaskRecord, dir: string, workspace: string, apply: boolean, log: (e: unknown) => void): Promise<void> {
+  private async storeChanges(changes: Changes, rec: ChangeTarget, dir: string, workspace: string, apply: boolean, log: (e: unknown) => void): Promise<void> {
     const have = new Set(rec.artifacts.map((a) => a.path));
     for (const f of changes.files) {
       if (f.status === "deleted" || have.has(f.path)) continue;
@@ -476,6 +578,37 @@ export class MissionRunner {
     return this.running.get(missionId)?.record ?? this.store.readMission(missionId);
   }
 
+}
+
+/** Isolated conversations kept for replies at most; the oldest's baseline goes first (its replies then bring no patch). */
+const MAX_KEPT_COPIES = 64;
+
+/** An isolated conversation's copy, as the broker keeps track of it for replies. */
+interface KeptCopy {
+  /** Its tree as the last turn left it, in the task's private repository. */
+  baseline: Baseline;
+  missionId: string;
+  taskId: string;
+  workspace: string;
+  /** The task's apply: a reply's patch goes onto the workspace too. */
+  apply: boolean;
+  /** Replies read back so far. */
+  replies: number;
+}
+
+/** What a task's (or a reply's) changes are stored into. */
+type ChangeTarget = Pick<TaskRecord, "artifacts" | "notes" | "status" | "error" | "errorCode">;
+
+/** A reply's turn, and what came back from its isolated copy (nothing for a shared workspace). */
+export interface ReplyResult {
+  result: PoolTurnResult;
+  /** Its changed files and changes.patch, paths under its task's artifacts (replies/<n>/…). */
+  artifacts: TaskRecord["artifacts"];
+  notes: string[];
+  /** Why its patch was not applied to the workspace (the task's apply was set). */
+  patchRefused?: string;
+  /** The task whose conversation it continues, when its artifacts are that task's. */
+  task?: { missionId: string; taskId: string };
 }
 
 /** A task the runner cancels before it starts: its mission's token budget is spent. */

@@ -292,6 +292,13 @@ export class WorkerPool {
     };
   }
 
+  /** Holds an isolated conversation's copy until unpin: its container is neither evicted nor stopped when idle. */
+  pin(id: ConversationId): void {
+    const route = this.routes.get(id);
+    const slot = route ? this.slots.get(route.slotId) : undefined;
+    if (slot?.volume) slot.pinned = true;
+  }
+
   /**
    * The caller has read an isolated conversation's copy back: its container may now be evicted
    * or stopped when idle (which removes the copy).

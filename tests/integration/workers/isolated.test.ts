@@ -8,9 +8,11 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { validateMission } from "../../../src/mission/load.js";
+import { MissionRunner } from "../../../src/mission/runner.js";
 import type { MissionInput } from "../../../src/mission/schema.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
-import type { TaskRecord } from "../../../src/state/store.js";
+import { StateStore, type TaskRecord } from "../../../src/state/store.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { INSTANCE_PREFIX, TEST_LABEL } from "../support/env.js";
 import { gitWorkspace, runMission, stored } from "../support/isolated.js";
@@ -112,6 +114,42 @@ describe("workspace_mode isolated", () => {
     expect(lost.errorCode).toBe("patch_not_applied");
     expect(lost.error).toMatch(/do not apply cleanly .*f\.txt.*the workspace is untouched and the patch is kept in changes\.patch/);
     expect(stored(store, record, lost, "changes.patch")).toMatch(new RegExp(`-base\n\\+${lost.id}`));
+  });
+
+  it("a reply to an isolated conversation brings back what it changed, from the tree the turn before left: a patch and files of its own under replies/<n>/, applied with the task's apply", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
+    const ws = ignoredWorkspace();
+    const store = new StateStore(pool.config.stateDir);
+    const runner = new MissionRunner(pool, store);
+    const { done } = runner.start(validateMission({ name: "replies", defaults: { apply: true }, tasks: [{ id: "edit", prompt: "#fake write f.txt edited" }] }, pool.config), { workspace: ws });
+    const record = await done;
+    const t = record.tasks[0]!;
+    expect(t.status, t.error ?? "").toBe("succeeded");
+    expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toMatch(/^edited\n?$/);
+
+    const first = await runner.reply({ conversationId: t.conversationId!, prompt: "#fake write f.txt again\n#fake write g.txt new" });
+    expect(first.result.outcome.status).toBe("succeeded");
+    expect(first.task).toEqual({ missionId: record.missionId, taskId: "edit" });
+    expect(first.artifacts.map((a) => a.path).sort()).toEqual(["replies/1/changes.patch", "replies/1/f.txt", "replies/1/g.txt"]);
+    const patch1 = stored(store, record, t, "replies/1/changes.patch");
+    expect(patch1).toMatch(/-edited\n(\\ No newline at end of file\n)?\+again/); // from the task's tree, not from the source's base
+    expect(patch1).not.toContain("-base");
+    expect(first.notes.some((n) => n.startsWith("isolated (reply 1): 2 files changed") && n.endsWith("applied to the workspace"))).toBe(true);
+    expect(readFileSync(path.join(ws, "f.txt"), "utf8")).toMatch(/^again\n?$/);
+    expect(readFileSync(path.join(ws, "g.txt"), "utf8")).toMatch(/^new\n?$/);
+    // The task's record lists them: resources of the mission like the task's own.
+    expect(store.readMission(record.missionId).tasks[0]!.artifacts.map((a) => a.path)).toEqual(expect.arrayContaining(["changes.patch", "replies/1/changes.patch", "replies/1/g.txt"]));
+
+    const second = await runner.reply({ conversationId: t.conversationId!, prompt: "#fake run rm g.txt" });
+    expect(second.artifacts.map((a) => a.path)).toEqual(["replies/2/changes.patch"]);
+    expect(stored(store, record, t, "replies/2/changes.patch")).toMatch(/deleted file mode 100644[\s\S]*-new/);
+    expect(existsSync(path.join(ws, "g.txt"))).toBe(false);
+    // A reply that changes nothing says so.
+    const third = await runner.reply({ conversationId: t.conversationId!, prompt: "#fake run cat f.txt" });
+    expect(third.artifacts).toEqual([]);
+    expect(third.notes).toContain("isolated (reply 3): no changes (its copy is as it was)");
+    await pool.shutdown();
+    runner.dropCopies();
   });
 
   it("reaps an earlier broker's workspace volumes of its own label at start, and no other label's", async () => {

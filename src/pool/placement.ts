@@ -342,6 +342,9 @@ export interface SpareCount {
   spare: boolean;
 }
 
+/** The key of a profile's spares on an engine: their start failures back off together. */
+export const spareKey = (profile: string, engine: string): string => `${profile}\u0000${engine}`;
+
 /**
  * The spares to start so that each profile with `spare = N` has N on every engine that is up and
  * fits it, within its max_containers and each engine's room (other containers count too, and a
@@ -364,7 +367,7 @@ export function spareStarts(
     let room = p.max_containers - live.filter((c) => c.profile === p.name).length;
     for (const e of engines) {
       if (!e.up || !engineFits(p, e)) continue;
-      const failed = failures.get(`${p.name}\u0000${e.name}`);
+      const failed = failures.get(spareKey(p.name, e.name));
       if (failed && failed.retryAt > now) {
         retryAt = Math.min(retryAt, failed.retryAt);
         continue;

@@ -34,7 +34,7 @@ import { bringUp, newWorker, type BringUpContext } from "./bring-up.js";
 import type { ThreadStats } from "../codex/app-server-driver.js";
 import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
 import { EngineSet, type Engine, type EngineStatus } from "./engines.js";
-import { chooseEngine, chooseProfile, chooseSpare, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, spareStarts, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
+import { chooseEngine, chooseProfile, chooseSpare, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, spareKey, spareStarts, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
 import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
 
 export { DEFAULT_UPSTREAMS, REHEARSAL_LABEL } from "./model-access.js";
@@ -691,7 +691,7 @@ export class WorkerPool {
     // The image's user (or the broker's own): a task whose workspace maps to another user starts its own container.
     const uid = process.getuid?.() ?? 0;
     const user = uid !== 0 ? { uid, gid: process.getgid?.() ?? uid } : { uid: IMAGE_UID, gid: IMAGE_UID };
-    const worker = this.startWorker(want, slot, true, user, `${profile.name}\u0000${engine}`);
+    const worker = this.startWorker(want, slot, true, user, spareKey(profile.name, engine));
     // A turn waiting for room may evict it once it is up (a spare starting is never evicted).
     worker.ready.then(() => this.drain(profile.name), () => {});
   }

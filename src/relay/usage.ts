@@ -1,5 +1,6 @@
 // Metering at the relay: the usage of each answer, read from the `response.completed` event of
 // the Responses API's server-sent events as they pass (the stream itself is not held back).
+import { StringDecoder } from "node:string_decoder";
 import { z } from "zod";
 
 /** Tokens one model answer used, as the upstream reported them. */
@@ -58,21 +59,31 @@ const Completed = z.object({
 /** Largest event the meter keeps while it waits for the event's end (a completed event repeats the output). */
 const MAX_EVENT = 4 * 1024 * 1024;
 
-/** Reads server-sent events as they stream past and reports each completed answer's usage. */
+/**
+ * Reads server-sent events as they stream past and reports each completed answer's usage. Linear
+ * in the bytes: a chunk is scanned once from where the last event ended (a long answer's chunk
+ * holds dozens of delta events, and slicing the rest anew after each one made it quadratic), and
+ * only an event that names response.completed is taken apart. Bytes are decoded across chunk
+ * boundaries (a character split between two chunks stays whole).
+ */
 export class UsageMeter {
   private pending = "";
   private skipping = false;
+  private readonly decoder = new StringDecoder("utf8");
 
   constructor(private readonly report: (u: Usage) => void) {}
 
   feed(chunk: Buffer): void {
-    this.pending += chunk.toString("utf8");
-    for (let end = this.pending.search(/\r?\n\r?\n/); end >= 0; end = this.pending.search(/\r?\n\r?\n/)) {
-      const event = this.pending.slice(0, end);
-      this.pending = this.pending.slice(end).replace(/^\r?\n\r?\n/, "");
+    this.pending += this.decoder.write(chunk);
+    const end = /\r?\n\r?\n/g;
+    let at = 0;
+    for (let m = end.exec(this.pending); m; m = end.exec(this.pending)) {
+      const event = this.pending.slice(at, m.index);
+      at = m.index + m[0].length;
       if (this.skipping) this.skipping = false;
       else this.onEvent(event);
     }
+    this.pending = at ? this.pending.slice(at) : this.pending;
     if (this.pending.length > MAX_EVENT) {
       this.pending = ""; // an event too large to be a usage report: skip to its end
       this.skipping = true;
@@ -80,6 +91,7 @@ export class UsageMeter {
   }
 
   private onEvent(event: string): void {
+    if (!event.includes('"response.completed"')) return;
     const data = event
       .split(/\r?\n/)
       .filter((l) => l.startsWith("data:"))

@@ -216,8 +216,8 @@ async function startBroker(workers, extra = {}, engines = undefined) {
   };
 }
 
-/** The time from the batch call to the task's turn/started, in ms. */
-async function brokerFirstEvent(b, workspace, prompt = "hello") {
+/** The time from the batch call to the task's turn/started, in ms; `engines` (if given) gets the engine the task ran on. */
+async function brokerFirstEvent(b, workspace, prompt = "hello", engines = undefined) {
   const t0 = performance.now();
   const r = await b.batch(workspace, [{ id: "t", prompt }], false);
   const key = `${r.missionId}/t`;
@@ -230,7 +230,10 @@ async function brokerFirstEvent(b, workspace, prompt = "hello") {
   // Let the mission finish before the next measurement.
   for (;;) {
     const s = await b.client.callTool({ name: "status", arguments: { missionId: r.missionId } });
-    if (s.structuredContent?.status !== "running") break;
+    if (s.structuredContent?.status !== "running") {
+      engines?.push(s.structuredContent?.tasks?.[0]?.engine ?? "?");
+      break;
+    }
     await sleep(50);
   }
   return ms;
@@ -369,10 +372,13 @@ async function engines() {
   await brokerFirstEvent(three, ws);
   const b1 = [];
   const b3 = [];
+  const on3 = [];
   for (let i = 0; i < runs; i++) {
     b1.push(await brokerFirstEvent(one, ws));
-    b3.push(await brokerFirstEvent(three, ws));
+    b3.push(await brokerFirstEvent(three, ws, "hello", on3));
   }
+  // Which engine each 3-engine task ran on: the samples split by engine.
+  const byEngine = Object.fromEntries([...new Set(on3)].sort().map((e) => [e, summary(b3.filter((_, i) => on3[i] === e))]));
   await one.stop();
   await three.stop();
 
@@ -391,7 +397,7 @@ async function engines() {
     say(`engines cold ${i + 1}/${coldRuns}: broker on ${e1.name} ${round(broker.at(-1))} ms, docker -H … run -i ${round(floor.at(-1))} ms`);
   }
   results.engines = {
-    placement: { oneEngine: summary(b1), threeEngines: summary(b3), addedMsP50: round(median(b3) - median(b1)), spread },
+    placement: { oneEngine: summary(b1), threeEngines: summary(b3), addedMsP50: round(median(b3) - median(b1)), spread, byEngine },
     coldRemote: { engine: e1.name, broker: summary(broker), floor: summary(floor), ratio: round2(median(broker) / median(floor)) },
   };
   say(`engines: placement over 3 engines adds ${results.engines.placement.addedMsP50} ms at p50; cold on ${e1.name} ${results.engines.coldRemote.ratio}× the floor`);
@@ -1026,6 +1032,7 @@ function table() {
     const r = results.engines;
     lines.push(row("warm task, 1 engine", r.placement.oneEngine), row("warm task, 3 engines", r.placement.threeEngines));
     lines.push(`  placement over 3 engines (${r.placement.spread.join(", ")}) adds ${r.placement.addedMsP50} ms at p50 per task over 1 engine (target ≤ 2)`);
+    if (r.placement.byEngine) lines.push(`  3-engine tasks by engine: ${Object.entries(r.placement.byEngine).map(([e, x]) => `${e} ${x.n} at p50 ${x.median} ms`).join(", ")}`);
     lines.push(row(`cold start on ${r.coldRemote.engine}, broker`, r.coldRemote.broker), row(`cold start on ${r.coldRemote.engine}, docker -H run -i`, r.coldRemote.floor));
     lines.push(`  cold start on a remote engine: ${r.coldRemote.ratio}× the docker -H … run -i floor there (target ≤ 1.10)`);
   }

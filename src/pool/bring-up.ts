@@ -39,6 +39,12 @@ export interface BringUpContext {
   onContainerReady?: ((info: { name: string; profile: string; ms: number }) => void) | undefined;
   /** The pool's counts of new threads (shared by its drivers). */
   threadStats?: ThreadStats | undefined;
+  /**
+   * Makes sure the engine has the profile's image with the source engine's ID (sent again when it
+   * drifted), before anything runs it there (the volume helpers, the container); runs beside the
+   * seeding of the slot's directory. None: nothing to check.
+   */
+  imageReady?: (() => Promise<void>) | undefined;
   /** The container ended (the pool forgets the worker). */
   onExit: (worker: Worker, reason: string) => void;
 }
@@ -96,6 +102,9 @@ export function newWorker(ctx: Pick<BringUpContext, "docker" | "logger" | "confi
 export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: number; gid: number }): Promise<void> {
   const { profile, slot, container } = worker;
   const began = performance.now();
+  // Checked while the slot's directory is seeded; awaited before the image runs on the engine.
+  const image = ctx.imageReady?.();
+  image?.catch(() => {}); // awaited below: a failure is the start's, not an unhandled rejection
   const seeder = ctx.seeder;
   // The container's own relay token is all it gets: the sentinel in its auth.json (or, for a
   // ChatGPT login over app-server, the placeholder access token pushed to it).
@@ -122,6 +131,7 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
       seeder.seed({ dir, user, auth });
     }
   } else seeder.seed({ dir: slot.dir, user, auth });
+  await image; // the volume helpers below run the profile's image on the engine too
   // On a remote engine the seeded directory is copied into the slot's CODEX_HOME volume there
   // (again for each container of the slot: what Codex wrote in the volume stays).
   if (slot.home) await seedVolume(ctx.volume(slot.home), (prefix) => packDir(slot.dir, user, prefix));

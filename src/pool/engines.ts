@@ -28,6 +28,10 @@ export class EngineSet {
   private readonly byName = new Map<string, Engine>();
   /** Probes under way, one per engine at a time. */
   private readonly probing = new Map<string, Promise<boolean>>();
+  /** Image checks under way before a container starts, by engine and image: one at a time each. */
+  private readonly checking = new Map<string, Promise<void>>();
+  /** The last image ID seen on the source for each image (what imageReady compares with if the source cannot answer). */
+  private readonly sourceIds = new Map<string, string>();
   /** The images profiles pull from their registry (`pull = true`), with where their credentials are. */
   private readonly pulls = new Map<string, { auth: string | undefined; field: string }>();
 
@@ -143,8 +147,45 @@ export class EngineSet {
           this.logger.info(doing, { engine: target.config.name, image: ref, mb: Math.round(bytes / 1e6), ...(total ? { of: Math.round(total / 1e6) } : {}) });
         },
       });
+      this.sourceIds.set(ref, r.id); // the target's ID now equals the source's
       if (r.transferred) this.logger.info(pull ? "image pulled on an engine" : "image copied to an engine", { engine: target.config.name, image: ref, id: r.id, seconds: Math.round((Date.now() - began) / 100) / 10 });
     }
+  }
+
+  /**
+   * Before a container of `ref` starts on a further engine: makes sure the engine still has the
+   * image with the source's ID, and sends (or pulls) it again when not. An engine that was ready
+   * when it came up may have drifted since: the image rebuilt on the source (npm run images while
+   * the broker runs), or the tag moved on that engine (someone's docker build or pull there). Two
+   * inspects when nothing changed (the container's own create, attach and start are dozens of
+   * engine calls' worth), none on the source itself; starts of one image on one engine share one
+   * check, so a burst of containers streams the image once.
+   */
+  imageReady(target: Engine, ref: string): Promise<void> {
+    if (target === this.source) return Promise.resolve();
+    const key = `${target.config.name}\n${ref}`;
+    const running = this.checking.get(key);
+    if (running) return running;
+    const p = (async (): Promise<void> => {
+      const [source, have] = await Promise.all([
+        // The first engine failing a call must not stop starts elsewhere: its last known ID stands in.
+        this.source.docker.imageInspect(ref).then(
+          (i) => (i ? (this.sourceIds.set(ref, i.id), i.id) : null),
+          (e: unknown) => {
+            const known = this.sourceIds.get(ref);
+            if (known === undefined) throw e;
+            this.logger.warn("cannot ask the first engine for an image's ID; comparing with the last one seen", { image: ref, id: known, error: describeError(e) });
+            return known;
+          },
+        ),
+        target.docker.imageInspect(ref),
+      ]);
+      if (source && have?.id === source) return;
+      this.logger.warn("an engine's image differs from the source's: sending it again", { engine: target.config.name, image: ref, want: source, have: have?.id ?? null });
+      await this.ensureImages(target, [ref]);
+    })().finally(() => this.checking.delete(key));
+    this.checking.set(key, p);
+    return p;
   }
 
   /**

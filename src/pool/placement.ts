@@ -130,7 +130,8 @@ export function networkOf(profile: WorkerProfile, network: NetworkMode | undefin
 /**
  * Where a turn goes, given the live containers of its profile and the slots. A reply goes to the
  * container holding its slot (its own lane for exec), or a new container on that slot. A new
- * conversation takes the least busy container of its key with a free lane, else a new container
+ * conversation takes the least busy container of its key with a free lane (of equally busy ones,
+ * the one on the engine listed first), else a new container
  * on a free slot of its key. Without room (max_containers), an idle ready container of another
  * key is evicted; else the turn waits.
  */
@@ -166,8 +167,15 @@ export function place<C extends ContainerView>(want: Want, live: readonly C[], s
   }
 
   const busy = (c: C): number => c.lanes.filter(Boolean).length;
+  // Equally busy containers: the engine first in wrapper.toml (the broker's own, as a rule) wins,
+  // not whichever container happened to start first. A turn there costs less (the relay on the
+  // container's loopback, Codex's stdio on a local socket) than through a further engine's API
+  // (the relay through an exec's stdio and the engine: a few ms a model request); with more work
+  // than one engine's lanes, the least busy containers take it wherever they are.
+  const order = new Map(engines.map((e, i) => [e.name, i]));
+  const rank = (c: C): number => order.get(c.engine ?? LOCAL_ENGINE.name) ?? engines.length;
   const candidates = live.filter((c) => c.key === want.key).map((c) => ({ c, lane: freeLane(c) })).filter((x) => x.lane >= 0);
-  candidates.sort((a, b) => busy(a.c) - busy(b.c));
+  candidates.sort((a, b) => busy(a.c) - busy(b.c) || rank(a.c) - rank(b.c));
   if (candidates[0]) return { kind: "lane", container: candidates[0].c, lane: candidates[0].lane };
   return start(freeSlot(want.key, slots), 0);
 }

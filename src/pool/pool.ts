@@ -779,6 +779,7 @@ export class WorkerPool {
       startTimeoutMs: this.opts.startTimeoutMs,
       onContainerReady: this.opts.onContainerReady,
       threadStats: this.threads,
+      imageReady: () => this.engines.imageReady(engine, profile.image),
       onExit: (worker, reason) => this.onWorkerExit(worker, reason),
     };
   }

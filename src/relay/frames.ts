@@ -51,19 +51,46 @@ export function dataFrames(stream: number, data: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Reassembles frames from chunks of a byte stream. */
+/**
+ * Reassembles frames from chunks of a byte stream. A DATA frame's payload is handed on as its bytes
+ * arrive, as DATA frames of its stream (one per chunk it spans), not held until the whole frame is
+ * here: a request of Codex's (tens of KB, one frame) reaches the engine's far side in several
+ * reads, and its head can be parsed, and the model's request begun, while the rest is on its way.
+ * Only a frame's header, and the payload of a control frame (READY, OPEN), are ever buffered.
+ */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
+  /** The DATA frame whose payload is still arriving: its stream and the bytes still to come. */
+  private partial: { stream: number; left: number } | null = null;
 
-  /** Feeds a chunk; returns the frames it completed. Throws on a frame no peer would send. */
+  /** Feeds a chunk; returns the frames (and pieces of DATA frames) it completed. Throws on a frame no peer would send. */
   push(chunk: Buffer): Frame[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const out: Frame[] = [];
+    if (this.partial) {
+      const take = Math.min(this.partial.left, chunk.length);
+      if (take > 0) out.push({ type: FRAME.DATA, stream: this.partial.stream, payload: chunk.subarray(0, take) });
+      this.partial.left -= take;
+      if (this.partial.left > 0) return out;
+      this.partial = null;
+      chunk = chunk.subarray(take);
+      if (chunk.length === 0) return out;
+    }
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     while (this.buf.length >= HEADER) {
+      const type = this.buf.readUInt8(0);
+      const stream = this.buf.readUInt32BE(1);
       const length = this.buf.readUInt32BE(5);
       if (length > MAX_ACCEPTED) throw new Error(`relay channel: a frame of ${length} bytes is over the limit (${MAX_ACCEPTED}); the peer is not a relay forwarder`);
-      if (this.buf.length < HEADER + length) break;
-      out.push({ type: this.buf.readUInt8(0), stream: this.buf.readUInt32BE(1), payload: this.buf.subarray(HEADER, HEADER + length) });
+      if (this.buf.length < HEADER + length) {
+        if (type !== FRAME.DATA) break;
+        // The DATA frame's first bytes now, the rest as they come.
+        const have = this.buf.length - HEADER;
+        if (have > 0) out.push({ type, stream, payload: this.buf.subarray(HEADER) });
+        this.partial = { stream, left: length - have };
+        this.buf = Buffer.alloc(0);
+        break;
+      }
+      out.push({ type, stream, payload: this.buf.subarray(HEADER, HEADER + length) });
       this.buf = this.buf.subarray(HEADER + length);
     }
     return out;

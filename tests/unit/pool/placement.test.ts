@@ -255,6 +255,17 @@ describe("engines", () => {
     expect(place({ ...A, engine: "r1", slotId: "s9" }, [onR1("w1", B.key, "s1", [true, false])], [], engines)).toEqual({ kind: "wait" });
   });
 
+  it("a new conversation takes an equally busy container on the engine listed first, whatever order the containers started in; a less busy one elsewhere still wins", () => {
+    const engines = [local(1), e("r1", 1), e("r2", 1)];
+    const on = (name: string, engine: string, lanes: boolean[]): C => ({ ...c(name, A.key, `s-${name}`, lanes), engine });
+    // The remote containers came up first (they are first in the pool's list).
+    const idle = [on("w-r2", "r2", [false]), on("w-r1", "r1", [false]), on("w-local", "local", [false])];
+    expect(named(place(A, idle, [], engines))).toEqual({ kind: "lane", container: "w-local", lane: 0 });
+    expect(named(place(A, [on("w-r2", "r2", [false]), on("w-r1", "r1", [false])], [], engines))).toEqual({ kind: "lane", container: "w-r1", lane: 0 });
+    // Load first: a busy local container gives way to an idle remote one.
+    expect(named(place(A, [on("w-r1", "r1", [false, false]), on("w-local", "local", [true, false])], [], engines))).toEqual({ kind: "lane", container: "w-r1", lane: 0 });
+  });
+
   it("profiles fit engines by name or label; a path is seen under a shared path", () => {
     expect(engineFits(big, { name: "x", labels: ["big"] })).toBe(true);
     expect(engineFits(big, { name: "big", labels: [] })).toBe(true);

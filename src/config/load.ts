@@ -160,7 +160,8 @@ function defaultEngine(env: NodeJS.ProcessEnv): EngineConfig {
   const host = env.DOCKER_HOST || "unix:///var/run/docker.sock";
   const certs = env.DOCKER_TLS_VERIFY && env.DOCKER_CERT_PATH ? env.DOCKER_CERT_PATH : undefined;
   const tls = certs && host.startsWith("tcp://") ? { ca: path.join(certs, "ca.pem"), cert: path.join(certs, "cert.pem"), key: path.join(certs, "key.pem") } : undefined;
-  return { name: "local", host, tls, maxContainers: Number.MAX_SAFE_INTEGER, labels: [], sharedPaths: host.startsWith("unix://") ? ["/"] : [], local: host.startsWith("unix://") };
+  const ssh = host.startsWith("ssh://") ? { identity: undefined, knownHosts: path.join(os.homedir(), ".ssh", "known_hosts") } : undefined;
+  return { name: "local", host, tls, ssh, maxContainers: Number.MAX_SAFE_INTEGER, labels: [], sharedPaths: host.startsWith("unix://") ? ["/"] : [], local: host.startsWith("unix://") };
 }
 
 const LOOPBACK = /^tcp:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/;
@@ -186,8 +187,20 @@ function resolveEngines(entries: z.output<typeof WrapperConfigFileSchema>["engin
         problems.push(`engines[${i}].tls.${k}: cannot read ${tls[k]} (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path`);
       }
     }
+    if (e.ssh && !host.startsWith("ssh://")) problems.push(`engines[${i}].ssh: ssh applies to an ssh:// host only (this one is ${host}); remove ssh or give host = "ssh://user@host"`);
+    let ssh: EngineConfig["ssh"];
+    if (host.startsWith("ssh://")) {
+      ssh = { identity: e.ssh?.identity === undefined ? undefined : path.resolve(expandHome(e.ssh.identity)), knownHosts: path.resolve(expandHome(e.ssh?.known_hosts ?? "~/.ssh/known_hosts")) };
+      if (ssh.identity !== undefined) {
+        try {
+          readFileSync(ssh.identity);
+        } catch (err) {
+          problems.push(`engines[${i}].ssh.identity: cannot read ${ssh.identity} (${(err as NodeJS.ErrnoException).code ?? String(err)}); check the path`);
+        }
+      }
+    }
     const local = host.startsWith("unix://");
-    return { name: e.name, host, tls, maxContainers: e.max_containers, labels: e.labels, sharedPaths: local ? ["/"] : e.shared_paths.map((p) => path.resolve(expandHome(p))), local };
+    return { name: e.name, host, tls, ssh, maxContainers: e.max_containers, labels: e.labels, sharedPaths: local ? ["/"] : e.shared_paths.map((p) => path.resolve(expandHome(p))), local };
   });
   if (problems.length) throw new ConfigError("CONFIG_INVALID", `${source}: ${problems.length} problem${problems.length > 1 ? "s" : ""}:\n  ${problems.join("\n  ")}`, { problems });
   return engines;

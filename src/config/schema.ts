@@ -154,6 +154,14 @@ export const EngineTlsSchema = z.strictObject({
   key: z.string().min(1, { error: "expected the path of the client key (key.pem)" }),
 });
 
+/** How the broker logs in to an ssh:// engine and knows the machine (file paths; a key's content never appears in a log or error). */
+export const EngineSshSchema = z.strictObject({
+  /** A private key file (unencrypted; an encrypted key goes in the agent at SSH_AUTH_SOCK). None: the agent only. */
+  identity: z.string().min(1, { error: "expected the path of a private key file such as ~/.ssh/id_ed25519" }).optional(),
+  /** The known_hosts file the engine's host key must be in (default ~/.ssh/known_hosts of the broker's user). */
+  known_hosts: z.string().min(1, { error: "expected the path of a known_hosts file such as ~/.ssh/known_hosts" }).optional(),
+});
+
 /** A Docker engine workers may run on ([[engines]]); none configured: the local one. */
 export const EngineSchema = z.strictObject({
   name: z.string().regex(NAME, { error: "expected a short name: lowercase letters, digits, - and _" }),
@@ -163,6 +171,7 @@ export const EngineSchema = z.strictObject({
     .regex(/^(unix:\/\/\/.+|tcp:\/\/[^\s/]+:\d{1,5}|ssh:\/\/[^\s/]+)$/, { error: 'expected "unix:///path/docker.sock", "tcp://host:2376" or "ssh://user@host"' })
     .optional(),
   tls: EngineTlsSchema.optional(),
+  ssh: EngineSshSchema.optional(),
   /** Containers of this broker on the engine at once, over every profile. */
   max_containers: positiveInt().default(8),
   labels: z.array(z.string().regex(NAME, { error: "expected a label: lowercase letters, digits, - and _" }), { error: 'expected a list of labels such as ["big"]' }).default([]),
@@ -204,6 +213,8 @@ export interface EngineConfig {
   /** unix:///…, tcp://host:port or ssh://user@host. */
   host: string;
   tls?: { ca: string; cert: string; key: string } | undefined;
+  /** For an ssh:// host: the identity file (none: the agent only) and the known_hosts file its host key must be in. */
+  ssh?: { identity: string | undefined; knownHosts: string } | undefined;
   maxContainers: number;
   labels: string[];
   /** Paths under which a shared workspace is seen by the engine (a local engine: every path). */

@@ -3,12 +3,15 @@
 // stop, remove, inspect, list by label, image inspect, and named volumes with the archive API
 // (a tar into or out of a container's path: what an engine on another machine needs).
 import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { PassThrough, pipeline, type Readable, Transform, type Writable } from "node:stream";
 import Docker from "dockerode";
 import type { RegistryAuth } from "../config/registry-auth.js";
 import type { EngineConfig } from "../config/schema.js";
 import { DockerUnavailableError, WrapperError } from "../errors.js";
 import { type EnginePlace, engineFailureMessage, engineLabel } from "./engine-errors.js";
+import { sshAgent } from "./ssh-engine.js";
 
 export interface Mount {
   /** A host path (bind, the default) or a named volume's name (volume). */
@@ -109,12 +112,28 @@ function statusOf(e: unknown): number | undefined {
   return typeof s === "number" ? s : undefined;
 }
 
-/** The dockerode options for an engine's host: a unix socket, tcp (mutual TLS with `tls`), or ssh. */
-export function clientOptions(engine: Pick<EngineConfig, "host" | "tls">): Docker.DockerOptions {
+/**
+ * The dockerode options for an engine's host: a unix socket, tcp (mutual TLS with `tls`), or ssh
+ * (an agent whose connections are SSH sessions running `docker system dial-stdio`, the host key
+ * checked against known_hosts; `connectTimeoutMs` bounds each connect).
+ */
+export function clientOptions(engine: Pick<EngineConfig, "host" | "tls" | "ssh">, connectTimeoutMs = 60_000): Docker.DockerOptions {
   const u = new URL(engine.host);
   if (u.protocol === "unix:") return { socketPath: u.pathname };
   if (u.protocol === "ssh:") {
-    return { protocol: "ssh", host: u.hostname, port: u.port ? Number(u.port) : 22, username: decodeURIComponent(u.username) || undefined, sshOptions: { agent: process.env.SSH_AUTH_SOCK } };
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const port = u.port ? Number(u.port) : 22;
+    const agent = sshAgent({
+      host,
+      port,
+      username: decodeURIComponent(u.username) || undefined,
+      identity: engine.ssh?.identity,
+      knownHosts: engine.ssh?.knownHosts ?? path.join(os.homedir(), ".ssh", "known_hosts"),
+      connectTimeoutMs,
+    });
+    // Plain HTTP over the agent's SSH sessions; the host and port only fill the Host header.
+    // docker-modem takes `agent` (its types leave it out).
+    return { protocol: "http", host, port, agent } as Docker.DockerOptions;
   }
   const base = { host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) };
   if (!engine.tls) return { ...base, protocol: "http" };
@@ -136,14 +155,16 @@ export class DockerRuntime {
   constructor(opts: { socketPath?: string; callTimeoutMs?: number; engine?: EngineConfig } = {}) {
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
     if (opts.engine) {
-      this.docker = new Docker(clientOptions(opts.engine));
+      this.docker = new Docker(clientOptions(opts.engine, this.callTimeoutMs));
       this.name = opts.engine.name;
       this.place = { name: opts.engine.name, host: opts.engine.host };
       this.local = opts.engine.local;
       return;
     }
     const socketPath = opts.socketPath ?? (process.env.DOCKER_HOST?.startsWith("unix://") ? process.env.DOCKER_HOST.slice(7) : undefined);
-    this.docker = socketPath ? new Docker({ socketPath }) : new Docker();
+    // DOCKER_HOST=ssh://…: through the same verified SSH sessions as an [[engines]] entry, not the library's own (which checks no host key).
+    const viaSsh = !socketPath && process.env.DOCKER_HOST?.startsWith("ssh://");
+    this.docker = socketPath ? new Docker({ socketPath }) : viaSsh ? new Docker(clientOptions({ host: process.env.DOCKER_HOST! }, this.callTimeoutMs)) : new Docker();
     this.name = "local";
     this.place = { name: undefined, host: socketPath ?? process.env.DOCKER_HOST ?? "/var/run/docker.sock" };
     this.local = socketPath !== undefined || !process.env.DOCKER_HOST;

@@ -13,7 +13,7 @@ export interface EnginePlace {
 }
 
 /** How an engine call failed, as far as the transport can tell. */
-export type EngineFailure = "cert-untrusted" | "cert-wrong-host" | "cert-refused" | "tls-failed" | "unknown-host" | "refused" | "unreachable" | "dropped" | "no-socket";
+export type EngineFailure = "ssh-host-unknown" | "ssh-host-changed" | "ssh-auth" | "ssh-identity" | "ssh-dial" | "ssh-timeout" | "ssh-failed" | "cert-untrusted" | "cert-wrong-host" | "cert-refused" | "tls-failed" | "unknown-host" | "refused" | "unreachable" | "dropped" | "no-socket";
 
 // Node's codes for a server certificate that does not chain to the CA given in `ca`.
 const UNTRUSTED = new Set([
@@ -35,6 +35,13 @@ const UNTRUSTED = new Set([
 export function classifyEngineFailure(e: unknown): EngineFailure | null {
   const code = (e as { code?: unknown } | undefined)?.code;
   if (typeof code !== "string") return null;
+  if (code === "SSH_HOST_UNKNOWN") return "ssh-host-unknown";
+  if (code === "SSH_HOST_MISMATCH" || code === "SSH_HOST_REVOKED") return "ssh-host-changed";
+  if (code === "SSH_AUTH_FAILED") return "ssh-auth";
+  if (code === "SSH_BAD_IDENTITY") return "ssh-identity";
+  if (code === "SSH_DIAL_FAILED") return "ssh-dial";
+  if (code === "SSH_TIMEOUT") return "ssh-timeout";
+  if (code === "SSH_FAILED") return "ssh-failed";
   if (UNTRUSTED.has(code)) return "cert-untrusted";
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return "cert-wrong-host";
   // The engine's TLS alert: it did not accept (or got no) client certificate.
@@ -73,6 +80,15 @@ function hostOf(p: EnginePlace): string {
   }
 }
 
+function portOf(p: EnginePlace): number {
+  try {
+    const u = new URL(p.host);
+    return u.port ? Number(u.port) : 22;
+  } catch {
+    return 22;
+  }
+}
+
 /** The library's one-line reason, without anything that is not a short sentence (no PEM, no stack). */
 function reason(e: unknown): string {
   const m = (e as { message?: unknown } | undefined)?.message;
@@ -101,7 +117,26 @@ export function engineFailureMessage(e: unknown, place: EnginePlace, what: strin
   const entry = place.name === undefined ? "DOCKER_CERT_PATH" : `[[engines]] "${place.name}"`;
   const why = reason(e);
   const because = why ? `${code}: ${why}` : code;
+  const ssh = place.host.startsWith("ssh://");
+  const port = ssh ? portOf(place) : 22;
+  const knownHosts = (e as { details?: { knownHosts?: string } }).details?.knownHosts ?? "~/.ssh/known_hosts";
+  const keyscan = `ssh-keyscan${port === 22 ? "" : ` -p ${port}`} ${hostOf(place)} >> ${knownHosts}`;
+  const sshEntry = place.name === undefined ? "DOCKER_HOST" : `[[engines]] "${place.name}"`;
   switch (kind) {
+    case "ssh-host-unknown":
+      return `${at}: refused: the SSH host key is not known (${because}) while trying to ${what}; check the fingerprint on that machine (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and, if it is the same, add the key: ${keyscan} (or set ${sshEntry} ssh.known_hosts to a file that has it)`;
+    case "ssh-host-changed":
+      return `${at}: refused: the SSH host key is not the one known_hosts holds for this host: another machine may be answering in its place (${because}) while trying to ${what}; if the host's key was changed on purpose, check the new fingerprint on that machine (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), remove the old line (ssh-keygen -R ${port === 22 ? hostOf(place) : `'[${hostOf(place)}]:${port}'`} -f ${knownHosts}) and add the new one: ${keyscan}`;
+    case "ssh-auth":
+      return `${at}: the SSH login failed (${because}) while trying to ${what}; the remote user must accept the key in ${sshEntry} ssh.identity or one in the agent at SSH_AUTH_SOCK (its ~/.ssh/authorized_keys), and the user in host (ssh://user@host) must be the right one`;
+    case "ssh-identity":
+      return `${at}: the SSH identity cannot be used (${because}) while trying to ${what}; set ${sshEntry} ssh.identity to an unencrypted private key file readable by the broker, or leave it out and add the key to the agent at SSH_AUTH_SOCK (ssh-add)`;
+    case "ssh-dial":
+      return `${at}: logged in over SSH, but the engine did not answer through docker system dial-stdio (${because}) while trying to ${what}; the remote machine needs the docker CLI on the user's PATH and the user must be allowed to use its engine (the docker group, or root): check with ssh ${place.host.slice("ssh://".length)} docker info`;
+    case "ssh-timeout":
+      return `${at} did not complete the SSH connection in time (${because}) while trying to ${what}; check that the machine is up and that sshd answers at ${place.host} (broker.docker_timeout sets this limit)`;
+    case "ssh-failed":
+      return `${at}: the SSH connection failed (${because}) while trying to ${what}; check that sshd runs at ${place.host}`;
     case "cert-untrusted":
       return `${at}: its server certificate does not verify against the CA this broker trusts for it (${because}) while trying to ${what}; set ${entry} tls.ca to the CA that signed the engine's --tlscert, or reissue the engine's certificate from that CA`;
     case "cert-wrong-host":
@@ -113,6 +148,7 @@ export function engineFailureMessage(e: unknown, place: EnginePlace, what: strin
     case "unknown-host":
       return `${at}: the host name ${hostOf(place)} does not resolve (${code}) while trying to ${what}; check host in ${entry} and this machine's DNS`;
     case "refused":
+      if (ssh) return `${at}: nothing accepts connections there (${code}) while trying to ${what}; start sshd on that machine, or fix the port in host (ssh://user@host:port) in ${sshEntry}`;
       return sock !== null || place.name === undefined
         ? startLocal
         : `${at}: nothing accepts connections there (${code}) while trying to ${what}; start dockerd on that machine with -H ${place.host} --tlsverify, or fix host in ${entry}`;
@@ -121,6 +157,7 @@ export function engineFailureMessage(e: unknown, place: EnginePlace, what: strin
         ? startLocal
         : `${at} cannot be reached (${code}) while trying to ${what}; check that the machine is up and that the network or a firewall lets this machine reach ${place.host}`;
     case "dropped":
+      if (ssh) return `${at} dropped the connection (${code}) while trying to ${what}; the engine or sshd may have stopped or restarted: check that dockerd runs there (docker -H ${place.host} info)`;
       return sock !== null || place.name === undefined
         ? startLocal
         : `${at} dropped the connection (${code}) while trying to ${what}; the engine may have stopped or restarted: check that dockerd runs there (docker -H ${place.host} --tlsverify info)`;

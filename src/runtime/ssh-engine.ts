@@ -1,0 +1,175 @@
+// The connection to a Docker engine over SSH (`host = "ssh://user@host"`): each HTTP connection
+// of the engine client is an SSH session running `docker system dial-stdio` on the remote machine,
+// as `docker -H ssh://…` does. Before any credential is sent, the server's host key must be in
+// known_hosts (the machine is who it says), and every connect ends within a deadline. No key
+// material (private key, passphrase, agent socket content) ever goes into an error.
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import type { Duplex } from "node:stream";
+import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import { checkHostKey, fingerprint, hostToken, knownAlgorithms, parseKnownHosts, wireKeyType } from "./known-hosts.js";
+
+/** Where and how to reach an engine over SSH. */
+export interface SshTarget {
+  host: string;
+  port: number;
+  username: string | undefined;
+  /** A private key file (OpenSSH or PEM, unencrypted); none: the agent at SSH_AUTH_SOCK only. */
+  identity: string | undefined;
+  /** The known_hosts file the host's key must be in. */
+  knownHosts: string;
+  /** The longest a connect (TCP, key exchange, login, starting dial-stdio) may take (ms). */
+  connectTimeoutMs: number;
+}
+
+/** What went wrong on the SSH side, as a code the engine errors turn into a message with the fix. */
+export type SshFailure = "SSH_HOST_UNKNOWN" | "SSH_HOST_MISMATCH" | "SSH_HOST_REVOKED" | "SSH_AUTH_FAILED" | "SSH_BAD_IDENTITY" | "SSH_DIAL_FAILED" | "SSH_TIMEOUT" | "SSH_FAILED";
+
+/** An SSH failure: `code` says which, `fingerprint` is the host key the server offered (when it is about the key). */
+export class SshEngineError extends Error {
+  constructor(
+    readonly code: SshFailure,
+    message: string,
+    readonly details: { fingerprint?: string; keyType?: string; knownHosts?: string; hostToken?: string; lines?: number[] } = {},
+  ) {
+    super(message);
+    this.name = "SshEngineError";
+  }
+}
+
+function readKnownHosts(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return ""; // no file: every host is unknown
+    throw e;
+  }
+}
+
+/** The private key's content, or an error naming the file (never its content). */
+function readIdentity(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new SshEngineError("SSH_BAD_IDENTITY", `cannot read the identity file ${file} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
+// The SSH library's one-line reason, only when it is a short sentence (its parse errors never carry
+// the key, but nothing long or multi-line goes out either way).
+function short(e: unknown): string {
+  const m = e instanceof Error ? (e.message.split("\n")[0] ?? "") : "";
+  return m.length > 0 && m.length <= 160 && !m.includes("-----") ? m : "";
+}
+
+/**
+ * Opens one SSH session to the target and starts `docker system dial-stdio` in it: resolves with
+ * the session's stream (the engine API's bytes) once the remote command runs, rejects with an
+ * SshEngineError (or the socket's own error: ECONNREFUSED, ENOTFOUND, …) within the deadline.
+ * The session ends when the stream closes.
+ */
+export function dialEngine(t: SshTarget): Promise<Duplex> {
+  return new Promise<Duplex>((resolve, reject) => {
+    const conn = new Client();
+    let settled = false;
+    // Set by the host verifier when it refuses the key: the library's own error says only "Host denied".
+    let refusal: SshEngineError | null = null;
+    const fail = (e: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.end();
+      conn.destroy();
+      reject(refusal ?? (e instanceof Error ? e : new Error(String(e))));
+    };
+    // One deadline for the whole connect, the remote command's start included (the library's own
+    // readyTimeout stops at the login).
+    const timer = setTimeout(() => fail(new SshEngineError("SSH_TIMEOUT", `no SSH session within ${t.connectTimeoutMs} ms`)), t.connectTimeoutMs);
+
+    let known: ReturnType<typeof parseKnownHosts>;
+    let privateKey: Buffer | undefined;
+    try {
+      known = parseKnownHosts(readKnownHosts(t.knownHosts));
+      privateKey = t.identity === undefined ? undefined : readIdentity(t.identity);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    const token = hostToken(t.host, t.port);
+    const algorithms = knownAlgorithms(known, t.host, t.port);
+    const config: ConnectConfig = {
+      host: t.host,
+      port: t.port,
+      username: t.username ?? process.env.USER ?? "root",
+      privateKey,
+      agent: process.env.SSH_AUTH_SOCK || undefined,
+      readyTimeout: t.connectTimeoutMs,
+      keepaliveInterval: 0,
+      ...(algorithms ? { algorithms: { serverHostKey: algorithms as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"] } } : {}),
+      hostVerifier: (key: Buffer): boolean => {
+        const verdict = checkHostKey(known, t.host, t.port, key);
+        if (verdict.verdict === "known") return true;
+        const fp = fingerprint(key);
+        const keyType = wireKeyType(key) ?? "unknown type";
+        const details = { fingerprint: fp, keyType, knownHosts: t.knownHosts, hostToken: token };
+        if (verdict.verdict === "unknown") refusal = new SshEngineError("SSH_HOST_UNKNOWN", `the host key of ${token} (${keyType} ${fp}) is not in ${t.knownHosts}`, details);
+        else if (verdict.verdict === "revoked") refusal = new SshEngineError("SSH_HOST_REVOKED", `the host key of ${token} (${keyType} ${fp}) is revoked in ${t.knownHosts} line ${verdict.line}`, details);
+        else refusal = new SshEngineError("SSH_HOST_MISMATCH", `the host key of ${token} (${keyType} ${fp}) is not the one ${t.knownHosts} holds for it (line ${verdict.lines.join(", ")})`, { ...details, lines: verdict.lines });
+        return false;
+      },
+    };
+    conn.on("error", (e: Error & { level?: string }) => {
+      if (refusal) return fail(refusal);
+      if (e.level === "client-authentication" || e.level === "agent")
+        return fail(new SshEngineError("SSH_AUTH_FAILED", `the server refused the login as ${config.username}${short(e) ? ` (${short(e)})` : ""}`));
+      if (e.level === "client-timeout") return fail(new SshEngineError("SSH_TIMEOUT", `no SSH handshake within ${t.connectTimeoutMs} ms`));
+      if ((e as { code?: unknown }).code !== undefined) return fail(e); // the socket's: ECONNREFUSED, ENOTFOUND, …
+      return fail(new SshEngineError("SSH_FAILED", short(e) || "the SSH connection failed"));
+    });
+    conn.on("close", () => fail(new SshEngineError("SSH_FAILED", "the SSH connection closed before the engine answered")));
+    conn.on("ready", () => {
+      conn.exec("docker system dial-stdio", (err, stream: ClientChannel) => {
+        if (err) return fail(new SshEngineError("SSH_DIAL_FAILED", `the server would not run docker system dial-stdio${short(err) ? ` (${short(err)})` : ""}`));
+        // dial-stdio says nothing on stdout before the client speaks: it runs once the channel is
+        // open, and a missing `docker` or an engine it cannot reach shows as an exit with a reason on stderr.
+        let stderr = "";
+        stream.stderr.on("data", (b: Buffer) => {
+          if (stderr.length < 2000) stderr += b.toString("utf8");
+        });
+        stream.on("exit", (code: number | null) => {
+          if (code !== 0 && code !== null) {
+            const why = stderr.trim().split("\n")[0]?.slice(0, 200) ?? "";
+            (stream as Duplex).destroy(new SshEngineError("SSH_DIAL_FAILED", `docker system dial-stdio exited with code ${code} on the remote machine${why ? `: ${why}` : ""}`));
+          }
+        });
+        stream.on("close", () => conn.end());
+        if (settled) return void conn.end();
+        settled = true;
+        clearTimeout(timer);
+        resolve(stream);
+      });
+    });
+    try {
+      conn.connect(config);
+    } catch (e) {
+      // A private key the library cannot use (encrypted, unknown format): its reason, never the key.
+      fail(new SshEngineError("SSH_BAD_IDENTITY", `the identity file ${t.identity ?? ""} cannot be used${short(e) ? ` (${short(e)})` : ""}`));
+    }
+  });
+}
+
+/**
+ * An HTTP agent whose every connection is an SSH session to the engine (no keep-alive: a session
+ * serves one request or one attached stream, and ends with it).
+ */
+export function sshAgent(t: SshTarget): http.Agent {
+  const agent = new http.Agent({ keepAlive: false });
+  // Node's Agent takes an async createConnection through its callback.
+  (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => void }).createConnection = (_o, cb) => {
+    dialEngine(t).then(
+      (s) => cb(null, s),
+      (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
+    );
+  };
+  return agent;
+}

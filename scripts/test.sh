@@ -2,7 +2,7 @@
 # The test command (`npm test`): makes sure a Docker engine answers, builds the project and the
 # images (layer cache makes a rebuild with nothing changed take seconds), then runs the unit
 # and integration tests. Extra arguments go to vitest (e.g. a file filter). The extra engines the
-# engine tests make (scripts/test-engines.sh) are removed at the end, whatever happened
+# engine tests make (scripts/test-engines.sh, and the SSH one of scripts/test-ssh-engine.sh) are removed at the end, whatever happened
 # (CMW_KEEP_TEST_ENGINES=1 keeps them for the next run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,10 @@ bash scripts/build-images.sh
 report=$(mktemp)
 cleanup() {
   rm -f "$report"
-  if [ "${CMW_KEEP_TEST_ENGINES:-0}" != 1 ]; then bash scripts/test-engines.sh down >/dev/null 2>&1 || echo "test.sh: scripts/test-engines.sh down failed: run it by hand" >&2; fi
+  if [ "${CMW_KEEP_TEST_ENGINES:-0}" != 1 ]; then
+    bash scripts/test-ssh-engine.sh down >/dev/null 2>&1 || echo "test.sh: scripts/test-ssh-engine.sh down failed: run it by hand" >&2
+    bash scripts/test-engines.sh down >/dev/null 2>&1 || echo "test.sh: scripts/test-engines.sh down failed: run it by hand" >&2
+  fi
 }
 trap cleanup EXIT
 status=0

@@ -6,6 +6,8 @@
 # key are generated here, never this machine's own (/etc/ssh is not read or written). The sshd is
 # found by its own pidfile only, never by name; eng-1 and its dockerd are left alone.
 #
+# Port 2222 of the same sshd is a machine without the docker CLI on the PATH (for the tests).
+#
 #   usage: scripts/test-ssh-engine.sh up       start it (idempotent; starts the test engines too)
 #          scripts/test-ssh-engine.sh down     stop it and remove everything `up` made
 #          scripts/test-ssh-engine.sh status   one line
@@ -21,6 +23,7 @@ VETH=cmw-ssh-1
 ROOT_IP=10.200.110.1
 IP=10.200.110.2
 PORT=22
+NODOCKER_PORT=2222
 PIDF=/run/cmw-test-ssh.pid
 LOG=/var/log/cmw-test-ssh.log
 CONF=$STATE/sshd_config
@@ -86,6 +89,11 @@ MaxStartups 200:30:400
 MaxSessions 50
 LogLevel VERBOSE
 SetEnv DOCKER_HOST=unix://$ENGINE_SOCK HOME=$STATE/home
+# A second port where the docker CLI is not on the PATH (a remote machine without it): the
+# tests' "no docker there" case, and a host known as [host]:port.
+ListenAddress $IP:$NODOCKER_PORT
+Match LocalPort $NODOCKER_PORT
+  ForceCommand env PATH=/nonexistent-cmw-test docker system dial-stdio
 EOF
   # A home of its own for the sessions: root's shell start-up files on a test machine (pyenv,
   # nvm …) would otherwise run for every engine call; a real remote user has its own.
@@ -94,8 +102,8 @@ EOF
 }
 
 write_json() {
-  printf '{"name": "ssh-1", "host": "ssh://root@%s", "identity": "%s", "known_hosts": "%s", "hostKey": "%s", "pidfile": "%s", "log": "%s", "engineSocket": "unix://%s", "ip": "%s", "port": %s}\n' \
-    "$IP" "$STATE/client/id_ed25519" "$STATE/known_hosts" "$(cut -d' ' -f1,2 "$STATE/ssh_host_ed25519_key.pub")" "$PIDF" "$LOG" "$ENGINE_SOCK" "$IP" "$PORT" >"$STATE/ssh.json.tmp"
+  printf '{"name": "ssh-1", "host": "ssh://root@%s", "identity": "%s", "known_hosts": "%s", "hostKey": "%s", "pidfile": "%s", "log": "%s", "engineSocket": "unix://%s", "ip": "%s", "port": %s, "noDockerPort": %s}\n' \
+    "$IP" "$STATE/client/id_ed25519" "$STATE/known_hosts" "$(cut -d' ' -f1,2 "$STATE/ssh_host_ed25519_key.pub")" "$PIDF" "$LOG" "$ENGINE_SOCK" "$IP" "$PORT" "$NODOCKER_PORT" >"$STATE/ssh.json.tmp"
   mv "$STATE/ssh.json.tmp" "$STATE/ssh.json"
 }
 

@@ -5,7 +5,7 @@
 // material (private key, passphrase, agent socket content) ever goes into an error.
 import { readFileSync } from "node:fs";
 import http from "node:http";
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { checkHostKey, fingerprint, hostToken, knownAlgorithms, parseKnownHosts, wireKeyType } from "./known-hosts.js";
 
@@ -60,6 +60,53 @@ function readIdentity(file: string): Buffer {
 function short(e: unknown): string {
   const m = e instanceof Error ? (e.message.split("\n")[0] ?? "") : "";
   return m.length > 0 && m.length <= 160 && !m.includes("-----") ? m : "";
+}
+
+/**
+ * The remote `docker system dial-stdio`'s stdio as the HTTP client's socket. Its end is held back
+ * until the command's exit status is known: sshd sends the end of its output before the status, and
+ * a command that failed (no docker CLI there, an engine it cannot reach) then fails the call with
+ * its reason from stderr, instead of the HTTP client's bare "socket hang up".
+ */
+class DialStream extends Duplex {
+  private exitCode: number | null = null;
+  private stderr = "";
+
+  constructor(private readonly channel: ClientChannel) {
+    super();
+    channel.on("data", (b: Buffer) => {
+      if (!this.push(b)) channel.pause();
+    });
+    channel.stderr.on("data", (b: Buffer) => {
+      if (this.stderr.length < 2000) this.stderr += b.toString("utf8");
+    });
+    channel.on("exit", (code: number | null) => (this.exitCode = code));
+    channel.on("error", (e: Error) => this.destroy(e));
+    channel.on("close", () => {
+      if (this.exitCode !== null && this.exitCode !== 0) {
+        const why = this.stderr.trim().split("\n")[0]?.slice(0, 200) ?? "";
+        this.destroy(new SshEngineError("SSH_DIAL_FAILED", `docker system dial-stdio exited with code ${this.exitCode} on the remote machine${why ? `: ${why}` : ""}`));
+      } else this.push(null);
+    });
+  }
+
+  override _read(): void {
+    this.channel.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.channel.write(chunk, cb);
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.channel.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.channel.destroy();
+    cb(err);
+  }
 }
 
 /**
@@ -130,23 +177,12 @@ export function dialEngine(t: SshTarget): Promise<Duplex> {
     conn.on("ready", () => {
       conn.exec("docker system dial-stdio", (err, stream: ClientChannel) => {
         if (err) return fail(new SshEngineError("SSH_DIAL_FAILED", `the server would not run docker system dial-stdio${short(err) ? ` (${short(err)})` : ""}`));
-        // dial-stdio says nothing on stdout before the client speaks: it runs once the channel is
-        // open, and a missing `docker` or an engine it cannot reach shows as an exit with a reason on stderr.
-        let stderr = "";
-        stream.stderr.on("data", (b: Buffer) => {
-          if (stderr.length < 2000) stderr += b.toString("utf8");
-        });
-        stream.on("exit", (code: number | null) => {
-          if (code !== 0 && code !== null) {
-            const why = stderr.trim().split("\n")[0]?.slice(0, 200) ?? "";
-            (stream as Duplex).destroy(new SshEngineError("SSH_DIAL_FAILED", `docker system dial-stdio exited with code ${code} on the remote machine${why ? `: ${why}` : ""}`));
-          }
-        });
+        const dial = new DialStream(stream);
         stream.on("close", () => conn.end());
         if (settled) return void conn.end();
         settled = true;
         clearTimeout(timer);
-        resolve(stream);
+        resolve(dial);
       });
     });
     try {

@@ -48,10 +48,10 @@ function entry(o: { identity?: string; known_hosts?: string; shared_paths?: stri
 }
 
 /** A runtime for the SSH engine alone (no pool), as the broker makes it. */
-function runtime(o: { identity?: string; known_hosts?: string } = {}): DockerRuntime {
+function runtime(o: { identity?: string; known_hosts?: string; host?: string } = {}): DockerRuntime {
   const engine: EngineConfig = {
     name: "ssh-1",
-    host: ssh.host,
+    host: o.host ?? ssh.host,
     ssh: { identity: o.identity ?? ssh.identity, knownHosts: o.known_hosts ?? ssh.known_hosts },
     maxContainers: 2,
     labels: [],
@@ -192,6 +192,16 @@ describe("an engine over SSH", () => {
     expect(unusable.message).toContain("SSH_BAD_IDENTITY");
     expect(unusable.message).toContain(garbage);
     expectNoKeyMaterial(unusable.message, garbage);
+  });
+
+  it("a machine without the docker CLI (on a port other than 22, known as [host]:port) fails clearly after the login", async () => {
+    const known = file("known_hosts-port", `[${ssh.ip}]:${ssh.noDockerPort} ${ssh.hostKey}\n`);
+    const e = await failure(runtime({ host: `ssh://root@${ssh.ip}:${ssh.noDockerPort}`, known_hosts: known }).ping());
+    expect(e).toBeInstanceOf(DockerUnavailableError);
+    expect(e.message).toContain(`Docker engine "ssh-1" (ssh://root@${ssh.ip}:${ssh.noDockerPort})`);
+    expect(e.message).toContain("SSH_DIAL_FAILED");
+    expect(e.message).toContain("exited with code 127");
+    expect(e.message).toContain("needs the docker CLI on the user's PATH");
   });
 
   it("after a broker is SIGKILLed, the next one reaps its orphans on the SSH engine by label", async () => {

@@ -23,6 +23,8 @@ export interface SshTestEngine {
   engineSocket: string;
   ip: string;
   port: number;
+  /** A port of the same sshd where the docker CLI is not on the PATH. */
+  noDockerPort: number;
 }
 
 /** Brings the SSH engine up (idempotent; it starts the test engines too) and returns where it is. */

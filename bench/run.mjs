@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,ssh,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -348,6 +348,63 @@ async function warm() {
   await b.stop();
   results.warm = { broker: summary(broker), floor: summary(floor), addedMsP50: round(median(broker) - median(floor)), ratio: round2(median(broker) / median(floor)), threads, containerMemory: memory };
   say(`warm: broker p50 ${results.warm.broker.median} ms, floor p50 ${results.warm.floor.median} ms`);
+}
+
+/**
+ * One engine reached two ways: eng-1 over mutual TLS, and the same dockerd over SSH (the sshd of
+ * scripts/test-ssh-engine.sh, whose sessions run docker system dial-stdio against eng-1's socket).
+ * A warm task's batch → turn/started on each, interleaved (a warm container on each, no copy: the
+ * engine sees the bench's directory at the same path).
+ */
+async function sshEngine() {
+  execFileSync("bash", ["scripts/test-engines.sh", "up"], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync("bash", ["scripts/test-ssh-engine.sh", "up"], { stdio: ["ignore", "ignore", "inherit"] });
+  const e1 = JSON.parse(readFileSync("/var/lib/cmw-test-engines/engines.json", "utf8"))[0];
+  const s = JSON.parse(readFileSync("/var/lib/cmw-test-ssh/ssh.json", "utf8"));
+  const runs = QUICK ? 4 : 12;
+  const ws = ownedDir("ws");
+  const worker = (engine) => [{ capacity: 1, max_containers: 1, warm: 1, warm_workspaces: [ws], engines: [engine] }];
+  const tls = await startBroker(worker(e1.name), {}, [{ name: "local", max_containers: 1 }, { name: e1.name, host: e1.host, tls: e1.tls, shared_paths: [tmp], max_containers: 1 }]);
+  const ssh = await startBroker(worker(s.name), {}, [{ name: "local", max_containers: 1 }, { name: s.name, host: s.host, ssh: { identity: s.identity, known_hosts: s.known_hosts }, shared_paths: [tmp], max_containers: 1 }]);
+  await tls.waitReady(1);
+  await ssh.waitReady(1);
+  await brokerFirstEvent(tls, ws);
+  await brokerFirstEvent(ssh, ws);
+  const overTls = [];
+  const overSsh = [];
+  for (let i = 0; i < runs; i++) {
+    overTls.push(await brokerFirstEvent(tls, ws));
+    overSsh.push(await brokerFirstEvent(ssh, ws));
+  }
+  // One engine call (GET /version), each way.
+  const rt = (b) => new DockerRuntime({ engine: b.broker.config.engines[1] });
+  const [rtTls, rtSsh] = [rt(tls), rt(ssh)];
+  const pingTls = [];
+  const pingSsh = [];
+  for (let i = 0; i < (QUICK ? 10 : 30); i++) {
+    for (const [r, list] of [[rtTls, pingTls], [rtSsh, pingSsh]]) {
+      const t0 = performance.now();
+      await r.ping();
+      list.push(performance.now() - t0);
+    }
+  }
+  // A cold task (a new workspace: a new container, the engine calls of its bring-up), each way.
+  const coldTls = [];
+  const coldSsh = [];
+  for (let i = 0; i < (QUICK ? 2 : 5); i++) {
+    coldTls.push(await brokerFirstEvent(tls, ownedDir("ws")));
+    coldSsh.push(await brokerFirstEvent(ssh, ownedDir("ws")));
+  }
+  await tls.stop();
+  await ssh.stop();
+  results.sshEngine = {
+    tls: summary(overTls),
+    ssh: summary(overSsh),
+    addedMsP50: round(median(overSsh) - median(overTls)),
+    call: { tls: summary(pingTls), ssh: summary(pingSsh) },
+    cold: { tls: summary(coldTls), ssh: summary(coldSsh), addedMsP50: round(median(coldSsh) - median(coldTls)) },
+  };
+  say(`ssh: a warm task on eng-1 over SSH takes ${results.sshEngine.addedMsP50} ms more at p50 than over TLS`);
 }
 
 /**
@@ -1036,6 +1093,14 @@ function table() {
     lines.push(row(`cold start on ${r.coldRemote.engine}, broker`, r.coldRemote.broker), row(`cold start on ${r.coldRemote.engine}, docker -H run -i`, r.coldRemote.floor));
     lines.push(`  cold start on a remote engine: ${r.coldRemote.ratio}× the docker -H … run -i floor there (target ≤ 1.10)`);
   }
+  if (results.sshEngine) {
+    const r = results.sshEngine;
+    lines.push(row("warm task, eng-1 over TLS", r.tls), row("warm task, eng-1 over SSH", r.ssh));
+    lines.push(`  over SSH a warm task's batch → turn/started takes ${r.addedMsP50} ms more at p50 (its container is up and attached already)`);
+    lines.push(row("engine call (version), TLS", r.call.tls), row("engine call (version), SSH", r.call.ssh));
+    lines.push(row("cold task, eng-1 over TLS", r.cold.tls), row("cold task, eng-1 over SSH", r.cold.ssh));
+    lines.push(`  a cold task (new container) takes ${r.cold.addedMsP50} ms more at p50 over SSH: each engine call is an SSH session and a docker system dial-stdio`);
+  }
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
@@ -1056,7 +1121,7 @@ function table() {
 }
 
 try {
-  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, scale, scale3, records, status: statusCost })) {
+  for (const [name, fn] of Object.entries({ cold, "cold-spare": coldSpare, warm, relay, deltas, throughput, drivers, engines, ssh: sshEngine, scale, scale3, records, status: statusCost })) {
     if (ONLY && !ONLY.has(name)) continue;
     say(`${name}…`);
     await fn();

@@ -68,11 +68,11 @@ function short(e: unknown): string {
  * a command that failed (no docker CLI there, an engine it cannot reach) then fails the call with
  * its reason from stderr, instead of the HTTP client's bare "socket hang up".
  */
-class DialStream extends Duplex {
+export class DialStream extends Duplex {
   private exitCode: number | null = null;
   private stderr = "";
 
-  constructor(private readonly channel: ClientChannel) {
+  constructor(readonly channel: ClientChannel) {
     super();
     channel.on("data", (b: Buffer) => {
       if (!this.push(b)) channel.pause();
@@ -110,13 +110,12 @@ class DialStream extends Duplex {
 }
 
 /**
- * Opens one SSH session to the target and starts `docker system dial-stdio` in it: resolves with
- * the session's stream (the engine API's bytes) once the remote command runs, rejects with an
- * SshEngineError (or the socket's own error: ECONNREFUSED, ENOTFOUND, …) within the deadline.
- * The session ends when the stream closes.
+ * Opens an SSH connection to the target and logs in: resolves with the connection once it is
+ * ready, rejects with an SshEngineError (or the socket's own error: ECONNREFUSED, ENOTFOUND, …)
+ * within `deadlineMs`. The host key is checked against known_hosts before the login.
  */
-export function dialEngine(t: SshTarget): Promise<Duplex> {
-  return new Promise<Duplex>((resolve, reject) => {
+export function connectSsh(t: SshTarget, deadlineMs = t.connectTimeoutMs): Promise<Client> {
+  return new Promise<Client>((resolve, reject) => {
     const conn = new Client();
     let settled = false;
     // Set by the host verifier when it refuses the key: the library's own error says only "Host denied".
@@ -129,9 +128,7 @@ export function dialEngine(t: SshTarget): Promise<Duplex> {
       conn.destroy();
       reject(refusal ?? (e instanceof Error ? e : new Error(String(e))));
     };
-    // One deadline for the whole connect, the remote command's start included (the library's own
-    // readyTimeout stops at the login).
-    const timer = setTimeout(() => fail(new SshEngineError("SSH_TIMEOUT", `no SSH session within ${t.connectTimeoutMs} ms`)), t.connectTimeoutMs);
+    const timer = setTimeout(() => fail(new SshEngineError("SSH_TIMEOUT", `no SSH session within ${deadlineMs} ms`)), deadlineMs);
 
     let known: ReturnType<typeof parseKnownHosts>;
     let privateKey: Buffer | undefined;
@@ -150,7 +147,7 @@ export function dialEngine(t: SshTarget): Promise<Duplex> {
       username: t.username ?? process.env.USER ?? "root",
       privateKey,
       agent: process.env.SSH_AUTH_SOCK || undefined,
-      readyTimeout: t.connectTimeoutMs,
+      readyTimeout: deadlineMs,
       keepaliveInterval: 0,
       ...(algorithms ? { algorithms: { serverHostKey: algorithms as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"] } } : {}),
       hostVerifier: (key: Buffer): boolean => {
@@ -169,21 +166,16 @@ export function dialEngine(t: SshTarget): Promise<Duplex> {
       if (refusal) return fail(refusal);
       if (e.level === "client-authentication" || e.level === "agent")
         return fail(new SshEngineError("SSH_AUTH_FAILED", `the server refused the login as ${config.username}${short(e) ? ` (${short(e)})` : ""}`));
-      if (e.level === "client-timeout") return fail(new SshEngineError("SSH_TIMEOUT", `no SSH handshake within ${t.connectTimeoutMs} ms`));
+      if (e.level === "client-timeout") return fail(new SshEngineError("SSH_TIMEOUT", `no SSH handshake within ${deadlineMs} ms`));
       if ((e as { code?: unknown }).code !== undefined) return fail(e); // the socket's: ECONNREFUSED, ENOTFOUND, …
       return fail(new SshEngineError("SSH_FAILED", short(e) || "the SSH connection failed"));
     });
     conn.on("close", () => fail(new SshEngineError("SSH_FAILED", "the SSH connection closed before the engine answered")));
     conn.on("ready", () => {
-      conn.exec("docker system dial-stdio", (err, stream: ClientChannel) => {
-        if (err) return fail(new SshEngineError("SSH_DIAL_FAILED", `the server would not run docker system dial-stdio${short(err) ? ` (${short(err)})` : ""}`));
-        const dial = new DialStream(stream);
-        stream.on("close", () => conn.end());
-        if (settled) return void conn.end();
-        settled = true;
-        clearTimeout(timer);
-        resolve(dial);
-      });
+      if (settled) return void conn.end();
+      settled = true;
+      clearTimeout(timer);
+      resolve(conn);
     });
     try {
       conn.connect(config);
@@ -194,15 +186,120 @@ export function dialEngine(t: SshTarget): Promise<Duplex> {
   });
 }
 
+/** Starts `docker system dial-stdio` in a new session of a logged-in connection, within `deadlineMs`. */
+export function openDial(conn: Client, deadlineMs: number): Promise<DialStream> {
+  return new Promise<DialStream>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
+      reject(new SshEngineError("SSH_TIMEOUT", `the remote docker system dial-stdio did not start within ${deadlineMs} ms`));
+    }, deadlineMs);
+    conn.exec("docker system dial-stdio", (err, stream: ClientChannel) => {
+      clearTimeout(timer);
+      if (settled) return void stream?.destroy(); // too late: the caller has gone on
+      settled = true;
+      if (err) return reject(new SshEngineError("SSH_DIAL_FAILED", `the server would not run docker system dial-stdio${short(err) ? ` (${short(err)})` : ""}`));
+      resolve(new DialStream(stream));
+    });
+  });
+}
+
+/** One SSH connection, its own session for one engine connection: connects, starts dial-stdio, and ends with the stream. */
+export async function dialEngine(t: SshTarget): Promise<Duplex> {
+  const started = Date.now();
+  const conn = await connectSsh(t);
+  try {
+    const stream = await openDial(conn, Math.max(1, t.connectTimeoutMs - (Date.now() - started)));
+    stream.once("close", () => conn.end());
+    return stream;
+  } catch (e) {
+    conn.end();
+    throw e;
+  }
+}
+
+// Sessions per SSH connection: sshd's MaxSessions is 10 by default; a few are left for slack.
+const SESSIONS_PER_CONNECTION = 8;
+// A connection with no session open is closed after this long.
+const IDLE_MS = 15_000;
+
+interface SharedConnection {
+  ready: Promise<Client>;
+  /** Sessions open or being opened on it. */
+  sessions: number;
+  dead: boolean;
+  idle: NodeJS.Timeout | undefined;
+}
+
 /**
- * An HTTP agent whose every connection is an SSH session to the engine (no keep-alive: a session
- * serves one request or one attached stream, and ends with it).
+ * An HTTP agent whose every connection is a session (`docker system dial-stdio`) on a shared SSH
+ * connection to the engine: the key exchange and login are paid once per connection, not per
+ * engine call, as with OpenSSH's ControlMaster. At most SESSIONS_PER_CONNECTION sessions share a
+ * connection (more open another); a connection closes when idle, and one that failed is dropped
+ * so the next call connects again (the host key checked again). No HTTP keep-alive: a session
+ * serves one request or one attached stream, and ends with it.
  */
 export function sshAgent(t: SshTarget): http.Agent {
   const agent = new http.Agent({ keepAlive: false });
+  const shared: SharedConnection[] = [];
+
+  const drop = (c: SharedConnection): void => {
+    c.dead = true;
+    clearTimeout(c.idle);
+    const i = shared.indexOf(c);
+    if (i >= 0) shared.splice(i, 1);
+  };
+  const take = (): SharedConnection => {
+    let c = shared.find((x) => !x.dead && x.sessions < SESSIONS_PER_CONNECTION);
+    if (!c) {
+      const fresh: SharedConnection = { ready: connectSsh(t), sessions: 0, dead: false, idle: undefined };
+      fresh.ready.then(
+        (conn) => {
+          conn.on("close", () => drop(fresh));
+          conn.on("error", () => drop(fresh));
+        },
+        () => drop(fresh),
+      );
+      shared.push(fresh);
+      c = fresh;
+    }
+    clearTimeout(c.idle);
+    c.sessions++;
+    return c;
+  };
+  const release = (c: SharedConnection, conn: Client | undefined): void => {
+    c.sessions--;
+    if (c.sessions > 0) return;
+    if (c.dead) return void conn?.end(); // dropped while sessions were open: the last one ends it
+    c.idle = setTimeout(() => {
+      drop(c);
+      conn?.end();
+    }, IDLE_MS);
+    c.idle.unref(); // an idle connection does not keep the broker's process alive
+  };
+
+  const dial = async (): Promise<Duplex> => {
+    const started = Date.now();
+    const c = take();
+    let conn: Client | undefined;
+    try {
+      conn = await c.ready;
+      const stream = await openDial(conn, Math.max(1, t.connectTimeoutMs - (Date.now() - started)));
+      const done = conn;
+      // The session's own end (the channel's), whether or not the stream's user ever ends its side.
+      stream.channel.once("close", () => release(c, done));
+      return stream;
+    } catch (e) {
+      // A connection that cannot open a session (the server's MaxSessions lower than ours, or it
+      // went away) is not given more; the next call makes a new one.
+      if (conn) drop(c);
+      release(c, conn);
+      throw e;
+    }
+  };
   // Node's Agent takes an async createConnection through its callback.
   (agent as unknown as { createConnection: (o: unknown, cb: (err: Error | null, s?: Duplex) => void) => void }).createConnection = (_o, cb) => {
-    dialEngine(t).then(
+    dial().then(
       (s) => cb(null, s),
       (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
     );

@@ -141,6 +141,18 @@ describe("an engine over SSH", () => {
     expect(again.engine).toBe("ssh-1");
   });
 
+  it("engine calls share SSH connections: 12 at once log in twice (8 sessions a connection), the next ones reuse them", async () => {
+    const logins = (): number => (readFileSync(ssh.log, "utf8").match(/Accepted publickey for root/g) ?? []).length;
+    const d = runtime();
+    const before = logins();
+    const answers = await Promise.all(Array.from({ length: 12 }, () => d.ping()));
+    expect(answers.every((a) => /^\d/.test(a.version))).toBe(true);
+    await until(() => logins() - before >= 2, 5_000, "sshd to log the logins", 50);
+    expect(logins() - before).toBe(2);
+    for (let i = 0; i < 5; i++) await d.ping();
+    expect(logins() - before).toBe(2);
+  });
+
   it("a host key that is not in known_hosts is refused, naming the engine, the fingerprint offered and the fix; the engine shows down with that reason", async () => {
     const empty = file("known_hosts-empty", "");
     const e = await failure(runtime({ known_hosts: empty }).ping());

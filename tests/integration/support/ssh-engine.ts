@@ -21,6 +21,8 @@ export interface SshTestEngine {
   hostKey: string;
   /** The engine the sessions reach (eng-1's socket), to look at what the broker made there. */
   engineSocket: string;
+  /** The sshd's log (LogLevel VERBOSE: one "Accepted publickey" line per login). */
+  log: string;
   ip: string;
   port: number;
   /** A port of the same sshd where the docker CLI is not on the PATH. */

@@ -1099,7 +1099,7 @@ function table() {
     lines.push(`  over SSH a warm task's batch → turn/started takes ${r.addedMsP50} ms more at p50 (its container is up and attached already)`);
     lines.push(row("engine call (version), TLS", r.call.tls), row("engine call (version), SSH", r.call.ssh));
     lines.push(row("cold task, eng-1 over TLS", r.cold.tls), row("cold task, eng-1 over SSH", r.cold.ssh));
-    lines.push(`  a cold task (new container) takes ${r.cold.addedMsP50} ms more at p50 over SSH: each engine call is an SSH session and a docker system dial-stdio`);
+    lines.push(`  a cold task (new container) takes ${r.cold.addedMsP50} ms more at p50 over SSH: each engine call is a session and a docker system dial-stdio on the remote machine`);
   }
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);

@@ -74,7 +74,8 @@ network() {
 }
 
 config() {
-  # Every engine call is an SSH connection: MaxStartups high, or parallel calls are dropped at 10.
+  # Room for the tests' brokers starting connections at once (MaxStartups) and for more sessions a
+  # connection than the broker opens (it stays at 8, under the default MaxSessions of 10).
   cat >"$CONF.tmp" <<EOF
 ListenAddress $IP:$PORT
 HostKey $STATE/ssh_host_ed25519_key

@@ -187,4 +187,28 @@ describe("[[engines]]", () => {
     ]);
     expect(problemsOf(() => resolveConfig({ engines: [{ name: "x", host: "http://h:1" }] }, "t", {}))[0]).toMatch(/^engines\[0\]\.host: expected "unix:\/\/\/path\/docker.sock", "tcp:\/\/host:2376" or "ssh:\/\/user@host"/);
   });
+
+  it("an ssh:// engine: known_hosts defaults to ~/.ssh/known_hosts and paths expand; ssh on another host and an unreadable identity are refused", () => {
+    const c = resolveConfig({ engines: [{ name: "local" }, { name: "s", host: "ssh://deploy@build-3.example:2222" }, { name: "t", host: "ssh://h", ssh: { identity: "/dev/null", known_hosts: "~/kh" } }] }, "t", {});
+    expect(c.engines[1]!.ssh).toEqual({ identity: undefined, knownHosts: path.join(os.homedir(), ".ssh", "known_hosts") });
+    expect(c.engines[2]!.ssh).toEqual({ identity: "/dev/null", knownHosts: path.join(os.homedir(), "kh") });
+    expect(c.engines[0]!.ssh).toBeUndefined();
+    expect(
+      problemsOf(() =>
+        resolveConfig(
+          {
+            engines: [
+              { name: "a", host: "tcp://127.0.0.1:2375", ssh: { known_hosts: "/x" } },
+              { name: "b", host: "ssh://h", ssh: { identity: "/nonexistent/id_ed25519" } },
+            ],
+          },
+          "t",
+          {},
+        ),
+      ),
+    ).toEqual([
+      expect.stringMatching(/^engines\[0\]\.ssh: ssh applies to an ssh:\/\/ host only/),
+      "engines[1].ssh.identity: cannot read /nonexistent/id_ed25519 (ENOENT); check the path",
+    ]);
+  });
 });

@@ -5,7 +5,7 @@
 // known, or not the one known, is refused before any login, naming the engine and the fingerprint;
 // a bad identity fails without key material; orphans there are reaped by label.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -187,6 +187,25 @@ describe("an engine over SSH", () => {
     execFileSync("ssh-keygen", ["-q", "-H", "-f", hashed], { stdio: "ignore" });
     expect(readFileSync(hashed, "utf8")).not.toContain(ssh.ip);
     expect((await runtime({ known_hosts: hashed }).ping()).version).toMatch(/^\d/);
+  });
+
+  it("without an identity, the key comes from the agent at SSH_AUTH_SOCK", async () => {
+    const sock = path.join(dir, "agent.sock");
+    const agent = spawn("ssh-agent", ["-D", "-a", sock], { stdio: "ignore" });
+    try {
+      await until(() => existsSync(sock), 10_000, "ssh-agent's socket", 50);
+      const noIdentity = (): DockerRuntime =>
+        new DockerRuntime({ engine: { name: "ssh-1", host: ssh.host, ssh: { identity: undefined, knownHosts: ssh.known_hosts }, maxContainers: 1, labels: [], sharedPaths: [], local: false }, callTimeoutMs: 15_000 });
+      process.env.SSH_AUTH_SOCK = sock;
+      // The agent holds no key yet: the login fails, naming the agent.
+      const refused = await failure(noIdentity().ping());
+      expect(refused.message).toContain("SSH_AUTH_FAILED");
+      execFileSync("ssh-add", ["-q", ssh.identity], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: "ignore" });
+      expect((await noIdentity().ping()).version).toMatch(/^\d/);
+    } finally {
+      delete process.env.SSH_AUTH_SOCK;
+      agent.kill();
+    }
   });
 
   it("an identity the engine's user does not accept, and one that is no key, each fail clearly without key material", async () => {

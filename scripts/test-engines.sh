@@ -25,6 +25,9 @@ MAIN=unix:///var/run/docker.sock
 # at tcp://localhost:2376: every call here names its engine.
 unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
 
+# shellcheck source=scripts/lib/netns.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib/netns.sh"
+
 say() { printf 'test-engines: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -101,19 +104,7 @@ make_certs() {
 }
 
 # ---------- one engine
-network() {
-  [ -e "/run/netns/$NS" ] || ip netns add "$NS"
-  if ! ip link show "$VETH" >/dev/null 2>&1; then
-    ip link add "$VETH" type veth peer name "$VETH-n"
-    ip link set "$VETH-n" netns "$NS"
-    ip -n "$NS" link set "$VETH-n" name eth0
-  fi
-  ip addr replace "$ROOT_IP/24" dev "$VETH"
-  ip link set "$VETH" up
-  ip -n "$NS" link set lo up
-  ip -n "$NS" addr replace "$IP/24" dev eth0
-  ip -n "$NS" link set eth0 up
-}
+# network(): the engine's namespace and veth pair (scripts/lib/netns.sh).
 
 # The engine's daemon.json; returns 0 when it changed. Its own engine key: by default every dockerd
 # shares /etc/docker/key.json and so one engine ID. Plain-HTTP registries on 10.200.0.0/16 (the

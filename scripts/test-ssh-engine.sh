@@ -31,6 +31,8 @@ SSHD=${SSHD:-/usr/sbin/sshd}
 # The engine the sessions reach: test engine eng-1's own socket (not the main engine's).
 ENGINE_SOCK=${CMW_SSH_ENGINE_SOCKET:-/run/cmw-engine-1.sock}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib/netns.sh
+. "$HERE/lib/netns.sh"
 
 say() { printf 'test-ssh-engine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -59,19 +61,7 @@ keys() {
   printf '%s %s\n' "$IP" "$(cut -d' ' -f1,2 "$STATE/ssh_host_ed25519_key.pub")" >"$STATE/known_hosts"
 }
 
-network() {
-  [ -e "/run/netns/$NS" ] || ip netns add "$NS"
-  if ! ip link show "$VETH" >/dev/null 2>&1; then
-    ip link add "$VETH" type veth peer name "$VETH-n"
-    ip link set "$VETH-n" netns "$NS"
-    ip -n "$NS" link set "$VETH-n" name eth0
-  fi
-  ip addr replace "$ROOT_IP/24" dev "$VETH"
-  ip link set "$VETH" up
-  ip -n "$NS" link set lo up
-  ip -n "$NS" addr replace "$IP/24" dev eth0
-  ip -n "$NS" link set eth0 up
-}
+# network(): the sshd's namespace and veth pair (scripts/lib/netns.sh).
 
 config() {
   # Room for the tests' brokers starting connections at once (MaxStartups) and for more sessions a

@@ -142,6 +142,11 @@ export class MissionRunner {
       this.forgetCopy(req.conversationId, copy);
       return out;
     }
+    // One read-back of a copy at a time: each diffs from the tree the one before it left.
+    const prior = copy.reading;
+    let done = (): void => {};
+    copy.reading = new Promise<void>((r) => (done = r));
+    await prior;
     const n = ++copy.replies;
     const target: ChangeTarget = { artifacts: [], notes: [], status: result.outcome.status, error: result.outcome.error };
     const dir = path.join(this.store.missionDir(copy.missionId), "artifacts", copy.taskId, "replies", String(n));
@@ -158,6 +163,7 @@ export class MissionRunner {
       target.notes = [...(target.notes ?? []), `isolated: this reply's changes could not be read back from its copy: ${describeError(e)}`];
     } finally {
       this.pool.unpin(req.conversationId);
+      done();
     }
     out.task = { missionId: copy.missionId, taskId: copy.taskId };
     out.artifacts = target.artifacts.map((a) => ({ ...a, path: `replies/${n}/${a.path}` }));
@@ -502,7 +508,7 @@ export class MissionRunner {
       // The conversation's copy lives on (a reply works on it): its next turn's changes are a
       // patch from this one's tree. The tree read back goes; the private repository stays.
       rmSync(changes.resultDir, { recursive: true, force: true });
-      this.keepCopy(rec.conversationId, { baseline: { ...baseline, tree: changes.after }, missionId: mrec.missionId, taskId: task.id, workspace, apply: task.apply ?? d.apply ?? !isolated, replies: 0 });
+      this.keepCopy(rec.conversationId, { baseline: { ...baseline, tree: changes.after }, missionId: mrec.missionId, taskId: task.id, workspace, apply: task.apply ?? d.apply ?? !isolated, replies: 0, reading: Promise.resolve() });
     } else if (workDir) rmSync(workDir, { recursive: true, force: true });
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
@@ -594,6 +600,8 @@ interface KeptCopy {
   apply: boolean;
   /** Replies read back so far. */
   replies: number;
+  /** The read-back in progress (replies' read-backs go one at a time). */
+  reading: Promise<void>;
 }
 
 /** What a task's (or a reply's) changes are stored into. */

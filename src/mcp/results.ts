@@ -20,16 +20,17 @@ export const finalMessageUri = (missionId: string, taskId: string): string => `c
 
 /** A resource_link for each artifact of each task. */
 export function artifactLinks(missionId: string, tasks: TaskResultOut[]): ResourceLink[] {
-  return tasks.flatMap((t) => taskLinks(missionId, t));
+  return tasks.flatMap((t) => taskLinks(missionId, t.id, t.artifacts));
 }
 
-function taskLinks(missionId: string, t: TaskResultOut): ResourceLink[] {
-  return t.artifacts.map((a) => ({
+/** A resource_link for each of a task's artifacts (a reply's are its task's). */
+export function taskLinks(missionId: string, taskId: string, artifacts: TaskResultOut["artifacts"]): ResourceLink[] {
+  return artifacts.map((a) => ({
       type: "resource_link" as const,
-      uri: artifactUri(missionId, t.id, a.path),
+      uri: artifactUri(missionId, taskId, a.path),
       name: a.path,
       title: a.path,
-      description: `artifact of task ${t.id}: ${a.size} bytes, sha256 ${a.sha256}`,
+      description: `artifact of task ${taskId}: ${a.size} bytes, sha256 ${a.sha256}`,
       // The table's type; a file it does not know is typed by its content when it is read.
       ...(mimeTypeByName(a.path) ? { mimeType: mimeTypeByName(a.path) } : {}),
       size: a.size,
@@ -112,7 +113,7 @@ interface TaskPart {
  */
 export class MissionResults {
   /** By record (the runner's live one while the mission runs, then the store's), by task id. */
-  private readonly parts = new WeakMap<object, { parts: Map<string, TaskPart>; last: { head: string; tasks: TaskResultOut[]; text: string; links: ResourceLink[]; checked: boolean } | undefined }>();
+  private readonly parts = new WeakMap<object, { parts: Map<string, TaskPart>; last: { head: string; count: number; text: string; links: ResourceLink[]; checked: boolean } | undefined }>();
 
   constructor(private readonly check: (t: TaskResultOut) => boolean) {}
 
@@ -121,13 +122,13 @@ export class MissionResults {
     if (!memo) this.parts.set(m, (memo = { parts: new Map<string, TaskPart>(), last: undefined }));
     const { parts } = memo;
     const tasks: TaskResultOut[] = [];
-    let changed = memo.last?.tasks.length !== m.tasks.length;
+    let changed = memo.last?.count !== m.tasks.length;
     m.tasks.forEach((t, i) => {
       const json = JSON.stringify(t);
       let part = parts.get(t.id);
       if (part?.json !== json || part.index !== i) {
         const out = taskOut(t);
-        part = { json, index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out), checked: this.check(out) };
+        part = { json, index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out) };
         parts.set(t.id, part);
         changed = true;
       }
@@ -141,7 +142,7 @@ export class MissionResults {
     const text = [head, ...all.map((p) => p.text)].join("\n\n");
     const links = all.flatMap((p) => p.links);
     const checked = all.every((p) => p.checked);
-    memo.last = { head, tasks, text, links, checked };
+    memo.last = { head, count: tasks.length, text, links, checked };
     return { out, text, links, checked };
   }
 }

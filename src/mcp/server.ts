@@ -28,7 +28,7 @@ import { resolveInsideRoots } from "../worker/workspace.js";
 import { clientApprover } from "./approvals.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";
-import { artifactLinks, artifactUri, MissionResults, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
+import { artifactUri, MissionResults, taskLinks, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
 
 export interface BrokerDeps {
   pool: WorkerPool;
@@ -272,7 +272,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           // A reply's artifacts are its task's (resources of the mission, under replies/<n>/).
           const uriOf = task ? (file: string) => artifactUri(task.missionId, task.taskId, file) : undefined;
           const text = taskText(out, `reply to ${args.conversationId}`, "structuredContent.finalMessage", uriOf);
-          const links = task ? artifactLinks(task.missionId, [{ ...out, id: task.taskId }]) : [];
+          const links = task ? taskLinks(task.missionId, task.taskId, artifacts) : [];
           return { structuredContent: out, content: [{ type: "text", text }, ...links], isError: status !== "succeeded" };
         } finally {
           callOver.abort();

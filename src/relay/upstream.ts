@@ -68,6 +68,11 @@ export class ModelUpstream {
       };
       const fail = (status: number, message: string): void => {
         r.logger.warn("model upstream failed", { upstream: base.origin, status, error: message });
+        // What the container has not yet sent of the request is read and dropped: a request body
+        // left half-read (its pipe to the failed upstream undone) holds the connection, so Codex's
+        // retry on it would wait for ever (measured: a 1 MB request, the upstream resetting it).
+        r.body.unpipe();
+        r.body.resume();
         if (!r.res.headersSent) {
           r.res.writeHead(status, { "content-type": "application/json" });
           r.res.end(JSON.stringify({ error: { message: `relay: ${message}`, type: "relay_error", code: null } }));

@@ -63,6 +63,30 @@ describe("the model upstream fails", () => {
   });
 });
 
+describe("the model upstream resets a long request as it arrives", () => {
+  // Seen at 1,000 tasks over 3 engines: one task waited for ever after a 502. The relay stopped
+  // piping the request's body to the failed upstream and left the rest of it unread, so the
+  // connection stayed paused mid-request and Codex's retry on it was never read. A request of
+  // about 1 MB arrives in many pieces (on either channel) and is still arriving at the reset.
+  for (const channel of ["netns", "stdio"] as const) {
+    it(`(${channel} channel) each of Codex's retries gets its 502, and the task fails naming the upstream`, async () => {
+      let n = 0;
+      server = http.createServer((req) => {
+        n++;
+        req.socket.destroy();
+      });
+      await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+      const pool = await fixture.start({ broker: { model_upstream: url }, workers: [worker], pool: { relayChannel: channel } });
+      // A bound of the test's own: before the fix the turn waited until it.
+      const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: `hello ${"lorem ipsum ".repeat(80_000)}`, config: FEW_RETRIES, timeoutMs: 60_000 });
+      expect(r.outcome.status, r.outcome.error ?? "").toBe("failed");
+      expect(r.outcome.error ?? "").toMatch(/502 Bad Gateway: relay: the model upstream http:\/\/127\.0\.0\.1:\d+ is unreachable or failed: ECONNRESET/);
+      expect(n).toBeGreaterThan(1); // Codex's retries reached the upstream
+    });
+  }
+});
+
 describe("the relay forwarder is killed from inside", () => {
   for (const channel of ["socket", "stdio"] as const) {
     it(`(${channel} channel) the broker starts it again and the conversation goes on`, async () => {

@@ -740,6 +740,11 @@ async function startBrokerProcess(cfg) {
     },
     /** The engines of the warm containers, sorted. */
     readyEngines: () => ready.map((c) => c.engine ?? "local").sort(),
+    /** The main thread's time on a CPU and waiting for one (ms), from /proc/PID/task/PID/schedstat. */
+    sched() {
+      const [run, wait] = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/schedstat`, "utf8").split(" ").map(Number);
+      return { runMs: run / 1e6, waitMs: wait / 1e6 };
+    },
     cpuSplit: () => ({ all: ticks(`/proc/${proc.pid}/stat`), main: ticks(`/proc/${proc.pid}/task/${proc.pid}/stat`) }),
     cpu() {
       const { all, main } = this.cpuSplit();
@@ -841,8 +846,9 @@ async function scale() {
  * on all three before the clock; then N one-line tasks at once in one `batch` (wait=false),
  * followed by `status` calls every ~100 ms from a second MCP session until the mission ends. Per
  * N (250, 500, 1000 by default, one broker, one mission after another): wall time, the broker's
- * CPU time (all threads, and its main thread), its peak RSS during that mission, the `status`
- * latencies while loaded, and the tasks each engine ran.
+ * CPU time (all threads, and its main thread), how long its main thread waited for a CPU
+ * (runnable but not running: /proc/PID/task/PID/schedstat), its peak RSS during that mission,
+ * the `status` latencies while loaded, and the tasks each engine ran.
  */
 async function scale3() {
   const counts = opts.tasks ? opts.tasks.split(",").map(Number) : QUICK ? [100, 200] : [250, 500, 1000];
@@ -891,6 +897,7 @@ async function scale3() {
     for (const tasks of counts) {
       b.resetPeak();
       const cpu0 = b.cpu();
+      const sched0 = b.sched();
       const t0 = performance.now();
       const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission: { name: "scale3", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
       if (r.isError) throw new Error(JSON.stringify(r.content));
@@ -915,6 +922,7 @@ async function scale3() {
       }
       const wallMs = performance.now() - t0;
       const cpu = b.cpu();
+      const sched = b.sched();
       const record = JSON.parse(readFileSync(path.join(stateDir, "missions", missionId, "record.json"), "utf8"));
       const byEngine = {};
       for (const t of record.tasks) byEngine[t.engine ?? "?"] = (byEngine[t.engine ?? "?"] ?? 0) + 1;
@@ -927,6 +935,7 @@ async function scale3() {
         brokerCpuMs: round(cpuMs),
         brokerCpuMsPerTask: round2(cpuMs / tasks),
         mainThreadMs: round(cpu.main - cpu0.main),
+        mainThreadWaitMs: round(sched.waitMs - sched0.waitMs),
         peakRssMiB: round(b.peakRssMiB()),
         statusMs: { mission: summary(one), recent: summary(recent), missionP99: round2(quantile(one, 0.99)), recentP99: round2(quantile(recent, 0.99)) },
         byEngine,
@@ -936,7 +945,7 @@ async function scale3() {
       delete cell.statusMs.mission.samples;
       delete cell.statusMs.recent.samples;
       results.scale3.cells.push(cell);
-      say(`scale3 ${tasks} tasks: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}), peak RSS ${cell.peakRssMiB} MiB, status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
+      say(`scale3 ${tasks} tasks: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
     }
     await within(status.close(), 10_000);
   } finally {
@@ -1116,6 +1125,7 @@ function table() {
     lines.push(`scale over 3 engines, ${r.containers} warm containers × ${r.capacity} (${r.spread.join(", ")}):`);
     lines.push(`${"  tasks".padEnd(10)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(8)} ${"CPU/task".padStart(8)} ${"RSS MiB".padStart(8)} ${"status p50/p99 ms".padStart(18)}  per engine`);
     for (const c of r.cells) lines.push(`${`  ${c.tasks}`.padEnd(10)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(8)} ${String(c.brokerCpuMsPerTask).padStart(8)} ${String(c.peakRssMiB).padStart(8)} ${`${c.statusMs.mission.median}/${c.statusMs.missionP99}`.padStart(18)}  ${Object.entries(c.byEngine).map(([k, v]) => `${k} ${v}`).join(", ")}${c.failed ? `  (${c.failed} failed)` : ""}`);
+    lines.push(`  the broker's main thread waited for a CPU (runnable, not running): ${r.cells.map((c) => `${c.tasks} tasks ${round(c.mainThreadWaitMs / 1000)} s of ${round(c.wallMs / 1000)} s`).join(", ")}`);
     const last = r.cells.at(-1);
     lines.push(`  targets at ${last.tasks} tasks: peak RSS ${last.peakRssMiB} MiB (< 200 MB: ${last.peakRssMiB * 1.048576 < 200 ? "met" : "not met"}), status p99 ${last.statusMs.missionP99} ms (< 50: ${last.statusMs.missionP99 < 50 ? "met" : "not met"}); wall ms per task: ${r.cells.map((c) => round2(c.wallMs / c.tasks)).join(", ")}`);
   }

@@ -4,7 +4,7 @@
 //   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,ssh,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -696,6 +696,22 @@ async function drivers() {
 }
 
 /**
+ * BENCH_BROKER_CPU_SHARES=N: the broker's process in a cgroup of its own with cpu.shares N (cgroup
+ * v1, as root), as a host would run it with more CPU weight than its workers' engines (systemd's
+ * CPUWeight=, compose's cpu_shares). Returns the cgroup's directory, or null.
+ */
+function brokerCpuWeight(pid) {
+  const shares = process.env.BENCH_BROKER_CPU_SHARES;
+  if (!shares) return null;
+  const dir = `/sys/fs/cgroup/cpu/cmw-bench-broker-${pid}`;
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, "cpu.shares"), shares);
+  writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
+  say(`the broker (pid ${pid}) runs in ${dir} with cpu.shares ${shares}`);
+  return dir;
+}
+
+/**
  * The broker as its own process (`serve`) on a config file, so its CPU time and peak RSS are its
  * own, with an MCP client connected. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles it;
  * BENCH_BROKER_BIN runs another build of it (a before/after comparison).
@@ -703,6 +719,7 @@ async function drivers() {
 async function startBrokerProcess(cfg) {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
+  const cgroup = brokerCpuWeight(proc.pid);
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
@@ -762,7 +779,10 @@ async function startBrokerProcess(cfg) {
     /** Closes the client and stops the broker: SIGTERM, then SIGKILL if it has not ended within 60 s. */
     async stop() {
       await within(client.close(), 10_000);
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      if (proc.exitCode === null && proc.signalCode === null) await this.end();
+      if (cgroup) rmdirSync(cgroup); // empty once the broker has ended
+    },
+    async end() {
       const exited = new Promise((r) => proc.once("exit", r));
       proc.kill("SIGTERM");
       if ((await within(exited, 60_000)) === TIMED_OUT) {

@@ -136,6 +136,8 @@ describe("compose: the dev and release instances side by side on one engine", ()
     const brokerImage = (inst: Instance): string => execFileSync("docker", ["inspect", "-f", "{{.Config.Image}}", compose(inst, "ps", "-q").trim()], { encoding: "utf8" }).trim();
     expect(brokerImage(instances[0]!)).toBe(`${PREFIX}/broker:dev`);
     expect(brokerImage(instances[1]!)).toBe(`${PREFIX}/broker:${VERSION}`);
+    // Each broker weighs eight worker containers on the CPU (its workers run at Docker's default).
+    for (const inst of instances) expect(execFileSync("docker", ["inspect", "-f", "{{.HostConfig.CpuShares}}", compose(inst, "ps", "-q").trim()], { encoding: "utf8" }).trim()).toBe("8192");
   });
 
   it("batch runs on each; each instance's workers carry only its own label, channel and image", async () => {

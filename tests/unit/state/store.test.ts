@@ -263,6 +263,24 @@ describe("a running mission's task log (tasks.jsonl)", () => {
     expect(other.missionSummaries()[0]!.status).toBe("succeeded");
   });
 
+  it("the recent list keeps a running mission's line across its tasks' changes (the store that appends them does not read the mission again), and has its end", async () => {
+    const store = new StateStore(mkdtempSync(path.join(os.tmpdir(), "cmw-state-")));
+    const rec = record(store, "running");
+    store.createMission(rec, { name: "m" });
+    const reads = vi.spyOn(store, "readMission");
+    expect(store.missionSummaries()).toEqual([{ missionId: rec.missionId, name: "m", status: "running", createdAt: rec.createdAt, tasks: 2 }]);
+    for (let i = 0; i < 3; i++) {
+      rec.tasks[1] = { ...rec.tasks[1]!, finalMessage: `step ${i}` };
+      await store.appendTasks(rec.missionId, new Date().toISOString(), [rec.tasks[1]]);
+      expect(store.missionSummaries()[0]).toMatchObject({ status: "running", tasks: 2 });
+    }
+    expect(reads).toHaveBeenCalledTimes(1); // the first list only
+    expect(store.readMission(rec.missionId).tasks[1]!.finalMessage).toBe("step 2"); // the record itself is read afresh
+    rec.status = "succeeded";
+    await store.saveMissionAsync(rec);
+    expect(store.missionSummaries()[0]!.status).toBe("succeeded");
+  });
+
   it("stores conversation routes in one log, the last line of an id winning, over the route files of earlier versions", async () => {
     const root = mkdtempSync(path.join(os.tmpdir(), "cmw-state-"));
     const route = (id: string, extra: object = {}) => ({ id, profile: "default", workspace: "/w", sandbox: "workspace-write" as const, slotId: "s1", lane: null, threadId: `th-${id}`, engine: "local", ...extra });

@@ -10,6 +10,7 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { dropUnread } from "./upstream.js";
 
 export interface EgressPolicy {
   /** Host names (`registry.npmjs.org`), wildcards (`*.pythonhosted.org`) or IP addresses, optionally `:port`. */
@@ -175,6 +176,7 @@ export class EgressProxy {
       answer.pipe(res);
     });
     up.on("error", (e: NodeJS.ErrnoException) => {
+      dropUnread(req);
       if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(`cannot reach ${url.host}: ${e.code ?? e.message}\n`);
       else res.destroy();
     });

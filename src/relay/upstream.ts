@@ -33,6 +33,17 @@ export interface ForwardRequest {
   logger: Logger;
 }
 
+/**
+ * Reads and drops what is left of a request whose body was being piped to an upstream that
+ * failed. A body left half-read (the pipe undone by the upstream's error) holds its connection
+ * paused mid-request, so the client's next request on it (Codex's retry) is never read: measured
+ * with a 1 MB request that the upstream reset as it arrived.
+ */
+export function dropUnread(body: Readable): void {
+  body.unpipe();
+  body.resume();
+}
+
 export class ModelUpstream {
   /** Sends one request upstream and streams the answer into `res`. Never throws. */
   forward(r: ForwardRequest): Promise<void> {
@@ -68,11 +79,7 @@ export class ModelUpstream {
       };
       const fail = (status: number, message: string): void => {
         r.logger.warn("model upstream failed", { upstream: base.origin, status, error: message });
-        // What the container has not yet sent of the request is read and dropped: a request body
-        // left half-read (its pipe to the failed upstream undone) holds the connection, so Codex's
-        // retry on it would wait for ever (measured: a 1 MB request, the upstream resetting it).
-        r.body.unpipe();
-        r.body.resume();
+        dropUnread(r.body);
         if (!r.res.headersSent) {
           r.res.writeHead(status, { "content-type": "application/json" });
           r.res.end(JSON.stringify({ error: { message: `relay: ${message}`, type: "relay_error", code: null } }));

@@ -1,5 +1,7 @@
 // The egress proxy's rules, on plain data: which allowlist entry lets a host through, and which
 // addresses need the allowlist to name them (loopback, link-local, private).
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { classifyAddress, EgressProxy, matchAllow } from "../../../src/relay/egress.js";
 import { silentLogger } from "../../../src/log.js";
@@ -50,5 +52,48 @@ describe("the proxy's address rules", () => {
 
   it("refuses a host not on the list, naming the list", async () => {
     expect(await check(["pub.test"], "lan.test")).toEqual({ refusal: { target: "lan.test:443", reason: "lan.test is not in this task's allowlist (pub.test)" } });
+  });
+});
+
+describe("a plain-HTTP request whose upstream fails while its body still arrives", () => {
+  it("gets its 502, and the next request on the same connection is served (the rest of the body is dropped, not left unread)", async () => {
+    // The upstream: a server on 127.0.0.1 that resets each request at its first piece of body.
+    const upstream = http.createServer((req) => req.once("data", () => req.socket.destroy()));
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const upPort = (upstream.address() as AddressInfo).port;
+    // The proxy, served connections as a container's egress listener would hand them over.
+    const proxy = new EgressProxy({ logger: silentLogger });
+    const front = net.createServer((s) => proxy.serve(s, { allow: [`127.0.0.1:${upPort}`] }, () => {}));
+    await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (chunks: number): Promise<{ status: number; socket: object }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port: (front.address() as AddressInfo).port, method: "POST", path: `http://127.0.0.1:${upPort}/upload`, agent, headers: { "content-type": "application/octet-stream" } }, (res) => {
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, socket: req.socket! }));
+        });
+        req.on("error", reject);
+        // The body in pieces, the later ones after the upstream has already failed.
+        let sent = 0;
+        const next = (): void => {
+          if (sent++ === chunks) return void req.end();
+          req.write(Buffer.alloc(256 * 1024, 0x61));
+          setTimeout(next, 20);
+        };
+        next();
+      });
+    try {
+      const first = await post(12);
+      expect(first.status).toBe(502);
+      // The same connection (maxSockets 1, kept alive): before the fix this waited for ever.
+      const second = await Promise.race([post(1), new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the second request got no answer within 5 s")), 5_000))]);
+      expect(second.status).toBe(502);
+      expect(second.socket).toBe(first.socket);
+    } finally {
+      agent.destroy();
+      front.close();
+      upstream.closeAllConnections();
+      upstream.close();
+    }
   });
 });

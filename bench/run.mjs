@@ -719,7 +719,13 @@ function brokerCpuWeight(pid) {
 async function startBrokerProcess(cfg) {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
-  const cgroup = brokerCpuWeight(proc.pid);
+  let cgroup;
+  try {
+    cgroup = brokerCpuWeight(proc.pid);
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw e;
+  }
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
@@ -779,17 +785,16 @@ async function startBrokerProcess(cfg) {
     /** Closes the client and stops the broker: SIGTERM, then SIGKILL if it has not ended within 60 s. */
     async stop() {
       await within(client.close(), 10_000);
-      if (proc.exitCode === null && proc.signalCode === null) await this.end();
-      if (cgroup) rmdirSync(cgroup); // empty once the broker has ended
-    },
-    async end() {
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGTERM");
-      if ((await within(exited, 60_000)) === TIMED_OUT) {
-        say(`the broker (pid ${proc.pid}) did not end within 60 s of SIGTERM: killed`);
-        proc.kill("SIGKILL");
-        await exited;
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.kill("SIGTERM");
+        if ((await within(exited, 60_000)) === TIMED_OUT) {
+          say(`the broker (pid ${proc.pid}) did not end within 60 s of SIGTERM: killed`);
+          proc.kill("SIGKILL");
+          await exited;
+        }
       }
+      if (cgroup) rmdirSync(cgroup); // empty once the broker has ended
     },
   };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: the broker against the floors of the same work without it, side by side in one
 // run, on the real engine with the real Codex in the rehearsal image (docs/performance.md).
-//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,ssh,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000] [--out FILE]
+//   npm run bench [-- --quick] [--only cold,cold-spare,warm,throughput,drivers,scale,relay,deltas,engines,ssh,scale3,records,status] [--cells 200x4,50x1] [--tasks 250,500,1000,1000q] [--out FILE]
 // Prints a table and writes JSON (bench/results/<time>.json by default). Needs `npm run images`.
 import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
@@ -869,14 +869,17 @@ async function scale() {
  * Scale over 3 engines (issue 22, item 5): the broker as its own process (`serve`) with the local
  * engine and the two test engines of scripts/test-engines.sh as [[engines]], its warm containers
  * on all three before the clock; then N one-line tasks at once in one `batch` (wait=false),
- * followed by `status` calls every ~100 ms from a second MCP session until the mission ends. Per
+ * followed by `status` calls every ~100 ms from a second MCP client, in a process of its own
+ * (bench/status-poller.mjs), until the mission ends. Per
  * N (250, 500, 1000 by default, one broker, one mission after another): wall time, the broker's
  * CPU time (all threads, and its main thread), how long its main thread waited for a CPU
  * (runnable but not running: /proc/PID/task/PID/schedstat), its peak RSS during that mission,
  * the `status` latencies while loaded, and the tasks each engine ran.
  */
 async function scale3() {
-  const counts = opts.tasks ? opts.tasks.split(",").map(Number) : QUICK ? [100, 200] : [250, 500, 1000];
+  // A count ending in q (1000q) runs with no status calls: the batch waits (wall time without
+  // the status load, beside the same count with it).
+  const counts = opts.tasks ? opts.tasks.split(",") : QUICK ? ["100", "200"] : ["250", "500", "1000"];
   execFileSync("bash", ["scripts/test-engines.sh", "up"], { stdio: ["ignore", "ignore", "inherit"] });
   const list = JSON.parse(readFileSync("/var/lib/cmw-test-engines/engines.json", "utf8"));
   // An engine that already holds the image under another name (same image ID) gets this name as
@@ -916,63 +919,60 @@ async function scale3() {
     await b.waitReady(containers, 300_000);
     const spread = b.readyEngines();
     say(`scale3: ${containers} warm containers (${spread.join(", ")})`);
-    const status = new Client({ name: "bench-status", version: "0" });
-    await status.connect(new StreamableHTTPClientTransport(new URL(`${b.base}/mcp`)));
     results.scale3 = { containers, capacity: 4, spread, model: model.where, cells: [] };
-    for (const tasks of counts) {
+    for (const spec of counts) {
+      const tasks = parseInt(spec, 10);
+      const polled = !String(spec).endsWith("q");
       b.resetPeak();
       const cpu0 = b.cpu();
       const sched0 = b.sched();
-      const t0 = performance.now();
-      const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission: { name: "scale3", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) } } }, undefined, { timeout: 900_000 });
-      if (r.isError) throw new Error(JSON.stringify(r.content));
-      const missionId = r.structuredContent.missionId;
-      const one = [];
-      const recent = [];
-      let final;
-      for (let i = 0; ; i++) {
-        const s0 = performance.now();
-        // Alternately: this mission's status, and the recent missions' list (read from the records).
-        const s = await status.callTool({ name: "status", arguments: i % 2 ? {} : { missionId } }, undefined, { timeout: 120_000 });
-        const ms = performance.now() - s0;
-        if (i % 2) recent.push(ms);
-        else {
-          one.push(ms);
-          if (s.structuredContent.status !== "running") {
-            final = s.structuredContent;
-            break;
-          }
-        }
-        await sleep(Math.max(0, 100 - ms));
+      const t0 = performance.timeOrigin + performance.now();
+      const mission = { name: "scale3", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) };
+      let polls, missionId, wallMs;
+      if (polled) {
+        const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission } }, undefined, { timeout: 900_000 });
+        if (r.isError) throw new Error(JSON.stringify(r.content));
+        missionId = r.structuredContent.missionId;
+        polls = await statusPoller(b.base, missionId);
+        wallMs = polls.endedAt - t0;
+      } else {
+        // No status calls at all: the batch waits, and its answer is the mission's end.
+        const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, mission } }, undefined, { timeout: 900_000 });
+        wallMs = performance.timeOrigin + performance.now() - t0;
+        missionId = r.structuredContent.missionId;
+        const failures = r.structuredContent.tasks.filter((t) => t.status !== "succeeded");
+        polls = { mission: [], recent: [], failed: failures.length, firstError: failures[0]?.error ?? null };
       }
-      const wallMs = performance.now() - t0;
       const cpu = b.cpu();
       const sched = b.sched();
       const record = JSON.parse(readFileSync(path.join(stateDir, "missions", missionId, "record.json"), "utf8"));
       const byEngine = {};
       for (const t of record.tasks) byEngine[t.engine ?? "?"] = (byEngine[t.engine ?? "?"] ?? 0) + 1;
-      const failures = final.tasks.filter((t) => t.status !== "succeeded");
-      const failed = failures.length;
+      const failed = polls.failed;
       const cpuMs = cpu.all - cpu0.all;
+      const one = polls.mission;
+      const recent = polls.recent;
       const cell = {
         tasks,
+        statusCalls: polled ? "every ~100 ms, alternately the mission's and the recent list, from a process of its own" : "none (the batch waited)",
         wallMs: round(wallMs),
         brokerCpuMs: round(cpuMs),
         brokerCpuMsPerTask: round2(cpuMs / tasks),
         mainThreadMs: round(cpu.main - cpu0.main),
         mainThreadWaitMs: round(sched.waitMs - sched0.waitMs),
         peakRssMiB: round(b.peakRssMiB()),
-        statusMs: { mission: summary(one), recent: summary(recent), missionP99: round2(quantile(one, 0.99)), recentP99: round2(quantile(recent, 0.99)) },
+        statusMs: polled ? { mission: summary(one), recent: summary(recent), missionP99: round2(quantile(one, 0.99)), recentP99: round2(quantile(recent, 0.99)) } : null,
         byEngine,
         failed,
-        ...(failed ? { firstError: failures[0].error } : {}),
+        ...(failed ? { firstError: polls.firstError } : {}),
       };
-      delete cell.statusMs.mission.samples;
-      delete cell.statusMs.recent.samples;
+      if (cell.statusMs) {
+        delete cell.statusMs.mission.samples;
+        delete cell.statusMs.recent.samples;
+      }
       results.scale3.cells.push(cell);
-      say(`scale3 ${tasks} tasks: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
+      say(`scale3 ${tasks} tasks${polled ? "" : " (no status calls)"}: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, ${cell.statusMs ? `status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ` : ""}${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
     }
-    await within(status.close(), 10_000);
   } finally {
     await b.stop();
     // A broker that had to be killed left its containers on the other engines (the bench's own
@@ -987,6 +987,26 @@ async function scale3() {
       }
     }
   }
+}
+
+/** bench/status-poller.mjs on a mission, in a process of its own; its report. */
+function statusPoller(base, missionId) {
+  return new Promise((resolve, reject) => {
+    const child = spawn("node", ["bench/status-poller.mjs", base, missionId], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err = (err + d).slice(-4000)));
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      try {
+        if (code !== 0) throw new Error(`exit ${code}`);
+        resolve(JSON.parse(out));
+      } catch (e) {
+        reject(new Error(`the status poller failed (${e.message}): ${err}`));
+      }
+    });
+  });
 }
 
 /**
@@ -1149,10 +1169,12 @@ function table() {
     const r = results.scale3;
     lines.push(`scale over 3 engines, ${r.containers} warm containers × ${r.capacity} (${r.spread.join(", ")}):`);
     lines.push(`${"  tasks".padEnd(10)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(8)} ${"CPU/task".padStart(8)} ${"RSS MiB".padStart(8)} ${"status p50/p99 ms".padStart(18)}  per engine`);
-    for (const c of r.cells) lines.push(`${`  ${c.tasks}`.padEnd(10)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(8)} ${String(c.brokerCpuMsPerTask).padStart(8)} ${String(c.peakRssMiB).padStart(8)} ${`${c.statusMs.mission.median}/${c.statusMs.missionP99}`.padStart(18)}  ${Object.entries(c.byEngine).map(([k, v]) => `${k} ${v}`).join(", ")}${c.failed ? `  (${c.failed} failed)` : ""}`);
+    for (const c of r.cells) lines.push(`${`  ${c.tasks}`.padEnd(10)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(8)} ${String(c.brokerCpuMsPerTask).padStart(8)} ${String(c.peakRssMiB).padStart(8)} ${(c.statusMs ? `${c.statusMs.mission.median}/${c.statusMs.missionP99}` : "no calls").padStart(18)}  ${Object.entries(c.byEngine).map(([k, v]) => `${k} ${v}`).join(", ")}${c.failed ? `  (${c.failed} failed)` : ""}`);
     lines.push(`  the broker's main thread waited for a CPU (runnable, not running): ${r.cells.map((c) => `${c.tasks} tasks ${round(c.mainThreadWaitMs / 1000)} s of ${round(c.wallMs / 1000)} s`).join(", ")}`);
-    const last = r.cells.at(-1);
-    lines.push(`  targets at ${last.tasks} tasks: peak RSS ${last.peakRssMiB} MiB (< 200 MB: ${last.peakRssMiB * 1.048576 < 200 ? "met" : "not met"}), status p99 ${last.statusMs.missionP99} ms (< 50: ${last.statusMs.missionP99 < 50 ? "met" : "not met"}); wall ms per task: ${r.cells.map((c) => round2(c.wallMs / c.tasks)).join(", ")}`);
+    const polledCells = r.cells.filter((c) => c.statusMs);
+    const last = polledCells.at(-1) ?? r.cells.at(-1);
+    lines.push(`  targets at ${last.tasks} tasks: peak RSS ${last.peakRssMiB} MiB (< 200 MB: ${last.peakRssMiB * 1.048576 < 200 ? "met" : "not met"})${last.statusMs ? `, status p99 ${last.statusMs.missionP99} ms (< 50: ${last.statusMs.missionP99 < 50 ? "met" : "not met"})` : ""}`);
+    for (const [kind, cs] of [["with status calls", polledCells], ["without status calls", r.cells.filter((c) => !c.statusMs)]]) if (cs.length) lines.push(`  wall ms per task ${kind}: ${cs.map((c) => `${c.tasks} tasks ${round2(c.wallMs / c.tasks)}`).join(", ")}`);
   }
   return lines.join("\n");
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// The scale3 measure's `status` client, in a process of its own as a real MCP client is: its
+// latencies are then not the bench process's own event-loop delays (that process also serves the
+// rehearsal model to every worker and holds the batch call).
+//   node bench/status-poller.mjs BASE_URL MISSION_ID [EVERY_MS]
+// Calls `status` every EVERY_MS (100 by default), alternately for the mission and for the recent
+// list, until the mission is no longer running; then prints one line of JSON: when it saw the end, the latencies
+// (ms) of each kind, the mission's final status, and its failed tasks' count and first error.
+import { performance } from "node:perf_hooks";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const [base, missionId, every = "100"] = process.argv.slice(2);
+if (!base || !missionId) {
+  process.stderr.write("usage: node bench/status-poller.mjs BASE_URL MISSION_ID [EVERY_MS]\n");
+  process.exit(2);
+}
+const client = new Client({ name: "bench-status", version: "0" });
+await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+const mission = [];
+const recent = [];
+let final;
+/** When the mission was seen ended (ms since the epoch, to the bench's clock on this machine). */
+let endedAt;
+for (let i = 0; ; i++) {
+  const t0 = performance.now();
+  const s = await client.callTool({ name: "status", arguments: i % 2 ? {} : { missionId } }, undefined, { timeout: 120_000 });
+  const ms = performance.now() - t0;
+  if (s.isError) throw new Error(`status: ${JSON.stringify(s.content)}`);
+  if (i % 2) recent.push(ms);
+  else {
+    mission.push(ms);
+    if (s.structuredContent.status !== "running") {
+      endedAt = performance.timeOrigin + performance.now();
+      final = s.structuredContent;
+      break;
+    }
+  }
+  await new Promise((r) => setTimeout(r, Math.max(0, Number(every) - ms)));
+}
+const failures = final.tasks.filter((t) => t.status !== "succeeded");
+process.stdout.write(`${JSON.stringify({ endedAt, mission, recent, status: final.status, failed: failures.length, firstError: failures[0]?.error ?? null })}\n`);
+await client.close();

@@ -1062,8 +1062,10 @@ async function records() {
  * The `status` tool alone, without Docker or Codex (issue 22, item 5): the broker's MCP server
  * over the SDK's in-memory transport, read by the SDK's client (which checks each result against
  * the output schema, as real clients do), on a store holding five missions of N tasks (the
- * newest running, with a third of its tasks running). Per call, p50 and p99 and the CPU time of
- * this process (server and client both): `status` of one mission, and of the recent list.
+ * newest running, with a third of its tasks running), once with one-line final messages and once
+ * with 2,000-character ones. Per call, p50 and p99 and the CPU time of this process (server and
+ * client both): `status` of one finished mission; of the running one with 5 of its tasks changed
+ * in place before each call (as a loaded broker's are); and of the recent list.
  */
 async function statusCost() {
   const { InMemoryTransport } = await import("@modelcontextprotocol/sdk/inMemory.js");
@@ -1072,14 +1074,16 @@ async function statusCost() {
   const { StateStore } = await import("../dist/state/store.js");
   const counts = opts.tasks ? opts.tasks.split(",").map(Number) : [200, 1000];
   results.status = [];
-  for (const n of counts) {
+  // Final messages of the rehearsal's one line, and of 2,000 characters (a real answer's size).
+  for (const [n, messageChars] of counts.flatMap((n) => [[n, 0], [n, 2000]])) {
+    const message = messageChars ? "an answer of some length. ".repeat(messageChars / 25).slice(0, messageChars) : "hello: the rehearsal model answers this way";
     const root = ownedDir("status");
     const config = resolveConfig({ broker: { allowed_workspace_roots: [root], state_dir: path.join(root, "state") } }, "test", {});
     const store = new StateStore(path.join(root, "state"));
     const now = () => new Date().toISOString();
     const ids = [];
     for (let m = 0; m < 5; m++) {
-      const rec = { missionId: store.newMissionId(), name: "status", status: m === 4 ? "running" : "succeeded", workspace: root, createdAt: now(), updatedAt: now(), finishedAt: null, bundle: null, tasks: Array.from({ length: n }, (_, i) => ({ id: `t${i}`, status: m === 4 && i % 3 === 0 ? "running" : "succeeded", conversationId: `conv_${i}`, finalMessage: "hello: the rehearsal model answers this way", error: null, container: "cmw-x-default-0", engine: "local", startedAt: now(), finishedAt: now(), artifacts: [], usage: { requests: 1, inputTokens: 1200, cachedInputTokens: 0, outputTokens: 12, reasoningOutputTokens: 0, totalTokens: 1212, model: "gpt-5", profile: "default" } })) };
+      const rec = { missionId: store.newMissionId(), name: "status", status: m === 4 ? "running" : "succeeded", workspace: root, createdAt: now(), updatedAt: now(), finishedAt: null, bundle: null, tasks: Array.from({ length: n }, (_, i) => ({ id: `t${i}`, status: m === 4 && i % 3 === 0 ? "running" : "succeeded", conversationId: `conv_${i}`, finalMessage: message, error: null, container: "cmw-x-default-0", engine: "local", startedAt: now(), finishedAt: now(), artifacts: [], usage: { requests: 1, inputTokens: 1200, cachedInputTokens: 0, outputTokens: 12, reasoningOutputTokens: 0, totalTokens: 1212, model: "gpt-5", profile: "default" } })) };
       store.createMission(rec, {});
       ids.push(rec.missionId);
       while (store.newMissionId().slice(0, 16) === rec.missionId.slice(0, 16)) await sleep(50); // ids sort by second
@@ -1091,11 +1095,12 @@ async function statusCost() {
     const client = new Client({ name: "bench-status", version: "0" });
     await client.connect(b);
     await client.listTools();
-    const time = async (args, k = QUICK ? 20 : 100) => {
+    const time = async (args, k = QUICK ? 20 : 100, before = () => {}) => {
       await client.callTool({ name: "status", arguments: args });
       const xs = [];
       const c0 = process.cpuUsage();
       for (let i = 0; i < k; i++) {
+        before(i);
         const t0 = performance.now();
         const r = await client.callTool({ name: "status", arguments: args });
         if (r.isError) throw new Error(JSON.stringify(r.content));
@@ -1104,10 +1109,19 @@ async function statusCost() {
       const c = process.cpuUsage(c0);
       return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
     };
-    const cell = { tasks: n, mission: await time({ missionId: ids[0] }), recent: await time({}) };
+    // The running mission as a loaded broker has it: a few tasks changed in place between calls,
+    // as the runner changes its live records (here the record the store keeps, which status reads).
+    const running = store.readMission(ids[4]);
+    const change = (i) => {
+      for (let k = 0; k < 5; k++) {
+        const t = running.tasks[(i * 5 + k) % n];
+        Object.assign(t, t.status === "running" ? { status: "succeeded", finishedAt: now() } : { status: "running", finishedAt: null });
+      }
+    };
+    const cell = { tasks: n, messageChars: message.length, mission: await time({ missionId: ids[0] }), changing: await time({ missionId: ids[4] }, undefined, change), recent: await time({}) };
     await client.close();
     results.status.push(cell);
-    say(`status, ${n}-task missions, in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call`);
+    say(`status, ${n}-task missions (final messages of ${cell.messageChars} characters), in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; with 5 tasks changed before each call p50 ${cell.changing.p50} ms, CPU ${cell.changing.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call`);
   }
 }
 
@@ -1161,7 +1175,7 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
-  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU`);
+  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU`);
   if (results.records) {
     for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
   }

@@ -91,10 +91,41 @@ export function missionText(m: MissionResultOut, name?: string): string {
   return [missionHead(m, name), ...m.tasks.map((t, i) => missionTaskText(m.missionId, t, i))].join("\n\n");
 }
 
+/**
+ * A copy of a record's value to compare it with later (`sameAsCopy`): its objects and arrays are
+ * copied, its strings and other values shared. A task's final message can run to kilobytes and a
+ * mission to a thousand tasks; comparing a string with itself is one pointer check, where turning
+ * each record into JSON to compare it costs every `status` call time in proportion to all of the
+ * mission's text.
+ */
+function copyOf(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(copyOf);
+  if (v !== null && typeof v === "object") {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = copyOf(x);
+    return o;
+  }
+  return v;
+}
+
+/** Whether `v` is still what `copyOf` copied: the same keys, and the same values all the way down. */
+function sameAsCopy(v: unknown, copy: unknown): boolean {
+  if (v === copy) return true;
+  if (Array.isArray(v)) return Array.isArray(copy) && v.length === copy.length && v.every((x, i) => sameAsCopy(x, copy[i]));
+  if (v === null || typeof v !== "object" || copy === null || typeof copy !== "object" || Array.isArray(copy)) return false;
+  const c = copy as Record<string, unknown>;
+  let n = 0;
+  for (const [k, x] of Object.entries(v)) {
+    if (!Object.hasOwn(c, k) || !sameAsCopy(x, c[k])) return false;
+    n++;
+  }
+  return n === Object.keys(c).length;
+}
+
 /** A task as a mission's result shows it, and what it was made from. */
 interface TaskPart {
-  /** The record as JSON: the part is reused while the record is the same. */
-  json: string;
+  /** A copy of the record it was made from (copyOf): the part is reused while the record is the same. */
+  copy: unknown;
   index: number;
   out: TaskResultOut;
   text: string;
@@ -124,11 +155,10 @@ export class MissionResults {
     const tasks: TaskResultOut[] = [];
     let changed = memo.last?.count !== m.tasks.length;
     m.tasks.forEach((t, i) => {
-      const json = JSON.stringify(t);
       let part = parts.get(t.id);
-      if (part?.json !== json || part.index !== i) {
+      if (!part || part.index !== i || !sameAsCopy(t, part.copy)) {
         const out = taskOut(t);
-        part = { json, index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out) };
+        part = { copy: copyOf(t), index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out) };
         parts.set(t.id, part);
         changed = true;
       }

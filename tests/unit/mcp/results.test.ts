@@ -109,6 +109,35 @@ describe("a mission's result text", () => {
       expect(checked).toHaveLength(4);
     });
 
+    it("sees a change made deep in a record, a key added or removed, and a string changed in place of another", () => {
+      const built: string[] = [];
+      const results = new MissionResults((t) => (built.push(t.id), true));
+      const m = live();
+      results.build(m);
+      built.length = 0;
+      const expectRebuilt = (change: () => void, id: string): void => {
+        change();
+        const r = results.build(m);
+        expect(built).toEqual([id]);
+        const want = { ...m, tasks: m.tasks.map(({ container: _c, ...t }) => (t.notes?.length ? t : (({ notes: _n, ...rest }) => rest)(t))) } as MissionResultOut & { name: string };
+        expect(r.out).toEqual({ missionId: want.missionId, status: want.status, tasks: want.tasks });
+        expect(r.text).toBe(missionText({ missionId: want.missionId, status: want.status, tasks: want.tasks }, "clients"));
+        built.length = 0;
+      };
+      expectRebuilt(() => m.tasks[0]!.usage!.outputTokens++, "write"); // a number two levels down
+      expectRebuilt(() => (m.tasks[0]!.artifacts[0]!.size = 18), "write"); // in an array's object
+      expectRebuilt(() => (m.tasks[1]!.attempts![0]!.check!.exitCode = 2), "checked"); // three levels down
+      expectRebuilt(() => delete m.tasks[1]!.errorCode, "checked"); // a key removed
+      expectRebuilt(() => (m.tasks[1]!.errorCode = "check_failed"), "checked"); // and added again
+      expectRebuilt(() => m.tasks[0]!.notes!.pop(), "write"); // an array shorter
+      expectRebuilt(() => (m.tasks[2]!.finalMessage = `${"x".repeat(20_000)}y`), "queued");
+      expectRebuilt(() => (m.tasks[2]!.finalMessage = `${"x".repeat(20_000)}z`), "queued"); // same length, last character
+      // A value set again to what it was is no change.
+      m.tasks[0]!.status = "succeeded";
+      results.build(m);
+      expect(built).toEqual([]);
+    });
+
     it("says a result is not checked while any task failed its check", () => {
       const results = new MissionResults((t) => t.id !== "checked");
       expect(results.build(live()).checked).toBe(false);

@@ -21,6 +21,11 @@ export interface UpstreamTarget {
 
 const DROP_BACK = new Set(["connection", "keep-alive", "transfer-encoding", "content-length"]);
 
+/** A request's body up to this size is kept to be sent again on another connection (see forward). */
+const RESEND_BYTES = 1024 * 1024;
+/** Sends of one request at most: the first, and one again for each closed kept-alive connection met. */
+const MAX_SENDS = 3;
+
 export interface ForwardRequest {
   target: UpstreamTarget;
   method: string;
@@ -86,40 +91,77 @@ export class ModelUpstream {
         } else r.res.destroy(); // mid-stream: the client sees the stream break, as with the API
         finish();
       };
-      const up = (secure ? https : http).request(
-        url,
-        { method: r.method, headers: r.headers, agent: upstreamAgent(url) },
-        (answer) => {
-          batch();
-          const headers: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROP_BACK.has(k)) headers[k] = v;
-          r.res.writeHead(answer.statusCode ?? 502, headers);
-          r.res.flushHeaders();
-          const sse = /text\/event-stream/.test(String(answer.headers["content-type"] ?? ""));
-          answer.on("data", (chunk: Buffer) => {
+      // The body as it streams up, kept (up to RESEND_BYTES) until the answer starts, to send it
+      // again on a new connection if the kept-alive one it went on turns out to be closed.
+      let kept: Buffer[] | null = [];
+      let keptBytes = 0;
+      r.body.on("data", (chunk: Buffer) => {
+        if (!kept) return;
+        keptBytes += chunk.length;
+        if (keptBytes > RESEND_BYTES) kept = null;
+        else kept.push(chunk);
+      });
+      let current: http.ClientRequest | undefined;
+      /** The container's side went away before the answer ended: the request is not sent again. */
+      let gone = false;
+      const send = (attempt: number): void => {
+        const up = (secure ? https : http).request(
+          url,
+          { method: r.method, headers: r.headers, agent: upstreamAgent(url) },
+          (answer) => {
+            kept = null; // answered: it will not be sent again
             batch();
-            if (sse) r.meter.feed(chunk);
-            if (!r.res.write(chunk)) {
-              answer.pause();
-              r.res.once("drain", () => answer.resume());
-            }
-          });
-          answer.on("end", () => {
-            batch();
-            r.res.end();
-            finish();
-          });
-          answer.on("error", (e) => fail(502, `the model upstream ${base.origin} broke off its answer: ${e.message}`));
-        },
-      );
-      up.setTimeout(idleMs, () => up.destroy(new Error(`no answer within ${Math.round(idleMs / 1000)} s`)));
-      up.on("error", (e: NodeJS.ErrnoException) => fail(502, `the model upstream ${base.origin} is unreachable or failed: ${e.code ?? e.message}`));
+            const headers: Record<string, string | string[]> = {};
+            for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROP_BACK.has(k)) headers[k] = v;
+            r.res.writeHead(answer.statusCode ?? 502, headers);
+            r.res.flushHeaders();
+            const sse = /text\/event-stream/.test(String(answer.headers["content-type"] ?? ""));
+            answer.on("data", (chunk: Buffer) => {
+              batch();
+              if (sse) r.meter.feed(chunk);
+              if (!r.res.write(chunk)) {
+                answer.pause();
+                r.res.once("drain", () => answer.resume());
+              }
+            });
+            answer.on("end", () => {
+              batch();
+              r.res.end();
+              finish();
+            });
+            answer.on("error", (e) => fail(502, `the model upstream ${base.origin} broke off its answer: ${e.message}`));
+          },
+        );
+        current = up;
+        up.setTimeout(idleMs, () => up.destroy(new Error(`no answer within ${Math.round(idleMs / 1000)} s`)));
+        up.on("error", (e: NodeJS.ErrnoException) => {
+          // A kept-alive connection that the upstream closed as it sat idle (its keep-alive
+          // timeout met the request on its way), before any answer: the request goes again,
+          // whole, on another connection (Node's documented pattern, reusedSocket). Codex would
+          // send it again too, after the relay's 502 and its own back-off.
+          if (kept && !gone && up.reusedSocket && (e.code === "ECONNRESET" || e.code === "EPIPE") && attempt < MAX_SENDS) {
+            r.logger.debug("model upstream closed a kept-alive connection: the request goes again on another", { upstream: base.origin, attempt });
+            r.body.unpipe(up);
+            send(attempt + 1);
+            return;
+          }
+          kept = null;
+          fail(502, `the model upstream ${base.origin} is unreachable or failed: ${e.code ?? e.message}`);
+        });
+        if (attempt > 1) for (const chunk of kept ?? []) up.write(chunk);
+        // The whole body has come: what was kept is all of it. Otherwise the rest follows.
+        if (r.body.readableEnded) up.end();
+        else r.body.pipe(up);
+      };
       // The container's side went away (Codex gave up, the container was removed): stop asking.
       r.res.on("close", () => {
-        if (!r.res.writableFinished) up.destroy();
+        if (!r.res.writableFinished) {
+          gone = true;
+          current?.destroy();
+        }
         finish();
       });
-      r.body.pipe(up);
+      send(1);
     });
   }
 }

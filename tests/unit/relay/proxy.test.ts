@@ -3,26 +3,16 @@
 // loopback never does, and NO_PROXY is honoured. Everything here is on 127.0.0.1; the upstream
 // names (model.test) are never resolved on this machine, only named to the proxy.
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Socket } from "node:net";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeyCredential } from "../../../src/auth/credential.js";
 import { silentLogger } from "../../../src/log.js";
 import { upstreamProxy } from "../../../src/relay/proxy.js";
 import { ModelUpstream } from "../../../src/relay/upstream.js";
 import { UsageMeter } from "../../../src/relay/usage.js";
+import { loopbackServers } from "../../support/loopback-servers.js";
 
-const servers: http.Server[] = [];
-async function listen(s: http.Server): Promise<number> {
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  return (s.address() as AddressInfo).port;
-}
-afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
-});
+const listen = loopbackServers();
 const saved = { HTTP_PROXY: process.env.HTTP_PROXY, HTTPS_PROXY: process.env.HTTPS_PROXY, NO_PROXY: process.env.NO_PROXY };
 afterEach(() => {
   for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];

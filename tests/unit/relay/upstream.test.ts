@@ -3,25 +3,15 @@
 // not a 502; a request that fails on a new connection is not sent again. All on 127.0.0.1.
 import { createHash } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Socket } from "node:net";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ApiKeyCredential } from "../../../src/auth/credential.js";
 import { silentLogger } from "../../../src/log.js";
 import { ModelUpstream } from "../../../src/relay/upstream.js";
 import { UsageMeter } from "../../../src/relay/usage.js";
+import { loopbackServers } from "../../support/loopback-servers.js";
 
-const servers: http.Server[] = [];
-async function listen(s: http.Server): Promise<number> {
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  return (s.address() as AddressInfo).port;
-}
-afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
-});
+const listen = loopbackServers();
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
 

@@ -726,6 +726,8 @@ async function startBrokerProcess(cfg) {
     proc.kill("SIGKILL");
     throw e;
   }
+  // Removed once the broker has ended, however it ends (stopped, or a run that failed first).
+  if (cgroup) proc.once("exit", () => rmdirSync(cgroup));
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
@@ -794,7 +796,6 @@ async function startBrokerProcess(cfg) {
           await exited;
         }
       }
-      if (cgroup) rmdirSync(cgroup); // empty once the broker has ended
     },
   };
 }

@@ -9,6 +9,7 @@ import { DockerRuntime } from "../runtime/docker.js";
 import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
 import { DEFAULT_UPSTREAMS } from "../pool/model-access.js";
+import { withDeadline } from "../deadline.js";
 
 export interface Check {
   status: "ok" | "warn" | "fail";
@@ -134,7 +135,7 @@ async function runInImage(docker: DockerRuntime, image: string, cmd: string[]): 
     streams.stdout.on("data", (d: Buffer) => out.push(d));
     streams.stderr.on("data", (d: Buffer) => out.push(d));
     await docker.start(id);
-    const code = await Promise.race([docker.wait(id), new Promise<null>((r) => setTimeout(() => r(null), 30_000))]);
+    const code = await withDeadline(docker.wait(id), 30_000, () => null);
     const text = Buffer.concat(out).toString("utf8").trim();
     return code === 0 ? text : text || null;
   } finally {

@@ -18,6 +18,7 @@ import { RelayLink, relayChannelOptions, type RelayChannelKind } from "../worker
 import { createWorkspaceVolume, packDir, seedVolume, type VolumeOptions } from "../worker/workspace-volume.js";
 import type { Want } from "./placement.js";
 import { meterUsage, type Slot, type Worker } from "./worker.js";
+import { withDeadline } from "../deadline.js";
 
 /** What bringing a worker up needs from the pool, taken when the worker is started. */
 export interface BringUpContext {
@@ -178,12 +179,16 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
   });
   void container.exited.then((exit) => ctx.onExit(worker, exit.reason));
   const timeoutMs = ctx.startTimeoutMs ?? 60_000;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    driver.open(),
-    container.exited.then((e) => Promise.reject(new WrapperError("WORKER_EXITED", `${e.reason}${e.stderrTail ? `; last stderr lines:\n${e.stderrTail}` : ""}`))),
-    new Promise((_, reject) => (timer = setTimeout(() => reject(new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`)), timeoutMs))),
-  ]).finally(() => clearTimeout(timer));
+  await withDeadline(
+    Promise.race([
+      driver.open(),
+      container.exited.then((e) => Promise.reject(new WrapperError("WORKER_EXITED", `${e.reason}${e.stderrTail ? `; last stderr lines:\n${e.stderrTail}` : ""}`))),
+    ]),
+    timeoutMs,
+    () => {
+      throw new WrapperError("WORKER_TIMEOUT", `Codex in ${container.name} did not answer within ${timeoutMs} ms`);
+    },
+  );
   worker.driver = driver;
   ctx.onContainerReady?.({ name: container.name, profile: profile.name, ms: performance.now() - began });
 }

@@ -36,6 +36,7 @@ import { ModelAccess, REHEARSAL_LABEL } from "./model-access.js";
 import { EngineSet, type Engine, type EngineStatus } from "./engines.js";
 import { chooseEngine, chooseProfile, chooseSpare, drainQueue, engineFits, holdsWarmFloor, idleExpired, keyOf, networkOf, place, spareKey, spareStarts, warmBackoff, warmStarts, type EngineView, type Want, type WarmFailure } from "./placement.js";
 import { oomNotes, refusalNotes, type Slot, type TurnBudget, type Worker } from "./worker.js";
+import { withDeadline } from "../deadline.js";
 
 export { DEFAULT_UPSTREAMS, REHEARSAL_LABEL } from "./model-access.js";
 export type { TurnBudget } from "./worker.js";
@@ -949,7 +950,7 @@ export class WorkerPool {
         if (!state || !state.running) {
           // The container's exit watcher reports a death with its exit code and stderr; the probe
           // only steps in if that report does not come.
-          void Promise.race([w.container.exited, new Promise((r) => setTimeout(r, 5000))]).then(() => {
+          void withDeadline(w.container.exited, 5000, () => undefined).then(() => {
             if (!w.dead) void this.removeWorker(w, "its container is not running");
           });
         } else if (state.paused) {
@@ -1007,10 +1008,7 @@ export class WorkerPool {
     // deadline, but a worker on its way up may make several). What is left is reaped by label at
     // the next start.
     const bounded = async (what: string, work: Promise<unknown>): Promise<void> => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), SHUTDOWN_STEP_MS)));
-      if ((await Promise.race([work.then(() => null, () => null), late])) === "late") this.logger.warn(`shutdown: gave up waiting for ${what} after ${SHUTDOWN_STEP_MS / 1000} s; the next start removes what is left, by label`);
-      clearTimeout(timer);
+      if ((await withDeadline(work.then(() => null, () => null), SHUTDOWN_STEP_MS, () => "late" as const)) === "late") this.logger.warn(`shutdown: gave up waiting for ${what} after ${SHUTDOWN_STEP_MS / 1000} s; the next start removes what is left, by label`);
     };
     await bounded("containers to be removed", Promise.all(workers.map((w) => this.removeWorker(w, "shutdown"))));
     // One still on its way up (a spare or warm container started in the background) removes what it made.

@@ -6,6 +6,7 @@ import type { NetworkMode, SandboxMode, WorkerProfile } from "../config/schema.j
 import { describeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { AttachedStreams, ContainerSpec, DockerRuntime } from "../runtime/docker.js";
+import { withDeadline } from "../deadline.js";
 
 export const LABELS = {
   instance: "io.codex-mcp-wrapper.instance",
@@ -85,13 +86,8 @@ export function describeExit(exit: ExitInfo | undefined, container: string): str
  * The exit report, when Docker gives it within `ms` (the attached stream often closes a moment
  * before the engine reports the exit), else undefined.
  */
-export async function exitReport(exited: Promise<ExitInfo>, ms = 3000): Promise<ExitInfo | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function exitReport(exited: Promise<ExitInfo>, ms = 3000): Promise<ExitInfo | undefined> {
+  return withDeadline(exited, ms, () => undefined);
 }
 
 /** The uid:gid a worker runs as: the broker's own user, else the workspace owner, else the image's. */

@@ -993,7 +993,7 @@ async function scale3() {
 /** bench/status-poller.mjs on a mission, in a process of its own; its report. */
 function statusPoller(base, missionId) {
   return new Promise((resolve, reject) => {
-    const child = spawn("node", ["bench/status-poller.mjs", base, missionId], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("node", [path.join(import.meta.dirname, "status-poller.mjs"), base, missionId], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));

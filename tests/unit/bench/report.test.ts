@@ -42,6 +42,16 @@ describe("the bench report", () => {
     expect(opened).toBe(closed);
   });
 
+  it("draws scale3 with and without status calls as two lines, a run with no status calls left out of the status panel", () => {
+    const cell = (tasks: number, statusP99: number | null) => ({ tasks, wallMs: tasks * 300, brokerCpuMs: tasks * 18, peakRssMiB: 160, statusMs: statusP99 === null ? null : { missionP99: statusP99 } });
+    const svg = renderSvg({ scale3: { containers: 6, capacity: 4, cells: [cell(250, 700), cell(1000, null), cell(1000, 990), cell(250, null)] } });
+    expect(svg).toContain("6 containers on 3 engines, status calls");
+    expect(svg).toContain("6 containers on 3 engines, no status calls");
+    expect(svg).not.toContain("NaN");
+    // 3 panels with 4 points each, and the status panel with the 2 that have status calls.
+    expect(svg.match(/<circle /g)?.length).toBe(3 * 4 + 2);
+  });
+
   it("leaves out what a run did not measure", () => {
     expect(latencyMeasures({ relay: { turn: { direct: s(1), socket: s(2), stdio: s(3) }, addedMsP50: { socket: 1, stdio: 2 } } })).toHaveLength(1);
     expect(renderSvg({})).toContain("<svg");

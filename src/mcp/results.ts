@@ -2,6 +2,7 @@
 // result with nothing dropped (every task's status, conversation, times, usage, attempts, notes,
 // error, artifacts and whole final message), and a resource_link for each artifact. Only a final
 // message longer than FINAL_MESSAGE_TEXT_LIMIT is cut, with a note naming where the rest is.
+import { isDeepStrictEqual } from "node:util";
 import type { ResourceLink } from "@modelcontextprotocol/sdk/types.js";
 import { mimeTypeByName } from "../artifacts/mime.js";
 import type { TaskUsage } from "../relay/usage.js";
@@ -92,11 +93,11 @@ export function missionText(m: MissionResultOut, name?: string): string {
 }
 
 /**
- * A copy of a record's value to compare it with later (`sameAsCopy`): its objects and arrays are
- * copied, its strings and other values shared. A task's final message can run to kilobytes and a
- * mission to a thousand tasks; comparing a string with itself is one pointer check, where turning
- * each record into JSON to compare it costs every `status` call time in proportion to all of the
- * mission's text.
+ * A copy of a record's value to compare it with later (isDeepStrictEqual): its objects and arrays
+ * are copied, its strings and other values shared. A task's final message can run to kilobytes
+ * and a mission to a thousand tasks; comparing a string with itself is one pointer check, where
+ * turning each record into JSON to compare it costs every `status` call time in proportion to all
+ * of the mission's text.
  */
 function copyOf(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(copyOf);
@@ -106,20 +107,6 @@ function copyOf(v: unknown): unknown {
     return o;
   }
   return v;
-}
-
-/** Whether `v` is still what `copyOf` copied: the same keys, and the same values all the way down. */
-function sameAsCopy(v: unknown, copy: unknown): boolean {
-  if (v === copy) return true;
-  if (Array.isArray(v)) return Array.isArray(copy) && v.length === copy.length && v.every((x, i) => sameAsCopy(x, copy[i]));
-  if (v === null || typeof v !== "object" || copy === null || typeof copy !== "object" || Array.isArray(copy)) return false;
-  const c = copy as Record<string, unknown>;
-  let n = 0;
-  for (const [k, x] of Object.entries(v)) {
-    if (!Object.hasOwn(c, k) || !sameAsCopy(x, c[k])) return false;
-    n++;
-  }
-  return n === Object.keys(c).length;
 }
 
 /** A task as a mission's result shows it, and what it was made from. */
@@ -156,7 +143,7 @@ export class MissionResults {
     let changed = memo.last?.count !== m.tasks.length;
     m.tasks.forEach((t, i) => {
       let part = parts.get(t.id);
-      if (!part || part.index !== i || !sameAsCopy(t, part.copy)) {
+      if (!part || part.index !== i || !isDeepStrictEqual(t, part.copy)) {
         const out = taskOut(t);
         part = { copy: copyOf(t), index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out) };
         parts.set(t.id, part);

@@ -21,6 +21,7 @@ import { ModelRelay } from "../dist/relay/model-relay.js";
 import { RelayLink, relayChannelOptions } from "../dist/worker/relay-link.js";
 import { DockerRuntime } from "../dist/runtime/docker.js";
 import { silentLogger } from "../dist/log.js";
+import { withDeadline } from "../dist/deadline.js";
 import { startRehearsalServer } from "../dist/rehearsal/server.js";
 import { renderHtml, renderSvg } from "./report.mjs";
 
@@ -42,10 +43,7 @@ let seq = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const TIMED_OUT = Symbol("timed out");
 /** The promise's value, or TIMED_OUT after ms (a close that hangs must not hang the bench). */
-const within = (p, ms) => {
-  let t;
-  return Promise.race([p.finally(() => clearTimeout(t)), new Promise((r) => (t = setTimeout(() => r(TIMED_OUT), ms)))]);
-};
+const within = (p, ms) => withDeadline(p, ms, () => TIMED_OUT);
 const median = (xs) => quantile(xs, 0.5);
 function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b);

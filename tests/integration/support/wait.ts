@@ -1,5 +1,6 @@
 // Bounded waits for the integration tests: every wait names what it waited for and gives up.
 import type { ChildProcess } from "node:child_process";
+import { withDeadline } from "../../../src/deadline.js";
 
 /** Polls `get` until `ok` holds and returns that value; throws after `ms`, naming `what` and the last value. */
 export async function untilValue<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms: number, what: string, everyMs = 200): Promise<T> {
@@ -34,12 +35,8 @@ export async function endChild(child: ChildProcess, graceMs = 20_000): Promise<v
  * The promise's value, or a rejection naming `what` after `ms`: a bound of the test's own, so a
  * wait that never ends fails with the behaviour it was waiting for, not vitest's test timeout.
  */
-export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)));
-  try {
-    return await Promise.race([p, bound]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return withDeadline(p, ms, () => {
+    throw new Error(`not within ${ms} ms: ${what}`);
+  });
 }

@@ -5,6 +5,7 @@ import net, { type AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { classifyAddress, EgressProxy, matchAllow } from "../../../src/relay/egress.js";
 import { silentLogger } from "../../../src/log.js";
+import { withDeadline } from "../../../src/deadline.js";
 
 describe("allowlist matching", () => {
   it("exact names, subdomain wildcards, IP literals and ports", () => {
@@ -86,7 +87,9 @@ describe("a plain-HTTP request whose upstream fails while its body still arrives
       const first = await post(12);
       expect(first.status).toBe(502);
       // The same connection (maxSockets 1, kept alive): before the fix this waited for ever.
-      const second = await Promise.race([post(1), new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the second request got no answer within 5 s")), 5_000))]);
+      const second = await withDeadline(post(1), 5_000, () => {
+        throw new Error("the second request got no answer within 5 s");
+      });
       expect(second.status).toBe(502);
       expect(second.socket).toBe(first.socket);
     } finally {

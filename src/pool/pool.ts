@@ -137,8 +137,12 @@ interface Waiter {
 }
 
 export interface PoolStats {
-  /** `warm`: started ahead of demand (a warm floor's or a spare); `spare`: a spare no task has taken yet. */
-  containers: { name: string; engine: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; spare: boolean; turns: number }[];
+  /**
+   * `warm`: started ahead of demand (a warm floor's or a spare); `spare`: a spare no task has taken
+   * yet; `held`: how many readers (a task, replies) have yet to read its isolated copy back: while
+   * above 0 it is neither evicted nor stopped idle.
+   */
+  containers: { name: string; engine: string; profile: string; workspace: string; sandbox: string; inFlight: number; capacity: number; state: "starting" | "ready" | "dead"; warm: boolean; spare: boolean; held: number; turns: number }[];
   /** Each engine: up or down (and why), its containers of this broker and its room. */
   engines: EngineStatus[];
   queued: number;
@@ -293,23 +297,26 @@ export class WorkerPool {
     };
   }
 
-  /** Holds an isolated conversation's copy until unpin: its container is neither evicted nor stopped when idle. */
+  /**
+   * Holds an isolated conversation's copy until the matching unpin: its container is neither
+   * evicted nor stopped when idle. Holds count: two replies under way hold it until both are read back.
+   */
   pin(id: ConversationId): void {
     const route = this.routes.get(id);
     const slot = route ? this.slots.get(route.slotId) : undefined;
-    if (slot?.volume) slot.pinned = true;
+    if (slot?.volume) slot.pins++;
   }
 
   /**
-   * The caller has read an isolated conversation's copy back: its container may now be evicted
-   * or stopped when idle (which removes the copy).
+   * The caller has read an isolated conversation's copy back: its hold ends, and once no other
+   * holds it, its container may be evicted or stopped when idle (which removes the copy).
    */
   unpin(id: ConversationId): void {
     const route = this.routes.get(id);
     const slot = route ? this.slots.get(route.slotId) : undefined;
-    if (!slot?.pinned) return;
-    slot.pinned = false;
-    this.drain(this.profile(route!.profile).name);
+    if (!slot?.pins) return;
+    slot.pins--;
+    if (slot.pins === 0) this.drain(this.profile(route!.profile).name);
   }
 
   /**
@@ -484,7 +491,7 @@ export class WorkerPool {
         if (worker.engineDown) outcome = { ...outcome, status: "failed", error: `${worker.engineDown}${outcome.error ? ` (${outcome.error.split("\n")[0]})` : ""}`, errorCode: "ENGINE_DOWN" };
       }
       // A new isolated conversation with no thread cannot be read back or replied to: nothing to hold.
-      if (!route && !outcome.threadId && worker.slot.pinned) worker.slot.pinned = false;
+      if (!route && !outcome.threadId && worker.slot.pins > 0) worker.slot.pins--;
       if (!route && outcome.threadId) {
         route = {
           id: `conv_${randomUUID()}`,
@@ -609,7 +616,7 @@ export class WorkerPool {
       const spare = this.takeSpare(want, undefined);
       if (spare) return spare;
     }
-    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, engine: worker.engine, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pinned }));
+    const live = this.liveWorkers(want.profile.name).map((worker) => ({ worker, key: worker.key, engine: worker.engine, slotId: worker.slot.id, lanes: worker.lanes, ready: worker.driver !== null, pinned: worker.slot.pins > 0 }));
     const slots = [...this.slots.values()].map((s) => ({ id: s.id, key: s.key, held: s.worker !== null, engine: s.engine }));
     const d = place(want, live, slots, this.engineViews());
     if (d.kind === "wait") return null;
@@ -654,7 +661,7 @@ export class WorkerPool {
     worker.key = want.key;
     worker.workspace = want.workspace;
     slot.key = want.key;
-    slot.pinned = true;
+    slot.pins = 1; // the taking task's, until it reads its copy back
     this.starts.sparesTaken++;
     const spareUser = worker.container.opts.user;
     worker.ready = worker.ready.then(async () => {
@@ -688,7 +695,7 @@ export class WorkerPool {
     const empty = this.emptyDir;
     this.copies.set(want, () => Promise.resolve((user, prefix) => packDir(empty, user, prefix)));
     const slot = this.addSlot(want, randomUUID().slice(0, 8), engine);
-    slot.pinned = false; // no task's copy yet: demand may evict it
+    slot.pins = 0; // no task's copy yet: demand may evict it
     // The image's user (or the broker's own): a task whose workspace maps to another user starts its own container.
     const uid = process.getuid?.() ?? 0;
     const user = uid !== 0 ? { uid, gid: process.getgid?.() ?? uid } : { uid: IMAGE_UID, gid: IMAGE_UID };
@@ -724,7 +731,9 @@ export class WorkerPool {
       home: this.remote(engine) ? `${this.opts.config.label}-home-${id}` : undefined,
       worker: null,
       volume: want.volume,
-      pinned: want.volume !== undefined,
+      // A new isolated task's copy is held for it; a stored route's slot (its task ran under an
+      // earlier broker) has no holder until a reply pins it.
+      pins: want.volume !== undefined && want.slotId === undefined ? 1 : 0,
       copy: this.copies.get(want),
       // A stored route's copy was made by the broker that made it.
       filled: want.volume !== undefined && want.slotId !== undefined,
@@ -941,7 +950,7 @@ export class WorkerPool {
     }
     for (const w of [...this.workers]) {
       if (w.dead || w.removing || !w.driver || w.engineDown) continue;
-      if (!w.slot.pinned && idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
+      if (w.slot.pins === 0 && idleExpired({ lanes: w.lanes, lastUsed: w.lastUsed, idleTimeoutMs: w.profile.idle_timeout }, now, this.holdsWarmFloor(w))) {
         void this.removeWorker(w, `idle for ${Math.round((now - w.lastUsed) / 1000)} s`);
         continue;
       }
@@ -975,6 +984,7 @@ export class WorkerPool {
       state: w.dead ? ("dead" as const) : w.driver ? ("ready" as const) : ("starting" as const),
       warm: w.ahead,
       spare: w.spare === true,
+      held: w.slot.pins,
       turns: w.turns,
     }));
     const perEngine = new Map<string, number>();

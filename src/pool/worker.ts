@@ -31,8 +31,11 @@ export interface Slot {
   worker: Worker | null;
   /** An isolated task's workspace volume: mounted by every container of the slot, removed with the slot's last one. */
   volume?: string | undefined;
-  /** Its copy is not yet read back (the runner unpins it): its container is neither evicted nor stopped idle. */
-  pinned?: boolean | undefined;
+  /**
+   * How many holders have yet to read its copy back (the task that made it, and each reply
+   * under way; each unpins once): while above 0, its container is neither evicted nor stopped idle.
+   */
+  pins: number;
   /** Makes the copy that fills `volume` (the volume is made by the slot's first container, on its engine). */
   copy?: (() => Promise<(user: { uid: number; gid: number }, prefix: string) => Readable>) | undefined;
   /** The volume has been made and filled. */

@@ -152,6 +152,35 @@ describe("workspace_mode isolated", () => {
     runner.dropCopies();
   });
 
+  it("two replies under way to one isolated conversation each hold its copy: the one that ends first does not release it while the other is still running", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
+    const ws = ignoredWorkspace();
+    const store = new StateStore(pool.config.stateDir);
+    const runner = new MissionRunner(pool, store);
+    const record = await runner.start(validateMission({ name: "holds", tasks: [{ id: "edit", prompt: "#fake write f.txt edited" }] }, pool.config), { workspace: ws }).done;
+    const t = record.tasks[0]!;
+    expect(t.status, t.error ?? "").toBe("succeeded");
+    const held = (): number | undefined => pool.stats().containers.find((c) => c.name === pool.containerOf(t.conversationId!))?.held;
+    expect(held()).toBe(0); // the task's copy is read back
+
+    const slow = runner.reply({ conversationId: t.conversationId!, prompt: "#fake sleep 4000\n#fake write a.txt A" });
+    expect(held()).toBe(1);
+    // A second reply while the first's turn runs: Codex runs one turn of a thread at a time, so it
+    // ends at once (its copy read back, its hold released).
+    const quick = await runner.reply({ conversationId: t.conversationId!, prompt: "#fake write b.txt B" });
+    expect(quick.result.outcome.status).toBe("failed");
+    expect(quick.result.outcome.error).toContain("already has a turn running");
+    // The first's turn is still sleeping: its copy is still held, so its container is neither
+    // evicted nor stopped idle before its read-back.
+    expect(held()).toBe(1);
+    const a = await slow;
+    expect(a.result.outcome.status).toBe("succeeded");
+    expect(a.artifacts.map((x) => x.path).sort()).toEqual(["replies/2/a.txt", "replies/2/changes.patch"]);
+    expect(held()).toBe(0);
+    await pool.shutdown();
+    runner.dropCopies();
+  });
+
   it("reaps an earlier broker's workspace volumes of its own label at start, and no other label's", async () => {
     const label = `${INSTANCE_PREFIX}-test-${RUN}-reap`;
     const make = (name: string, instance: string): void =>

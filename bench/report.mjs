@@ -114,7 +114,8 @@ function scaleSvg(scale, y, { title = "scale: tasks at once, by containers", leg
     parts.push(`<text x="${x0 - 4}" y="${y0 + 8}" text-anchor="end" class="axis">${fmt(maxV)}</text><text x="${x0 + w}" y="${y0 + ph + 13}" text-anchor="end" class="axis">${maxT} tasks</text>`);
     [...byContainers].forEach(([containers, all], k) => {
       const color = palette[k % palette.length];
-      const cells = all.filter(has);
+      // Repeated counts in one run (250,1000,1000,250) are drawn as points; the line goes through them by count.
+      const cells = all.filter(has).sort((a, b) => a.tasks - b.tasks);
       parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${cells.map((c) => `${px(c.tasks)},${py(f(c))}`).join(" ")}"/>`);
       for (const c of cells) parts.push(`<circle cx="${px(c.tasks)}" cy="${py(f(c))}" r="3" fill="${color}"/>`);
       if (i === 0) parts.push(`<text x="${x0 + 6}" y="${y0 + 14 + k * 13}" class="axis" style="fill:${color}">${esc(legend(containers))}</text>`);
@@ -143,7 +144,8 @@ export function renderSvg(r) {
     const [svg, h] = scaleSvg(cells, y, {
       title: `scale over 3 engines (${r.scale3.containers} warm containers × ${r.scale3.capacity}), the broker while loaded`,
       legend: (k) => `${r.scale3.containers} containers on 3 engines, ${k}`,
-      panels: [...SCALE_PANELS, ["status p99 while loaded (ms)", (c) => c.statusMs?.missionP99 ?? NaN]],
+      // The status panel only when some mission had status calls.
+      panels: [...SCALE_PANELS, ...(cells.some((c) => c.statusMs) ? [["status p99 while loaded (ms)", (c) => c.statusMs?.missionP99 ?? NaN]] : [])],
     });
     groups.push(svg);
     y += h + 10;

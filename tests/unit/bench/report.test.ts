@@ -52,6 +52,14 @@ describe("the bench report", () => {
     expect(svg.match(/<circle /g)?.length).toBe(3 * 4 + 2);
   });
 
+  it("draws a scale3 run with no status calls at all without a status panel", () => {
+    const cell = (tasks: number) => ({ tasks, wallMs: tasks * 260, brokerCpuMs: tasks * 18, peakRssMiB: 150, statusMs: null });
+    const svg = renderSvg({ scale3: { containers: 6, capacity: 4, cells: [cell(250), cell(500), cell(1000), cell(1000), cell(500), cell(250)] } });
+    expect(svg).not.toContain("status p99");
+    expect(svg).not.toMatch(/NaN|Infinity/);
+    expect(svg.match(/<circle /g)?.length).toBe(3 * 6);
+  });
+
   it("leaves out what a run did not measure", () => {
     expect(latencyMeasures({ relay: { turn: { direct: s(1), socket: s(2), stdio: s(3) }, addedMsP50: { socket: 1, stdio: 2 } } })).toHaveLength(1);
     expect(renderSvg({})).toContain("<svg");

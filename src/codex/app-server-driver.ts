@@ -13,6 +13,7 @@ import {
   InitializeResponse,
   ThreadResumeResponse,
   ThreadStartResponse,
+  ThreadUnsubscribeParams,
   TurnCompletedNotification,
   TurnStartResponse,
 } from "./app-server-protocol.js";
@@ -37,15 +38,28 @@ export interface AppServerDriverOptions {
   threadStats?: ThreadStats | undefined;
 }
 
-/** How new threads began: taken from the ones started ahead, or started on the task's path. */
+/**
+ * How new threads began: taken from the ones started ahead, or started on the task's path; and
+ * how many threads Codex unloaded (`thread/closed`) once they were no longer among the last used.
+ */
 export interface ThreadStats {
   takenAhead: number;
   startedFresh: number;
   startedAhead: number;
+  unloaded: number;
 }
 
 /** How many distinct thread settings keep threads started ahead (the most recently used). */
 const AHEAD_KEYS = 2;
+
+/**
+ * How many threads with no turn running stay loaded in Codex (the most recently used): a reply to
+ * one of them starts its turn at once; an older one is unloaded and a reply to it resumes it from
+ * its rollout first. A loaded thread costs Codex about 1.2 MiB, and it never unloads one a client
+ * still subscribes to: without this, a warm container's memory grew with every task it served
+ * (850–870 MiB of its 1 GiB after about 490 tasks, docs/performance.md, 16:51).
+ */
+export const IDLE_THREADS_LOADED = 8;
 
 type ThreadSettings = Record<string, unknown>;
 
@@ -79,6 +93,10 @@ export class AppServerDriver implements CodexDriver {
   readonly protocol = "app-server" as const;
   private readonly peer: JsonRpcPeer;
   private readonly loaded = new Set<string>();
+  /** Loaded threads with no turn running, least recently used first (at most IDLE_THREADS_LOADED). */
+  private readonly idle = new Set<string>();
+  /** Threads being unsubscribed: a turn on one waits for it, then resumes it. */
+  private readonly unloading = new Map<string, Promise<void>>();
   private readonly active = new Map<string, ActiveTurn>();
   private exit: ExitInfo | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -87,7 +105,7 @@ export class AppServerDriver implements CodexDriver {
   private readonly threadStats: ThreadStats;
 
   constructor(private readonly opts: AppServerDriverOptions) {
-    this.threadStats = opts.threadStats ?? { takenAhead: 0, startedFresh: 0, startedAhead: 0 };
+    this.threadStats = opts.threadStats ?? { takenAhead: 0, startedFresh: 0, startedAhead: 0, unloaded: 0 };
     const transport = new StreamTransport(opts.streams.stdout, opts.streams.stdin, { name: opts.name });
     this.peer = new JsonRpcPeer(transport, { name: opts.name, withVersionField: false, defaultTimeoutMs: opts.requestTimeoutMs ?? 60_000 });
     this.peer.setCloseReason(() => this.deathError());
@@ -162,6 +180,10 @@ export class AppServerDriver implements CodexDriver {
     let key: string | undefined;
     try {
       if (this.loginPending) await this.login();
+      if (req.threadId) {
+        this.idle.delete(req.threadId);
+        await this.unloading.get(req.threadId);
+      }
       if (!req.threadId) {
         key = settingsKey(settings);
         const ready = await this.takeAhead(key);
@@ -200,6 +222,7 @@ export class AppServerDriver implements CodexDriver {
           if (settled) return;
           settled = true;
           this.active.delete(threadId);
+          this.park(threadId);
           if (this.loginPending && this.active.size === 0) void this.login().catch(() => {});
           clearTimeout(timeout);
           clearTimeout(graceTimer);
@@ -245,6 +268,36 @@ export class AppServerDriver implements CodexDriver {
     });
   }
 
+  /**
+   * A thread's turn ended: it joins the idle ones (most recently used last), and the least recently
+   * used beyond IDLE_THREADS_LOADED is unsubscribed, which makes Codex unload it (the container runs
+   * Codex with `thread_unload_delay_secs = 0`).
+   */
+  private park(threadId: string): void {
+    if (!this.loaded.has(threadId)) return;
+    this.idle.delete(threadId);
+    this.idle.add(threadId);
+    while (this.idle.size > IDLE_THREADS_LOADED) {
+      const oldest = this.idle.values().next().value!;
+      this.idle.delete(oldest);
+      this.unload(oldest);
+    }
+  }
+
+  private unload(threadId: string): void {
+    this.loaded.delete(threadId);
+    if (this.exit || this.peer.isClosed) return;
+    // Not answered (an older Codex, a process going away): it stays loaded in Codex, and a turn on it resumes it, which works either way.
+    const done = this.peer
+      .request("thread/unsubscribe", ThreadUnsubscribeParams.parse({ threadId }))
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => this.unloading.delete(threadId));
+    this.unloading.set(threadId, done);
+  }
+
   /** A thread started ahead with these settings, or null (none, or it failed to start). */
   private async takeAhead(key: string): Promise<string | null> {
     const list = this.ahead.get(key);
@@ -288,6 +341,10 @@ export class AppServerDriver implements CodexDriver {
   private onNotification(method: string, params: unknown): void {
     const p = (params ?? {}) as { threadId?: string; turnId?: string; item?: Record<string, unknown>; turn?: z.infer<typeof Turn> };
     const threadId = p.threadId;
+    if (method === "thread/closed") {
+      if (threadId && !this.loaded.has(threadId)) this.threadStats.unloaded++;
+      return;
+    }
     const turn = threadId ? this.active.get(threadId) : undefined;
     if (!turn) return;
     turn.onEvent({ kind: "raw", message: { method, params } });

@@ -31,6 +31,10 @@ export const ThreadStartResponse = z.looseObject({ thread: ThreadRef });
 export const ThreadResumeParams = ThreadStartParams.extend({ threadId: z.string() });
 export const ThreadResumeResponse = z.looseObject({ thread: ThreadRef });
 
+export const ThreadUnsubscribeParams = z.object({ threadId: z.string() });
+export const ThreadUnsubscribeResponse = z.looseObject({ status: z.enum(["notLoaded", "notSubscribed", "unsubscribed"]) });
+export const ThreadClosedNotification = z.object({ threadId: z.string() });
+
 export const TextInput = z.object({ type: z.literal("text"), text: z.string() });
 export const TurnStartParams = z.object({ threadId: z.string(), input: z.array(TextInput) });
 
@@ -91,10 +95,12 @@ export const APP_SERVER_CONTRACT: ContractEntry[] = [
   { direction: "client-notification", method: "initialized" },
   { direction: "request", method: "thread/start", params: ThreadStartParams, result: { definition: "ThreadStartResponse", schema: ThreadStartResponse } },
   { direction: "request", method: "thread/resume", params: ThreadResumeParams, result: { definition: "ThreadResumeResponse", schema: ThreadResumeResponse } },
+  { direction: "request", method: "thread/unsubscribe", params: ThreadUnsubscribeParams, result: { definition: "ThreadUnsubscribeResponse", schema: ThreadUnsubscribeResponse } },
   { direction: "request", method: "turn/start", params: TurnStartParams, result: { definition: "TurnStartResponse", schema: TurnStartResponse } },
   { direction: "request", method: "turn/interrupt", params: TurnInterruptParams },
   { direction: "request", method: "account/login/start", params: ChatgptAuthTokensLoginParams },
   { direction: "notification", method: "thread/started", params: ThreadStartedNotification },
+  { direction: "notification", method: "thread/closed", params: ThreadClosedNotification },
   { direction: "notification", method: "turn/started", params: TurnStartedNotification },
   { direction: "notification", method: "item/started", params: ItemNotification },
   { direction: "notification", method: "item/completed", params: ItemNotification },

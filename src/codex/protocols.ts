@@ -44,7 +44,9 @@ export interface CodexProtocol {
 
 export const CODEX_PROTOCOLS: Record<Protocol, CodexProtocol> = {
   "app-server": {
-    cmd: ["codex", "app-server"],
+    // A thread the driver unsubscribes from is unloaded at once (else 30 minutes later; 0.153.0
+    // accepts the setting and keeps that delay).
+    cmd: ["codex", "app-server", "-c", "thread_unload_delay_secs=0"],
     laneHomes: null,
     pushesChatgptTokens: true,
     resumesThreads: true,

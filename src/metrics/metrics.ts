@@ -144,6 +144,15 @@ export class BrokerMetrics {
         this.inc({ start: "fresh" }, t.startedFresh);
       },
     });
+    new Counter({
+      name: "codex_wrapper_threads_unloaded_total",
+      help: "Codex threads (app-server) unloaded once they were no longer among the most recently used of their container; a reply to one resumes it",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src.pool().threads.unloaded);
+      },
+    });
     new Gauge({
       name: "codex_wrapper_capacity",
       help: "Lanes (concurrent turns) of the live worker containers",

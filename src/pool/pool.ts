@@ -179,7 +179,7 @@ export class WorkerPool {
   private readonly spareFailures = new Map<string, WarmFailure>();
   /** An empty directory: packed, it gives a spare's volume its root (owned by the worker's user). */
   private emptyDir: string | undefined;
-  private readonly threads: ThreadStats = { takenAhead: 0, startedFresh: 0, startedAhead: 0 };
+  private readonly threads: ThreadStats = { takenAhead: 0, startedFresh: 0, startedAhead: 0, unloaded: 0 };
   /** A health round is under way (a hung engine makes one last as long as its calls' deadlines). */
   private checking = false;
   /** The model relay, its credential and each profile's upstream (the rehearsal model for a rehearsal image). */

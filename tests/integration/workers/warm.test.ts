@@ -3,6 +3,7 @@
 // is replenished when a warm container dies.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import { IDLE_THREADS_LOADED } from "../../../src/codex/app-server-driver.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
@@ -83,12 +84,43 @@ describe("warm workers", () => {
     expect(pool.stats().threads).toMatchObject({ takenAhead: 1, startedFresh: 2 });
   });
 
+  it(`keeps the ${IDLE_THREADS_LOADED} most recently used idle threads loaded in Codex and has it unload older ones; a reply to an unloaded one resumes it with its history`, async () => {
+    const ws = makeWorkspace();
+    const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0 }] });
+    const resumed = new Map<string, boolean>();
+    const turn = (req: { workspace: string; prompt: string } | { conversationId: string; prompt: string }): ReturnType<WorkerPool["runTurn"]> =>
+      pool.runTurn({ ...req, onEvent: (e) => void (e.kind === "thread" && resumed.set(e.threadId, e.resumed)) });
+    const firsts = [];
+    for (let i = 0; i < IDLE_THREADS_LOADED + 3; i++) {
+      const r = await turn({ workspace: ws, prompt: `#fake recall` });
+      expect(r.outcome.status, r.outcome.error ?? "").toBe("succeeded");
+      firsts.push(r);
+    }
+    expect(new Set(firsts.map((r) => r.container)).size).toBe(1);
+    // Codex's own thread/closed for each of the 3 least recently used: nothing else unloads them.
+    await until(() => pool.stats().threads.unloaded === 3, 30_000, "Codex unloads the 3 least recently used threads");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pool.stats().threads.unloaded).toBe(3);
+
+    // The oldest: resumed from its rollout, with its history.
+    const old = await turn({ conversationId: firsts[0]!.conversationId!, prompt: "#fake recall" });
+    expect(old.outcome.threadId).toBe(firsts[0]!.outcome.threadId);
+    expect(resumed.get(old.outcome.threadId!)).toBe(true);
+    expect(recalled(old.outcome.finalMessage)).toEqual(["#fake recall", "#fake recall"]);
+    // Loaded again, it pushes out the least recently used of the others.
+    await until(() => pool.stats().threads.unloaded === 4, 30_000, "the next least recently used is unloaded");
+    // The most recent: still loaded, its turn starts with no resume.
+    const recent = await turn({ conversationId: firsts.at(-1)!.conversationId!, prompt: "#fake recall" });
+    expect(resumed.get(recent.outcome.threadId!)).toBe(false);
+    expect(recalled(recent.outcome.finalMessage)).toEqual(["#fake recall", "#fake recall"]);
+  });
+
   it("threads_ahead = 0 starts none ahead", async () => {
     const ws = makeWorkspace();
     const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0 }] });
     for (let i = 0; i < 2; i++) expect((await pool.runTurn({ workspace: ws, prompt: "#fake recall" })).outcome.status).toBe("succeeded");
     await new Promise((r) => setTimeout(r, 1000));
-    expect(pool.stats().threads).toEqual({ takenAhead: 0, startedFresh: 2, startedAhead: 0 });
+    expect(pool.stats().threads).toEqual({ takenAhead: 0, startedFresh: 2, startedAhead: 0, unloaded: 0 });
   });
 
   it("refuses a warm workspace outside the allowed roots, naming the key", async () => {

@@ -320,9 +320,13 @@ export class AppServerDriver implements CodexDriver {
     if (!list) {
       list = [];
       this.ahead.set(key, list);
-      // A started thread unused costs Codex about 1.2 MiB and one rollout file (docs/performance.md):
-      // the threads of settings no longer used are left as they are, no more are started for them.
-      while (this.ahead.size > AHEAD_KEYS) this.ahead.delete(this.ahead.keys().next().value!);
+      // A started thread unused costs Codex about 1.2 MiB (docs/performance.md): those of settings
+      // no longer among the last used are unloaded (else tasks of ever new settings would each leave one).
+      while (this.ahead.size > AHEAD_KEYS) {
+        const oldest = this.ahead.keys().next().value!;
+        for (const started of this.ahead.get(oldest)!) void started.then((id) => id && this.unload(id));
+        this.ahead.delete(oldest);
+      }
     }
     while (list.length < want) {
       this.threadStats.startedAhead++;

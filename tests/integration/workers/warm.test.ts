@@ -82,6 +82,12 @@ describe("warm workers", () => {
     const other = await pool.runTurn({ workspace: ws, prompt: "#fake recall", model: "rehearsal-other" });
     expect(other.outcome.status).toBe("succeeded");
     expect(pool.stats().threads).toMatchObject({ takenAhead: 1, startedFresh: 2 });
+    // A third settings key: the first key's thread started ahead is no longer kept, and Codex
+    // unloads it (no task thread is among them: 3 idle ones, under the 8 kept).
+    await until(() => pool.stats().threads.startedAhead === 3, 30_000, "a thread is started ahead for the other settings");
+    const third = await pool.runTurn({ workspace: ws, prompt: "#fake recall", model: "rehearsal-third" });
+    expect(third.outcome.status).toBe("succeeded");
+    await until(() => pool.stats().threads.unloaded === 1, 30_000, "the first settings' thread started ahead is unloaded");
   });
 
   it(`keeps the ${IDLE_THREADS_LOADED} most recently used idle threads loaded in Codex and has it unload older ones; a reply to an unloaded one resumes it with its history`, async () => {

@@ -34,6 +34,8 @@ export interface AppServerDriverOptions {
    * task with the same settings takes one, and only `turn/start` is left on its path.
    */
   threadsAhead?: number | undefined;
+  /** Threads with no turn running kept loaded in Codex (the most recently used; default IDLE_THREADS_LOADED). */
+  threadsLoaded?: number | undefined;
   /** Counters to add to (shared by a pool's drivers). */
   threadStats?: ThreadStats | undefined;
 }
@@ -53,7 +55,8 @@ export interface ThreadStats {
 const AHEAD_KEYS = 2;
 
 /**
- * How many threads with no turn running stay loaded in Codex (the most recently used): a reply to
+ * How many threads with no turn running stay loaded in Codex by default (the profile's
+ * threads_loaded; the most recently used): a reply to
  * one of them starts its turn at once; an older one is unloaded and a reply to it resumes it from
  * its rollout first. A loaded thread costs Codex about 1.2 MiB, and it never unloads one a client
  * still subscribes to: without this, a warm container's memory grew with every task it served
@@ -93,7 +96,7 @@ export class AppServerDriver implements CodexDriver {
   readonly protocol = "app-server" as const;
   private readonly peer: JsonRpcPeer;
   private readonly loaded = new Set<string>();
-  /** Loaded threads with no turn running, least recently used first (at most IDLE_THREADS_LOADED). */
+  /** Loaded threads with no turn running, least recently used first (at most threadsLoaded). */
   private readonly idle = new Set<string>();
   /** Threads being unsubscribed: a turn on one waits for it, then resumes it. */
   private readonly unloading = new Map<string, Promise<void>>();
@@ -270,14 +273,14 @@ export class AppServerDriver implements CodexDriver {
 
   /**
    * A thread's turn ended: it joins the idle ones (most recently used last), and the least recently
-   * used beyond IDLE_THREADS_LOADED is unsubscribed, which makes Codex unload it (the container runs
+   * used beyond threadsLoaded is unsubscribed, which makes Codex unload it (the container runs
    * Codex with `thread_unload_delay_secs = 0`).
    */
   private park(threadId: string): void {
     if (!this.loaded.has(threadId)) return;
     this.idle.delete(threadId);
     this.idle.add(threadId);
-    while (this.idle.size > IDLE_THREADS_LOADED) {
+    while (this.idle.size > (this.opts.threadsLoaded ?? IDLE_THREADS_LOADED)) {
       const oldest = this.idle.values().next().value!;
       this.idle.delete(oldest);
       this.unload(oldest);

@@ -23,6 +23,8 @@ export interface DriverContext {
   tokens?: ChatgptTokenSource | undefined;
   /** Threads to keep started ahead per settings (app-server; the profile's threads_ahead). */
   threadsAhead?: number | undefined;
+  /** Idle threads each container keeps loaded (app-server; the profile's threads_loaded). */
+  threadsLoaded?: number | undefined;
   threadStats?: ThreadStats | undefined;
 }
 
@@ -50,7 +52,7 @@ export const CODEX_PROTOCOLS: Record<Protocol, CodexProtocol> = {
     laneHomes: null,
     pushesChatgptTokens: true,
     resumesThreads: true,
-    driver: (c) => new AppServerDriver({ name: c.name, streams: c.streams, exited: c.exited, cwd: CONTAINER_PATHS.workspace, tokens: c.tokens, threadsAhead: c.threadsAhead, threadStats: c.threadStats }),
+    driver: (c) => new AppServerDriver({ name: c.name, streams: c.streams, exited: c.exited, cwd: CONTAINER_PATHS.workspace, tokens: c.tokens, threadsAhead: c.threadsAhead, threadsLoaded: c.threadsLoaded, threadStats: c.threadStats }),
   },
   exec: {
     // Each turn is a `docker exec` of `codex exec`: the main process only keeps the container up.

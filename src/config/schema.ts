@@ -101,6 +101,14 @@ export const WorkerProfileSchema = z
       .min(0, { error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
       .max(8, { error: "expected at most 8 threads started ahead (each costs Codex about 1.2 MiB); 1 is the default" })
       .default(1),
+    // app-server: threads with no turn running that each container keeps loaded in Codex (the
+    // most recently used); Codex unloads older ones, and a reply to one resumes it first.
+    threads_loaded: z
+      .number({ error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
+      .int({ error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
+      .min(0, { error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
+      .max(256, { error: "expected at most 256 threads kept loaded (each costs Codex about 1.2 MiB of the container's memory); 8 is the default" })
+      .default(8),
     idle_timeout: duration.default(600_000), // zod 4: a default is the output (milliseconds), not parsed
     turn_timeout: duration.default(1_800_000),
     /** "shared" (the default): the workspace is bind-mounted; "isolated": each task gets its own copy (docs/workspaces.md). */

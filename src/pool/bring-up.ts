@@ -175,6 +175,7 @@ export async function bringUp(ctx: BringUpContext, worker: Worker, user: { uid: 
     tokens: pushed ? { current: () => Promise.resolve(placeholder), subscribe: () => () => {} } : undefined,
     // An isolated task's container serves that task alone: a thread started ahead would never be taken.
     threadsAhead: slot.volume ? 0 : profile.threads_ahead,
+    threadsLoaded: profile.threads_loaded,
     threadStats: ctx.threadStats,
   });
   void container.exited.then((exit) => ctx.onExit(worker, exit.reason));

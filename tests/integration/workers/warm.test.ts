@@ -3,7 +3,6 @@
 // is replenished when a warm container dies.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { IDLE_THREADS_LOADED } from "../../../src/codex/app-server-driver.js";
 import type { WorkerPool } from "../../../src/pool/pool.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
@@ -90,14 +89,14 @@ describe("warm workers", () => {
     await until(() => pool.stats().threads.unloaded === 1, 30_000, "the first settings' thread started ahead is unloaded");
   });
 
-  it(`keeps the ${IDLE_THREADS_LOADED} most recently used idle threads loaded in Codex and has it unload older ones; a reply to an unloaded one resumes it with its history`, async () => {
+  it("keeps the threads_loaded most recently used idle threads loaded in Codex and has it unload older ones; a reply to an unloaded one resumes it with its history", async () => {
     const ws = makeWorkspace();
-    const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0 }] });
+    const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0, threads_loaded: 2 }] });
     const resumed = new Map<string, boolean>();
     const turn = (req: { workspace: string; prompt: string } | { conversationId: string; prompt: string }): ReturnType<WorkerPool["runTurn"]> =>
       pool.runTurn({ ...req, onEvent: (e) => void (e.kind === "thread" && resumed.set(e.threadId, e.resumed)) });
     const firsts = [];
-    for (let i = 0; i < IDLE_THREADS_LOADED + 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const r = await turn({ workspace: ws, prompt: `#fake recall` });
       expect(r.outcome.status, r.outcome.error ?? "").toBe("succeeded");
       firsts.push(r);
@@ -119,6 +118,17 @@ describe("warm workers", () => {
     const recent = await turn({ conversationId: firsts.at(-1)!.conversationId!, prompt: "#fake recall" });
     expect(resumed.get(recent.outcome.threadId!)).toBe(false);
     expect(recalled(recent.outcome.finalMessage)).toEqual(["#fake recall", "#fake recall"]);
+  });
+
+  it("threads_loaded = 0 unloads each thread when its turn ends, and a reply still continues it", async () => {
+    const ws = makeWorkspace();
+    const pool = await pools.start({ workers: [{ name: "w", capacity: 1, max_containers: 1, threads_ahead: 0, threads_loaded: 0 }] });
+    const first = await pool.runTurn({ workspace: ws, prompt: "#fake recall" });
+    expect(first.outcome.status, first.outcome.error ?? "").toBe("succeeded");
+    await until(() => pool.stats().threads.unloaded === 1, 30_000, "Codex unloads the thread once its turn ends");
+    const reply = await pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake recall" });
+    expect(recalled(reply.outcome.finalMessage)).toEqual(["#fake recall", "#fake recall"]);
+    await until(() => pool.stats().threads.unloaded === 2, 30_000, "and again after the reply's turn");
   });
 
   it("threads_ahead = 0 starts none ahead", async () => {

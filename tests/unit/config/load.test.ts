@@ -86,6 +86,17 @@ describe("wrapper.toml", () => {
     ]);
   });
 
+  it("reads a profile's threads_loaded (8 by default), and names it when it is out of range", () => {
+    expect(resolveConfig({}, "t", {}).workers[0]!.threads_loaded).toBe(8);
+    expect(resolveConfig({ workers: [{ name: "a", threads_loaded: 0 }] }, "t", {}).workers[0]!.threads_loaded).toBe(0);
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", threads_loaded: 1000 }] }, "t", {}))).toEqual([
+      "workers[0].threads_loaded: expected at most 256 threads kept loaded (each costs Codex about 1.2 MiB of the container's memory); 8 is the default, got 1000",
+    ]);
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", threads_loaded: -1 }] }, "t", {}))).toEqual([
+      "workers[0].threads_loaded: expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends), got -1",
+    ]);
+  });
+
   it("says where a TOML syntax error is, and that an unreadable file cannot be read", () => {
     expect(() => loadConfig({ file: file("[broker\nport = 1"), env: {} })).toThrow(/not valid TOML/);
     expect(() => loadConfig({ file: "/nonexistent/wrapper.toml", env: {} })).toThrow(/cannot read the config file \(ENOENT\)/);

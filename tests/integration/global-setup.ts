@@ -1,8 +1,8 @@
 // Runs once before the integration tests: the Docker engine must answer and the rehearsal
-// images must be built (`npm test` builds them). Afterwards: no container with the test label
-// may be left behind, whatever happened.
+// images must be built (`npm test` builds them). Afterwards: no container or volume with the
+// test label may be left behind, whatever happened.
 import { execFileSync } from "node:child_process";
-import { REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers, removeTestInstances } from "./support/env.js";
+import { REHEARSAL_IMAGE, REHEARSAL_IMAGE_LEGACY, removeTestContainers, removeTestInstances, removeTestVolumes } from "./support/env.js";
 
 export function setup(): void {
   try {
@@ -28,6 +28,7 @@ function sweep(): void {
   if (process.env.CMW_NO_SWEEP === "1") return;
   removeTestContainers();
   removeTestInstances();
+  removeTestVolumes();
 }
 
 export function teardown(): void {

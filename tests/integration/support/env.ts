@@ -84,6 +84,22 @@ export function removeTestContainers(value?: string): void {
   }
 }
 
+/**
+ * Removes every volume a test's pool left (they carry the test label; a child broker's carry an
+ * instance label of INSTANCE_PREFIX): a test that fails while an isolated copy is being read back
+ * can end before its pool removes the copy's volume. Run after removeTestContainers (a volume
+ * still mounted cannot be removed).
+ */
+export function removeTestVolumes(): void {
+  const tested = execFileSync("docker", ["volume", "ls", "-q", "--filter", `label=${TEST_LABEL}`], { encoding: "utf8" }).split("\n").filter(Boolean);
+  const rows = execFileSync("docker", ["volume", "ls", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.Name}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map((r) => r.split(" ") as [string, string]);
+  const names = [...new Set([...tested, ...rows.filter(([, label]) => label.startsWith(`${INSTANCE_PREFIX}-`)).map(([name]) => name)])];
+  if (names.length) execFileSync("docker", ["volume", "rm", "-f", ...names], { stdio: "ignore" });
+}
+
 /** The hardening every worker container gets; tests assert it is in force. */
 export const HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "none", "--pids-limit", "512"];
 

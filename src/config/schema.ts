@@ -42,6 +42,10 @@ export function parseDuration(v: string | number): number | null {
 const positiveInt = (what = "a positive integer") =>
   z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
 
+/** A whole number from 0 to `max`: `expected` for any other kind of value or one below 0, `tooMany` above `max`. */
+const wholeUpTo = (max: number, expected: string, tooMany: string) =>
+  z.number({ error: expected }).int({ error: expected }).min(0, { error: expected }).max(max, { error: tooMany });
+
 /** A string-or-number field turned into a number by `parse`; `message` when it cannot be. */
 export function parsedBy(parse: (v: string | number) => number | null, message: string) {
   return z.union([z.string(), z.number()], { error: message }).transform((v, ctx) => {
@@ -95,20 +99,10 @@ export const WorkerProfileSchema = z
     env: z.record(z.string(), z.string({ error: "expected a string value" })).default({}),
     // app-server: threads kept started ahead for each of the two settings last used in a
     // container, so a new task's path has only turn/start (docs/performance.md). 0: none.
-    threads_ahead: z
-      .number({ error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
-      .int({ error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
-      .min(0, { error: "expected a whole number of threads from 0 to 8 (0: none started ahead)" })
-      .max(8, { error: "expected at most 8 threads started ahead (each costs Codex about 1.2 MiB); 1 is the default" })
-      .default(1),
+    threads_ahead: wholeUpTo(8, "expected a whole number of threads from 0 to 8 (0: none started ahead)", "expected at most 8 threads started ahead (each costs Codex about 1.2 MiB); 1 is the default").default(1),
     // app-server: threads with no turn running that each container keeps loaded in Codex (the
     // most recently used); Codex unloads older ones, and a reply to one resumes it first.
-    threads_loaded: z
-      .number({ error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
-      .int({ error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
-      .min(0, { error: "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)" })
-      .max(256, { error: "expected at most 256 threads kept loaded (each costs Codex about 1.2 MiB of the container's memory); 8 is the default" })
-      .default(8),
+    threads_loaded: wholeUpTo(256, "expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends)", "expected at most 256 threads kept loaded (each costs Codex about 1.2 MiB of the container's memory); 8 is the default").default(8),
     idle_timeout: duration.default(600_000), // zod 4: a default is the output (milliseconds), not parsed
     turn_timeout: duration.default(1_800_000),
     /** "shared" (the default): the workspace is bind-mounted; "isolated": each task gets its own copy (docs/workspaces.md). */

@@ -86,7 +86,7 @@ describe("wrapper.toml", () => {
     ]);
   });
 
-  it("reads a profile's threads_loaded (8 by default), and names it when it is out of range", () => {
+  it("reads a profile's threads_loaded (8 by default), and names it or threads_ahead when out of range", () => {
     expect(resolveConfig({}, "t", {}).workers[0]!.threads_loaded).toBe(8);
     expect(resolveConfig({ workers: [{ name: "a", threads_loaded: 0 }] }, "t", {}).workers[0]!.threads_loaded).toBe(0);
     expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", threads_loaded: 1000 }] }, "t", {}))).toEqual([
@@ -94,6 +94,9 @@ describe("wrapper.toml", () => {
     ]);
     expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", threads_loaded: -1 }] }, "t", {}))).toEqual([
       "workers[0].threads_loaded: expected a whole number of threads from 0 to 256 (0: each thread is unloaded when its turn ends), got -1",
+    ]);
+    expect(problemsOf(() => resolveConfig({ workers: [{ name: "a", threads_ahead: 9 }] }, "t", {}))).toEqual([
+      "workers[0].threads_ahead: expected at most 8 threads started ahead (each costs Codex about 1.2 MiB); 1 is the default, got 9",
     ]);
   });
 

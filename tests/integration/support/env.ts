@@ -92,32 +92,33 @@ export function removeTestContainers(value?: string): void {
  */
 export function removeTestVolumes(): void {
   const tested = execFileSync("docker", ["volume", "ls", "-q", "--filter", `label=${TEST_LABEL}`], { encoding: "utf8" }).split("\n").filter(Boolean);
-  const rows = execFileSync("docker", ["volume", "ls", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.Name}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" })
-    .split("\n")
-    .filter(Boolean)
-    .map((r) => r.split(" ") as [string, string]);
-  const names = [...new Set([...tested, ...rows.filter(([, label]) => label.startsWith(`${INSTANCE_PREFIX}-`)).map(([name]) => name)])];
+  const names = [...new Set([...tested, ...labelledWith(["volume", "ls"], "{{.Name}}", INSTANCE, `${INSTANCE_PREFIX}-`)])];
   if (names.length) execFileSync("docker", ["volume", "rm", "-f", ...names], { stdio: "ignore" });
 }
 
 /** The hardening every worker container gets; tests assert it is in force. */
 export const HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "none", "--pids-limit", "512"];
 
+/** `field` of each object a `docker` listing (`ps -a`, `volume ls`) shows whose `label` starts with `prefix`. */
+function labelledWith(list: string[], field: string, label: string, prefix: string): string[] {
+  return execFileSync("docker", [...list, "--filter", `label=${label}`, "--format", `${field} {{.Label "${label}"}}`], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map((r) => r.split(" ") as [string, string])
+    .filter(([, value]) => value.startsWith(prefix))
+    .map(([x]) => x);
+}
+const INSTANCE = "io.codex-mcp-wrapper.instance";
+
 /**
  * The net under every test: containers started by a broker in a child process carry only their
  * instance label; tests name their instances `cmw-…` (INSTANCE_PREFIX), so any such container is a test's leftover.
  */
 export function removeTestInstances(): void {
-  const rows = execFileSync("docker", ["ps", "-a", "--filter", "label=io.codex-mcp-wrapper.instance", "--format", '{{.ID}} {{.Label "io.codex-mcp-wrapper.instance"}}'], { encoding: "utf8" })
-    .split("\n")
-    .filter(Boolean)
-    .map((r) => r.split(" ") as [string, string]);
-  const ids = rows.filter(([, label]) => label.startsWith(`${INSTANCE_PREFIX}-`)).map(([id]) => id);
-  // Broker containers a compose test brought up (projects named cmw-compose-…).
-  const projects = execFileSync("docker", ["ps", "-a", "--filter", "label=com.docker.compose.project", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'], { encoding: "utf8" })
-    .split("\n")
-    .filter(Boolean)
-    .map((r) => r.split(" ") as [string, string]);
-  ids.push(...projects.filter(([, p]) => p.startsWith("cmw-compose-")).map(([id]) => id));
+  const ids = [
+    ...labelledWith(["ps", "-a"], "{{.ID}}", INSTANCE, `${INSTANCE_PREFIX}-`),
+    // Broker containers a compose test brought up (projects named cmw-compose-…).
+    ...labelledWith(["ps", "-a"], "{{.ID}}", "com.docker.compose.project", "cmw-compose-"),
+  ];
   if (ids.length) execFileSync("docker", ["rm", "-f", "-v", ...ids], { stdio: "ignore" });
 }

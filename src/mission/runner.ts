@@ -18,6 +18,7 @@ import { TaskEventLog } from "./event-log.js";
 import { checkFailure, checkLogSection, checkRecord, DEFAULT_CHECK_TIMEOUT_MS, retryPrompt } from "./check.js";
 import { resolveWorkspace } from "../worker/workspace.js";
 import { workspaceModeOf } from "./load.js";
+import { TurnQueue } from "./turn-queue.js";
 import type { Mission, Task } from "./schema.js";
 
 /** What the runner reports while a mission runs (MCP progress, the CLI's lines). */
@@ -79,6 +80,8 @@ export class MissionRunner {
   private readonly applying = new Map<string, Promise<unknown>>();
   /** Isolated conversations whose copy lives on, by conversation, oldest first: a reply's changes come back from each. */
   private readonly copies = new Map<string, KeptCopy>();
+  /** Each conversation's turns (a reply's, a task's later attempt), one at a time in the order asked. */
+  private readonly turns = new TurnQueue();
   private readonly logger: Logger;
 
   constructor(
@@ -123,6 +126,15 @@ export class MissionRunner {
    * the task's apply was set (cleanly, or not at all: patch_not_applied).
    */
   async reply(req: PoolTurnRequest & { conversationId: string }): Promise<ReplyResult> {
+    const cancelled = (): ReplyResult => ({ result: cancelledWaiting(req.conversationId), artifacts: [], notes: [] });
+    return this.turns.run(req.conversationId, req.signal, async (waitedMs) => {
+      const out = await this.replyNow(req);
+      if (waitedMs > 0) out.notes.unshift(waitedNote(waitedMs));
+      return out;
+    }, cancelled);
+  }
+
+  private async replyNow(req: PoolTurnRequest & { conversationId: string }): Promise<ReplyResult> {
     const copy = this.copies.get(req.conversationId);
     // Held until read back: an idle or evicted container would take the copy with it.
     if (copy) this.pool.pin(req.conversationId);
@@ -391,7 +403,9 @@ export class MissionRunner {
       if (ctx.budget?.spent) throw new BudgetCancel(`cancelled before it started: ${ctx.budget.describe()}`);
       for (let attempt = 1; ; attempt++) {
         const began = new Date();
-        const result = await this.pool.runTurn(turn);
+        const id = turn.conversationId;
+        // A later attempt continues the conversation: after a reply the client sent meanwhile, if any.
+        const result = id ? await this.turns.run(id, turn.signal, () => this.pool.runTurn(turn), () => cancelledWaiting(id)) : await this.pool.runTurn(turn);
         rec.status = result.outcome.status;
         rec.conversationId = result.conversationId ?? rec.conversationId;
         rec.finalMessage = result.outcome.finalMessage;
@@ -621,6 +635,15 @@ export interface ReplyResult {
 
 /** A task the runner cancels before it starts: its mission's token budget is spent. */
 class BudgetCancel extends Error {}
+
+/** A turn cancelled before it began, while the conversation's earlier turn still ran. */
+function cancelledWaiting(conversationId: string): PoolTurnResult {
+  return { conversationId, container: null, outcome: { status: "cancelled", threadId: null, finalMessage: null, error: "cancelled while waiting for the conversation's earlier turn to end", errorCode: "CANCELLED" } };
+}
+
+function waitedNote(ms: number): string {
+  return `waited ${(ms / 1000).toFixed(1)} s for the conversation's earlier turn to end (one turn of a conversation runs at a time)`;
+}
 
 /** Two turns' usage as one (the later turn's model, if it names one). */
 function sumUsage(a: TaskUsage, b: TaskUsage): TaskUsage {

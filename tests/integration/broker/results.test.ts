@@ -189,3 +189,45 @@ describe("a cancelled call", () => {
     await untilValue(() => broker.pool.stats().inFlight, (n) => n === 0, 20_000, "the turn is interrupted once its call is cancelled");
   });
 });
+
+describe("replies to one conversation at once", () => {
+  interface ReplyOut { status: string; finalMessage: string | null; error: string | null; notes?: string[] }
+  const reply = (conversationId: string, prompt: string, signal?: AbortSignal) => client.callTool({ name: "reply", arguments: { conversationId, prompt } }, undefined, { timeout: 170_000, signal }).then((r) => r.structuredContent as ReplyOut);
+
+  it("a second reply sent while a turn runs waits for it and then runs, in order; one cancelled while it waits never runs", async () => {
+    const r = await client.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "queued-replies", tasks: [{ id: "q", prompt: "start" }] } } }, undefined, { timeout: 170_000 });
+    const conv = (r.structuredContent as MissionOut).tasks[0]!.conversationId!;
+    expect(conv).toMatch(/^conv_/);
+
+    const slow = reply(conv, "#fake sleep 3000\nslow one");
+    await untilValue(() => broker.pool.stats().inFlight, (n) => n === 1, 60_000, "the slow reply's turn runs");
+    const next = reply(conv, "#fake recall\nnext one");
+    const a = await slow;
+    const b = await next;
+    // Codex refuses a second turn of a thread while one runs: before the queue, b failed at once
+    // ("thread … already has a turn running").
+    expect(a.status, a.error ?? "").toBe("succeeded");
+    expect(b.status, b.error ?? "").toBe("succeeded");
+    expect(a.notes ?? []).not.toContainEqual(expect.stringContaining("waited"));
+    expect(b.notes).toContainEqual(expect.stringMatching(/^waited \d+\.\d s for the conversation's earlier turn to end/));
+    // b ran after a, on the same thread: its model saw a's message before its own.
+    const heard = JSON.parse(/recall: (.*)/.exec(b.finalMessage!)![1]!) as string[];
+    expect(heard.map((m) => m.split("\n").at(-1))).toEqual(["start", "slow one", "next one"]);
+
+    // Cancelled while it waits: it ends at once, and the turn asked after it still runs after the first.
+    const abort = new AbortController();
+    const slow2 = reply(conv, "#fake sleep 3000\nslow two");
+    await untilValue(() => broker.pool.stats().inFlight, (n) => n === 1, 60_000, "the second slow reply's turn runs");
+    const dropped = reply(conv, "dropped one", abort.signal).then(() => "resolved", () => "rejected");
+    const last = reply(conv, "#fake recall\nlast one");
+    await new Promise((res) => setTimeout(res, 500));
+    abort.abort("the user pressed Esc");
+    expect(await dropped).toBe("rejected");
+    expect((await slow2).status).toBe("succeeded");
+    const l = await last;
+    expect(l.status, l.error ?? "").toBe("succeeded");
+    const heard2 = JSON.parse(/recall: (.*)/.exec(l.finalMessage!)![1]!) as string[];
+    expect(heard2.map((m) => m.split("\n").at(-1))).toEqual(["start", "slow one", "next one", "slow two", "last one"]);
+    await untilValue(() => broker.pool.stats().inFlight, (n) => n === 0, 15_000, "no turn is left running");
+  });
+});

@@ -152,7 +152,7 @@ describe("workspace_mode isolated", () => {
     runner.dropCopies();
   });
 
-  it("two replies under way to one isolated conversation each hold its copy: the one that ends first does not release it while the other is still running", async () => {
+  it("two replies at once to one isolated conversation run one after the other: the second waits for the first's turn and read-back, and each one's changes come back apart", async () => {
     const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
     const ws = ignoredWorkspace();
     const store = new StateStore(pool.config.stateDir);
@@ -165,17 +165,20 @@ describe("workspace_mode isolated", () => {
 
     const slow = runner.reply({ conversationId: t.conversationId!, prompt: "#fake sleep 4000\n#fake write a.txt A" });
     expect(held()).toBe(1);
-    // A second reply while the first's turn runs: Codex runs one turn of a thread at a time, so it
-    // ends at once (its copy read back, its hold released).
-    const quick = await runner.reply({ conversationId: t.conversationId!, prompt: "#fake write b.txt B" });
-    expect(quick.result.outcome.status).toBe("failed");
-    expect(quick.result.outcome.error).toContain("already has a turn running");
-    // The first's turn is still sleeping: its copy is still held, so its container is neither
-    // evicted nor stopped idle before its read-back.
+    // A second reply while the first's turn runs: it waits (Codex runs one turn of a thread at a
+    // time, and refused it at once before), holding nothing meanwhile; the first still holds its copy.
+    const quick = runner.reply({ conversationId: t.conversationId!, prompt: "#fake write b.txt B" });
+    await new Promise((r) => setTimeout(r, 1000));
     expect(held()).toBe(1);
     const a = await slow;
     expect(a.result.outcome.status).toBe("succeeded");
-    expect(a.artifacts.map((x) => x.path).sort()).toEqual(["replies/2/a.txt", "replies/2/changes.patch"]);
+    expect(a.artifacts.map((x) => x.path).sort()).toEqual(["replies/1/a.txt", "replies/1/changes.patch"]);
+    const b = await quick;
+    expect(b.result.outcome.status, b.result.outcome.error ?? "").toBe("succeeded");
+    expect(b.notes[0]).toMatch(/^waited \d+\.\d s for the conversation's earlier turn to end/);
+    // Its changes are its own: read back from the tree the first one left, not mixed with it.
+    expect(b.artifacts.map((x) => x.path).sort()).toEqual(["replies/2/b.txt", "replies/2/changes.patch"]);
+    expect(stored(store, record, t, "replies/2/changes.patch")).not.toContain("a.txt");
     expect(held()).toBe(0);
     await pool.shutdown();
     runner.dropCopies();

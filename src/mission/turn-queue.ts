@@ -1,0 +1,45 @@
+/**
+ * One conversation's turns run one at a time, in the order they were asked for. Codex runs one
+ * turn of a thread at a time (app-server refuses a second at once: "thread … already has a turn
+ * running"), and an isolated conversation's copy is read back after each turn, before the next
+ * one changes it. A second reply sent while a turn runs waits for it instead of failing.
+ */
+export class TurnQueue {
+  /** By conversation: settled once every turn asked for so far has ended. */
+  private readonly tails = new Map<string, Promise<void>>();
+
+  /**
+   * Runs `fn` once the conversation's earlier turns have ended; `fn` is told how long it waited.
+   * A signal that aborts while it waits ends it with `cancelled()` instead, and the turns asked for
+   * after it keep their order.
+   */
+  async run<T>(conversationId: string, signal: AbortSignal | undefined, fn: (waitedMs: number) => Promise<T>, cancelled: () => T): Promise<T> {
+    const before = this.tails.get(conversationId);
+    let ended = (): void => {};
+    const mine = new Promise<void>((resolve) => (ended = resolve));
+    const tail = before ? before.then(() => mine) : mine;
+    this.tails.set(conversationId, tail);
+    try {
+      const since = Date.now();
+      if (before && !(await settledUnlessAborted(before, signal))) return cancelled();
+      return await fn(before ? Date.now() - since : 0);
+    } finally {
+      ended();
+      if (this.tails.get(conversationId) === tail) this.tails.delete(conversationId);
+    }
+  }
+}
+
+/** True once `p` settles; false if `signal` aborts first. */
+function settledUnlessAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<boolean> {
+  if (!signal) return p.then(() => true);
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const onAbort = (): void => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+    void p.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    });
+  });
+}

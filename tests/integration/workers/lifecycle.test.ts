@@ -1,6 +1,8 @@
 // Container lifecycle in the pool: idle containers are stopped after idle_timeout; a frozen
 // (paused) container fails its health probe and is replaced; approvals asked by Codex are
-// declined (no human is in the loop) and recorded as events.
+// declined (no human is in the loop) and recorded as events; a container whose Codex never
+// answers at start fails its turn with WORKER_TIMEOUT and is removed.
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -41,6 +43,35 @@ describe("worker lifecycle", () => {
     const after = await pool.runTurn({ workspace: ws, prompt: "after" });
     expect(after.outcome).toMatchObject({ status: "succeeded", finalMessage: "echo: after" });
     expect(after.container).not.toBe(first.container);
+  });
+
+  it("a container whose Codex does not answer within the start budget: the turn fails with WORKER_TIMEOUT naming it, the container is removed, and the next turn gets a new one", async () => {
+    const pool = await pools.start({ workers: [{ name: "w", max_containers: 1 }], pool: { startTimeoutMs: 6000 } });
+    const label = pool.config.label;
+    // Each container of this pool is paused as soon as the engine starts it, once: Codex in it
+    // never answers initialize (the netns relay channel opens without the container's processes).
+    const paused: string[] = [];
+    const watch = spawn("docker", ["events", "--filter", `label=${LABELS.instance}=${label}`, "--filter", "event=start", "--format", "{{.ID}}"]);
+    watch.stdout.setEncoding("utf8").on("data", (d: string) => {
+      for (const id of d.split("\n").filter(Boolean)) {
+        if (paused.length > 0) continue;
+        paused.push(id);
+        void docker.pause(id).catch(() => {});
+      }
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 500)); // the watch is listening
+      const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
+      expect(r.outcome.status).toBe("failed");
+      expect(r.outcome.errorCode).toBe("WORKER_TIMEOUT");
+      expect(r.outcome.error).toMatch(new RegExp(`^worker ${r.container} did not start: Codex in ${r.container} did not answer within 6000 ms`));
+      expect(paused).toHaveLength(1);
+      await until(async () => (await docker.inspect(paused[0]!)) === null, 15_000, "the container that did not answer is removed");
+    } finally {
+      watch.kill();
+    }
+    const next = await pool.runTurn({ workspace: makeWorkspace(), prompt: "again" });
+    expect(next.outcome).toMatchObject({ status: "succeeded", finalMessage: "echo: again" });
   });
 
   it("declines the approvals Codex asks for, and records them", async () => {

@@ -60,19 +60,19 @@ function start(pool: WorkerPool, ws: string, mission: Omit<MissionInput, "name">
 const byEngine = (tasks: TaskRecord[]): Record<string, number> => tasks.reduce<Record<string, number>>((n, t) => ({ ...n, [t.engine ?? "?"]: (n[t.engine ?? "?"] ?? 0) + 1 }), {});
 
 describe("several engines", () => {
-  it("spreads a mission of 12 tasks over 3 engines within each one's room; remote tasks work on copies whose patches come back; replies return to their conversation's engine", async () => {
-    const pool = await pools.start({ workers: [{ name: "default", capacity: 1, max_containers: 12 }], engines: engines(4) });
+  it("spreads a mission of 6 tasks over 3 engines within each one's room; remote tasks work on copies whose patches come back; replies return to their conversation's engine", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", capacity: 1, max_containers: 6 }], engines: engines(2) });
     const ws = workspace();
-    // All 12 are placed at once (the runner starts a mission's tasks together): no task waits, so each takes a new container.
-    const tasks = Array.from({ length: 12 }, (_, i) => ({ id: `t${i}`, prompt: `#fake write out-${i}.txt from-${i}`, artifacts: [`out-${i}.txt`] }));
+    // All 6 are placed at once (the runner starts a mission's tasks together): no task waits, so each takes a new container.
+    const tasks = Array.from({ length: 6 }, (_, i) => ({ id: `t${i}`, prompt: `#fake write out-${i}.txt from-${i}`, artifacts: [`out-${i}.txt`] }));
     const { done } = start(pool, ws, { tasks, defaults: { sandbox: "workspace-write" } });
     const record = await done;
     for (const t of record.tasks) expect(t.status, `${t.id}: ${t.error}`).toBe("succeeded");
-    // 4 each: all 12 were placed at once, each engine holding at most its max_containers.
-    expect(byEngine(record.tasks)).toEqual({ local: 4, "eng-1": 4, "eng-2": 4 });
+    // 2 each: all 6 were placed at once, each engine holding at most its max_containers.
+    expect(byEngine(record.tasks)).toEqual({ local: 2, "eng-1": 2, "eng-2": 2 });
     // A shared task that ran on a remote engine worked on a copy: its patch was applied to the
     // workspace (it applies cleanly), and its artifact is its own file.
-    for (let i = 0; i < 12; i++) expect(readFileSync(path.join(ws, `out-${i}.txt`), "utf8").trim()).toBe(`from-${i}`);
+    for (let i = 0; i < 6; i++) expect(readFileSync(path.join(ws, `out-${i}.txt`), "utf8").trim()).toBe(`from-${i}`);
     for (const t of record.tasks) expect(t.artifacts.map((a) => a.path)).toContain(`out-${t.id.slice(1)}.txt`);
     const onRemote = record.tasks.find((t) => t.engine === "eng-1")!;
     expect(onRemote.artifacts.map((a) => a.path)).toContain("changes.patch");

@@ -298,7 +298,7 @@ export class MissionRunner {
       },
     };
     const done = (async () => {
-      await Promise.all(mission.tasks.map((task, i) => this.runTask(ctx, task, record.tasks[i]!, controllers.get(task.id)!.signal)));
+      await Promise.all(mission.tasks.map((task, i) => this.runTaskHeld(ctx, task, record.tasks[i]!, controllers.get(task.id)!.signal)));
       try {
         const manifest = Object.fromEntries(record.tasks.map((t) => [t.id, t.artifacts]));
         if (record.tasks.some((t) => t.artifacts.length)) {
@@ -322,7 +322,21 @@ export class MissionRunner {
     return { missionId: record.missionId, done };
   }
 
-  private async runTask(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal): Promise<void> {
+  /**
+   * A task holds its conversation, once its first turn has made one, until it has ended (its check,
+   * later attempts and read-back done): a reply sent meanwhile (the client found the conversation in
+   * `status`) waits instead of running beside the check or changing the copy before it is read back.
+   */
+  private async runTaskHeld(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal): Promise<void> {
+    const held: TaskHold = {};
+    try {
+      await this.runTask(ctx, task, rec, signal, held);
+    } finally {
+      held.release?.();
+    }
+  }
+
+  private async runTask(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal, held: TaskHold): Promise<void> {
     const { mission, mrec, workspace, save, onProgress } = ctx;
     const d = mission.defaults ?? {};
     const log = (e: unknown): void => {
@@ -403,9 +417,8 @@ export class MissionRunner {
       if (ctx.budget?.spent) throw new BudgetCancel(`cancelled before it started: ${ctx.budget.describe()}`);
       for (let attempt = 1; ; attempt++) {
         const began = new Date();
-        const id = turn.conversationId;
-        // A later attempt continues the conversation: after a reply the client sent meanwhile, if any.
-        const result = id ? await this.turns.run(id, turn.signal, () => this.pool.runTurn(turn), () => cancelledWaiting(id)) : await this.pool.runTurn(turn);
+        const result = await this.pool.runTurn(turn);
+        if (result.conversationId && !held.release) held.release = this.turns.hold(result.conversationId);
         rec.status = result.outcome.status;
         rec.conversationId = result.conversationId ?? rec.conversationId;
         rec.finalMessage = result.outcome.finalMessage;
@@ -441,6 +454,7 @@ export class MissionRunner {
           if (check) done();
           break;
         }
+        rec.status = "running"; // until the check decides (status shows the conversation meanwhile)
         log({ type: "check_started", attempt, command: check });
         onProgress?.({ kind: "check", taskId: task.id, command: check, attempt, of });
         const r = await this.pool.runCommand(rec.conversationId, { command: check, timeoutMs: checkTimeout, env, signal });
@@ -457,7 +471,10 @@ export class MissionRunner {
           rec.error = "cancelled while its check ran";
           break;
         }
-        if (r.exitCode === 0) break;
+        if (r.exitCode === 0) {
+          rec.status = "succeeded";
+          break;
+        }
         rec.status = "failed";
         rec.errorCode = c.timedOut ? "check_timed_out" : "check_failed";
         rec.error = checkFailure(c, checkTimeout, attempt, of);
@@ -524,6 +541,7 @@ export class MissionRunner {
       rmSync(changes.resultDir, { recursive: true, force: true });
       this.keepCopy(rec.conversationId, { baseline: { ...baseline, tree: changes.after }, missionId: mrec.missionId, taskId: task.id, workspace, apply: task.apply ?? d.apply ?? !isolated, replies: 0, reading: Promise.resolve() });
     } else if (workDir) rmSync(workDir, { recursive: true, force: true });
+    held.release?.(); // the conversation is the client's now (its copy kept, if any)
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
     await save(true, rec);
@@ -635,6 +653,11 @@ export interface ReplyResult {
 
 /** A task the runner cancels before it starts: its mission's token budget is spent. */
 class BudgetCancel extends Error {}
+
+/** Releases a task's hold on its conversation (set once its first turn made one). */
+interface TaskHold {
+  release?: () => void;
+}
 
 /** A turn cancelled before it began, while the conversation's earlier turn still ran. */
 function cancelledWaiting(conversationId: string): PoolTurnResult {

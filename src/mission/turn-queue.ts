@@ -28,6 +28,18 @@ export class TurnQueue {
       if (this.tails.get(conversationId) === tail) this.tails.delete(conversationId);
     }
   }
+
+  /**
+   * Holds the conversation from now until the returned release is called (after any earlier
+   * turns): the turns asked for meanwhile wait for it. A task holds its conversation from its first
+   * turn's end until its check, later attempts and read-back are done.
+   */
+  hold(conversationId: string): () => void {
+    let release = (): void => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    void this.run(conversationId, undefined, () => released, () => undefined);
+    return release;
+  }
 }
 
 /** True once `p` settles; false if `signal` aborts first. */

@@ -17,6 +17,7 @@ import { LABELS } from "../../../src/worker/container.js";
 import { INSTANCE_PREFIX, TEST_LABEL } from "../support/env.js";
 import { gitWorkspace, runMission, stored } from "../support/isolated.js";
 import { poolFixture } from "../support/pool.js";
+import { untilValue } from "../support/wait.js";
 
 const RUN = `isolated-${process.pid}`;
 const pools = poolFixture(RUN);
@@ -180,6 +181,32 @@ describe("workspace_mode isolated", () => {
     expect(b.artifacts.map((x) => x.path).sort()).toEqual(["replies/2/b.txt", "replies/2/changes.patch"]);
     expect(stored(store, record, t, "replies/2/changes.patch")).not.toContain("a.txt");
     expect(held()).toBe(0);
+    await pool.shutdown();
+    runner.dropCopies();
+  });
+
+  it("a reply sent while its task's check still runs waits for the task to end: the task's changes are its own, the reply's come back apart", async () => {
+    const pool = await pools.start({ workers: [{ name: "default", workspace_mode: "isolated" }] });
+    const ws = ignoredWorkspace();
+    const store = new StateStore(pool.config.stateDir);
+    const runner = new MissionRunner(pool, store);
+    const started = runner.start(validateMission({ name: "held", tasks: [{ id: "edit", prompt: "#fake write a.txt A", check: "sleep 3" }] }, pool.config), { workspace: ws });
+    // The conversation shows in status once the first turn has ended, while the check runs (the task
+    // still running until the check decides).
+    const running = await untilValue(() => ({ ...runner.status(started.missionId).tasks[0]! }), (t) => !["queued", "running"].includes(t.status) || t.conversationId !== null, 60_000, "the task's conversation while its check runs", 50);
+    expect(running.status).toBe("running");
+    const reply = runner.reply({ conversationId: running.conversationId!, prompt: "#fake write b.txt B" });
+    const record = await started.done;
+    const t = record.tasks[0]!;
+    expect(t.status, t.error ?? "").toBe("succeeded");
+    // The task's changes are read back before the reply's turn touches the copy.
+    expect(t.artifacts.map((x) => x.path).sort()).toEqual(["a.txt", "changes.patch", "check.log"]);
+    expect(stored(store, record, t, "changes.patch")).not.toContain("b.txt");
+    const r = await reply;
+    expect(r.result.outcome.status, r.result.outcome.error ?? "").toBe("succeeded");
+    expect(r.notes[0]).toMatch(/^waited \d+\.\d s for the conversation's earlier turn to end/);
+    expect(r.artifacts.map((x) => x.path).sort()).toEqual(["replies/1/b.txt", "replies/1/changes.patch"]);
+    expect(stored(store, record, t, "replies/1/changes.patch")).not.toContain("a.txt");
     await pool.shutdown();
     runner.dropCopies();
   });

@@ -1,6 +1,6 @@
 // One turn of a conversation at a time (the integration tests in broker/results and workers/isolated
 // drive it through real replies): order, the wait reported, a waiter cancelled, an error that does not
-// stall the turns behind it, and conversations that do not wait on each other.
+// stall the turns behind it, conversations that do not wait on each other, and a task's hold.
 import { describe, expect, it } from "vitest";
 import { TurnQueue } from "../../../src/mission/turn-queue.js";
 
@@ -85,5 +85,21 @@ describe("TurnQueue", () => {
     expect(await b).toBe("b");
     // Once every turn has ended the conversation starts fresh: no wait.
     expect(await q.run("c1", undefined, async (waited) => waited, () => -1)).toBe(0);
+  });
+
+  it("hold keeps the conversation until released: turns asked meanwhile wait, in order", async () => {
+    const q = new TurnQueue();
+    const release = q.hold("c1");
+    const log: string[] = [];
+    const a = q.run("c1", undefined, async (waited) => {
+      log.push(`a ${waited >= 20 ? "waited" : waited}`);
+      return "a";
+    }, () => "a cancelled");
+    await new Promise((r) => setTimeout(r, 25));
+    expect(log).toEqual([]);
+    release();
+    release(); // twice is harmless
+    expect(await a).toBe("a");
+    expect(log).toEqual(["a waited"]);
   });
 });

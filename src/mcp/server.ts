@@ -15,7 +15,7 @@ import { McpServer, ResourceTemplate, type ReadResourceTemplateCallback } from "
 import { Protocol, type RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema, type CallToolResult, type ReadResourceResult, type ServerNotification, type ServerRequest, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { outcomeCode } from "../codex/driver.js";
+import { outcomeCode, type DriverEvent } from "../codex/driver.js";
 import { artifactMimeType } from "../artifacts/mime.js";
 import { formatZodIssues, WrapperError } from "../errors.js";
 import { readMissionFile, validateMission } from "../mission/load.js";
@@ -126,9 +126,11 @@ function defineTool<I extends z.ZodRawShape>(name: string, spec: ToolSpec<I>): B
 /** A request schema that takes any params: the handler checks them, to answer with the right code. */
 const anyParams = <M extends string>(method: M) => z.object({ method: z.literal(method), params: z.unknown().optional() });
 
+/** A progress message's text: the first line, at most 200 characters. */
+const line = (s: string): string => s.split("\n")[0]!.slice(0, 200);
+
 /** Progress messages: what happened, in a line. */
 function progressMessage(e: ProgressEvent): string {
-  const line = (s: string): string => s.split("\n")[0]!.slice(0, 200);
   switch (e.kind) {
     case "task_started":
       return `task ${e.taskId} started on ${e.container}`;
@@ -233,7 +235,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     defineTool("reply", {
       title: "Continue a Codex conversation",
       description:
-        "Sends a follow-up prompt to a conversation started by `batch` (its conversationId). It runs on the container that holds the conversation (or a replacement on the same Codex home) and returns the same shape as one task of `batch`. Cancelling the call interrupts the turn, unless detach=true.",
+        "Sends a follow-up prompt to a conversation started by `batch` (its conversationId). It runs on the container that holds the conversation (or a replacement on the same Codex home) and returns the same shape as one task of `batch`. If the conversation's turn (or its task) is still running, it waits for that to end first: one turn of a conversation runs at a time. Cancelling the call interrupts the turn, unless detach=true.",
       input: {
         conversationId: z.string().describe("A conversationId from a batch or reply result"),
         prompt: z.string().min(1).describe("The next message for Codex"),
@@ -250,11 +252,30 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         });
         const callOver = new AbortController();
         const approve = clientApprover(server, extra, () => `Conversation ${args.conversationId}`, () => !callOver.signal.aborted, callOver.signal);
+        // Progress as batch's, of one: a wait for the conversation's earlier turn, its commands and messages.
+        const progressToken = extra._meta?.progressToken;
+        const meter = new ProgressMeter(1);
+        const sent: Promise<void>[] = [];
+        const progress = (message: string, end = false): void => {
+          if (progressToken === undefined || callOver.signal.aborted) return;
+          const value = end ? meter.finish("reply") : meter.event("reply");
+          sent.push(extra.sendNotification({ method: "notifications/progress", params: { progressToken, progress: value, total: 1, message } }).catch(() => {}));
+        };
+        const onEvent = (e: DriverEvent): void => {
+          if (e.kind === "command_started") progress(`$ ${line(e.command)}`);
+          else if (e.kind === "agent_message") progress(line(e.text));
+        };
+        const onWait = (): void => progress("waiting for the conversation's earlier turn to end (one turn of a conversation runs at a time)");
         try {
           // On an isolated conversation, what the turn changed in its copy comes back as artifacts.
-          const { result: r, artifacts, notes, patchRefused, task } = await deps.runner.reply({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve });
+          const { result: r, artifacts, notes, patchRefused, task } = await deps.runner.reply({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve, onEvent, onWait });
           const allNotes = [...(r.notes ?? []), ...notes];
           const status = patchRefused && r.outcome.status === "succeeded" ? "failed" : r.outcome.status;
+          if (progressToken !== undefined) {
+            progress(`reply ${status}`, true);
+            await Promise.all(sent);
+            await new Promise((res) => setTimeout(res, 25)); // as batch's: the last progress before the result
+          }
           const out: TaskResultOut = {
             id: args.conversationId,
             status,

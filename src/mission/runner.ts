@@ -123,15 +123,16 @@ export class MissionRunner {
    * the broker still holds, the copy is read back after the turn and what the turn changed comes
    * back as its task's did: the changed files and changes.patch (from the tree the previous turn
    * left), stored among its task's artifacts under replies/<n>/, and applied to the workspace when
-   * the task's apply was set (cleanly, or not at all: patch_not_applied).
+   * the task's apply was set (cleanly, or not at all: patch_not_applied). It runs once the
+   * conversation's earlier turn (or its task) has ended; `onWait` is told at once if it must wait.
    */
-  async reply(req: PoolTurnRequest & { conversationId: string }): Promise<ReplyResult> {
+  async reply(req: PoolTurnRequest & { conversationId: string; onWait?: () => void }): Promise<ReplyResult> {
     const cancelled = (): ReplyResult => ({ result: cancelledWaiting(req.conversationId), artifacts: [], notes: [] });
     return this.turns.run(req.conversationId, req.signal, async (waitedMs) => {
       const out = await this.replyNow(req);
       if (waitedMs > 0) out.notes.unshift(waitedNote(waitedMs));
       return out;
-    }, cancelled);
+    }, cancelled, req.onWait);
   }
 
   private async replyNow(req: PoolTurnRequest & { conversationId: string }): Promise<ReplyResult> {

@@ -11,9 +11,9 @@ export class TurnQueue {
   /**
    * Runs `fn` once the conversation's earlier turns have ended; `fn` is told how long it waited.
    * A signal that aborts while it waits ends it with `cancelled()` instead, and the turns asked for
-   * after it keep their order.
+   * after it keep their order. `onWait` is called at once if it has to wait.
    */
-  async run<T>(conversationId: string, signal: AbortSignal | undefined, fn: (waitedMs: number) => Promise<T>, cancelled: () => T): Promise<T> {
+  async run<T>(conversationId: string, signal: AbortSignal | undefined, fn: (waitedMs: number) => Promise<T>, cancelled: () => T, onWait?: () => void): Promise<T> {
     const before = this.tails.get(conversationId);
     let ended = (): void => {};
     const mine = new Promise<void>((resolve) => (ended = resolve));
@@ -21,6 +21,7 @@ export class TurnQueue {
     this.tails.set(conversationId, tail);
     try {
       const since = Date.now();
+      if (before) onWait?.();
       if (before && !(await settledUnlessAborted(before, signal))) return cancelled();
       return await fn(before ? Date.now() - since : 0);
     } finally {

@@ -192,7 +192,8 @@ describe("a cancelled call", () => {
 
 describe("replies to one conversation at once", () => {
   interface ReplyOut { status: string; finalMessage: string | null; error: string | null; notes?: string[] }
-  const reply = (conversationId: string, prompt: string, signal?: AbortSignal) => client.callTool({ name: "reply", arguments: { conversationId, prompt } }, undefined, { timeout: 170_000, signal }).then((r) => r.structuredContent as ReplyOut);
+  const reply = (conversationId: string, prompt: string, signal?: AbortSignal, onprogress?: (p: Progress) => void) =>
+    client.callTool({ name: "reply", arguments: { conversationId, prompt } }, undefined, { timeout: 170_000, signal, ...(onprogress ? { onprogress } : {}) }).then((r) => r.structuredContent as ReplyOut);
 
   it("a second reply sent while a turn runs waits for it and then runs, in order; one cancelled while it waits never runs", async () => {
     const r = await client.callTool({ name: "batch", arguments: { workspace: ws, mission: { name: "queued-replies", tasks: [{ id: "q", prompt: "start" }] } } }, undefined, { timeout: 170_000 });
@@ -201,7 +202,8 @@ describe("replies to one conversation at once", () => {
 
     const slow = reply(conv, "#fake sleep 3000\nslow one");
     await untilValue(() => broker.pool.stats().inFlight, (n) => n === 1, 60_000, "the slow reply's turn runs");
-    const next = reply(conv, "#fake recall\nnext one");
+    const progress: Progress[] = [];
+    const next = reply(conv, "#fake run echo hi\n#fake recall\nnext one", undefined, (p) => progress.push(p));
     const a = await slow;
     const b = await next;
     // Codex refuses a second turn of a thread while one runs: before the queue, b failed at once
@@ -213,6 +215,11 @@ describe("replies to one conversation at once", () => {
     // b ran after a, on the same thread: its model saw a's message before its own.
     const heard = JSON.parse(/recall: (.*)/.exec(b.finalMessage!)![1]!) as string[];
     expect(heard.map((m) => m.split("\n").at(-1))).toEqual(["start", "slow one", "next one"]);
+    // Its progress: the wait, its command, its message, its end; strictly increasing to a total of 1.
+    expect(progress.map((p) => p.message)).toEqual(["waiting for the conversation's earlier turn to end (one turn of a conversation runs at a time)", expect.stringMatching(/^\$ .*echo hi/), expect.stringMatching(/^ran echo hi/), "reply succeeded"]);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]!.progress).toBeGreaterThan(progress[i - 1]!.progress);
+    expect(progress.every((p) => p.total === 1)).toBe(true);
+    expect(progress.at(-1)!.progress).toBe(1);
 
     // Cancelled while it waits: it ends at once, and the turn asked after it still runs after the first.
     const abort = new AbortController();

@@ -80,7 +80,7 @@ export class MissionRunner {
   private readonly applying = new Map<string, Promise<unknown>>();
   /** Isolated conversations whose copy lives on, by conversation, oldest first: a reply's changes come back from each. */
   private readonly copies = new Map<string, KeptCopy>();
-  /** Each conversation's turns (a reply's, a task's later attempt), one at a time in the order asked. */
+  /** Each conversation's turns, one at a time in the order asked: replies, and a task's whole run once its first turn ends (held). */
   private readonly turns = new TurnQueue();
   private readonly logger: Logger;
 

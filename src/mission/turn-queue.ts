@@ -2,7 +2,8 @@
  * One conversation's turns run one at a time, in the order they were asked for. Codex runs one
  * turn of a thread at a time (app-server refuses a second at once: "thread … already has a turn
  * running"), and an isolated conversation's copy is read back after each turn, before the next
- * one changes it. A second reply sent while a turn runs waits for it instead of failing.
+ * one changes it. A second reply sent while a turn runs waits for it instead of failing, and a
+ * task holds its conversation (hold) until it has ended.
  */
 export class TurnQueue {
   /** By conversation: settled once every turn asked for so far has ended. */

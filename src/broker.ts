@@ -30,6 +30,7 @@ export class Broker {
       version: VERSION,
       pool: () => this.pool.stats(),
       activeTasks: () => this.runner.activeTasks(),
+      repliesWaiting: () => this.runner.repliesWaiting(),
     });
     this.pool = new WorkerPool({
       config,

@@ -14,6 +14,8 @@ export interface MetricsSources {
   pool: () => PoolStats;
   /** Tasks of running missions by their current status (queued, running). */
   activeTasks: () => Record<string, number>;
+  /** Replies waiting for their conversation's earlier turn, or its task, to end. */
+  repliesWaiting: () => number;
 }
 
 const CONTAINER_STATES = ["starting", "ready", "dead"] as const;
@@ -112,6 +114,14 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.set(src.pool().inFlight);
+      },
+    });
+    new Gauge({
+      name: "codex_wrapper_replies_waiting",
+      help: "Replies waiting for their conversation's earlier turn, or its task, to end (one turn of a conversation runs at a time)",
+      registers,
+      collect() {
+        this.set(src.repliesWaiting());
       },
     });
     new Counter({

@@ -204,6 +204,11 @@ export class MissionRunner {
     else await this.store.saveMissionAsync(rec);
   }
 
+  /** Replies waiting now for their conversation's earlier turn, or its task, to end. */
+  repliesWaiting(): number {
+    return this.turns.waiting;
+  }
+
   /** Tasks of running missions by current status (queued, running, or finished ones). */
   activeTasks(): Record<string, number> {
     const counts: Record<string, number> = {};

@@ -8,6 +8,12 @@
 export class TurnQueue {
   /** By conversation: settled once every turn asked for so far has ended. */
   private readonly tails = new Map<string, Promise<void>>();
+  private waits = 0;
+
+  /** Turns waiting now for their conversation's earlier turn (or its task) to end. */
+  get waiting(): number {
+    return this.waits;
+  }
 
   /**
    * Runs `fn` once the conversation's earlier turns have ended; `fn` is told how long it waited.
@@ -22,8 +28,12 @@ export class TurnQueue {
     this.tails.set(conversationId, tail);
     try {
       const since = Date.now();
-      if (before) onWait?.();
-      if (before && !(await settledUnlessAborted(before, signal))) return cancelled();
+      if (before) {
+        onWait?.();
+        this.waits++;
+        const settled = await settledUnlessAborted(before, signal).finally(() => this.waits--);
+        if (!settled) return cancelled();
+      }
       return await fn(before ? Date.now() - since : 0);
     } finally {
       ended();

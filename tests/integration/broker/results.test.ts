@@ -204,8 +204,11 @@ describe("replies to one conversation at once", () => {
     await untilValue(() => broker.pool.stats().inFlight, (n) => n === 1, 60_000, "the slow reply's turn runs");
     const progress: Progress[] = [];
     const next = reply(conv, "#fake run echo hi\n#fake recall\nnext one", undefined, (p) => progress.push(p));
+    const waitingGauge = async (): Promise<string | undefined> => /^codex_wrapper_replies_waiting (\d+)$/m.exec((await broker.metrics.render()).body)?.[1];
+    await untilValue(waitingGauge, (v) => v === "1", 15_000, "the second reply to wait (/metrics)");
     const a = await slow;
     const b = await next;
+    expect(await waitingGauge()).toBe("0");
     // Codex refuses a second turn of a thread while one runs: before the queue, b failed at once
     // ("thread … already has a turn running").
     expect(a.status, a.error ?? "").toBe("succeeded");

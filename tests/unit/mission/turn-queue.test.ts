@@ -31,9 +31,11 @@ describe("TurnQueue", () => {
     }, () => "c cancelled");
     await new Promise((r) => setTimeout(r, 25));
     expect(log).toEqual(["a start 0"]);
+    expect(q.waiting).toBe(2);
     first.open();
     expect(await Promise.all([a, b, c])).toEqual(["a", "b", "c"]);
     expect(log).toEqual(["a start 0", "a end", "b start waited", "c start"]);
+    expect(q.waiting).toBe(0);
   });
 
   it("a waiter whose signal aborts ends cancelled without running; the turns after it still wait for the running one", async () => {
@@ -56,6 +58,7 @@ describe("TurnQueue", () => {
     }, () => "c cancelled");
     ac.abort();
     expect(await b).toBe("b cancelled");
+    expect(q.waiting).toBe(1); // c still waits; b, cancelled, no longer does
     await new Promise((r) => setTimeout(r, 10));
     expect(log).toEqual([]);
     first.open();

@@ -898,6 +898,10 @@ async function scale3() {
     }
   }
   const perEngine = Number(process.env.BENCH_SCALE3_CONTAINERS ?? 2);
+  // BENCH_SCALE3_SLEEP_MS=N: each task runs a command of N ms (#fake sleep), as a task whose
+  // model and tools take time: the same tasks at a rate the machine's CPU is not saturated by.
+  const sleepMs = Number(process.env.BENCH_SCALE3_SLEEP_MS ?? 0);
+  const scale3Prompt = sleepMs > 0 ? `#fake sleep ${sleepMs}\nhello` : "hello";
   const containers = perEngine * (1 + list.length);
   const ws = ownedDir("ws");
   const label = `cmw-${RUN}-s${++seq}`;
@@ -918,7 +922,7 @@ async function scale3() {
     await b.waitReady(containers, 300_000);
     const spread = b.readyEngines();
     say(`scale3: ${containers} warm containers (${spread.join(", ")})`);
-    results.scale3 = { containers, capacity: 4, spread, model: model.where, cells: [] };
+    results.scale3 = { containers, capacity: 4, spread, model: model.where, prompt: scale3Prompt, cells: [] };
     for (const spec of counts) {
       const tasks = parseInt(spec, 10);
       const polled = !String(spec).endsWith("q");
@@ -926,7 +930,8 @@ async function scale3() {
       const cpu0 = b.cpu();
       const sched0 = b.sched();
       const t0 = performance.timeOrigin + performance.now();
-      const mission = { name: "scale3", tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: "hello" })) };
+      // A model name Codex has no metadata for gives it the plain shell tool the rehearsal model drives.
+      const mission = { name: "scale3", ...(sleepMs > 0 ? { defaults: { model: "rehearsal" } } : {}), tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: scale3Prompt })) };
       let polls, missionId, wallMs;
       if (polled) {
         const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission } }, undefined, { timeout: 900_000 });

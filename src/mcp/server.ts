@@ -129,6 +129,16 @@ const anyParams = <M extends string>(method: M) => z.object({ method: z.literal(
 /** A progress message's text: the first line, at most 200 characters. */
 const line = (s: string): string => s.split("\n")[0]!.slice(0, 200);
 
+/**
+ * Waits until a call's progress notifications are sent, before its result. The SDK's client
+ * handles notifications a microtask late but responses at once: a result in the same chunk as the
+ * last progress would drop it. A short gap keeps them apart.
+ */
+async function progressSent(sent: Promise<void>[], progressToken: unknown): Promise<void> {
+  await Promise.all(sent);
+  if (progressToken !== undefined) await new Promise((r) => setTimeout(r, 25));
+}
+
 /** Progress messages: what happened, in a line. */
 function progressMessage(e: ProgressEvent): string {
   switch (e.kind) {
@@ -216,10 +226,7 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         try {
           // A cancelled request gets no response (the SDK drops it): stop waiting at once.
           const rec = await Promise.race([done, abort.cancelled.then(() => deps.runner.status(missionId))]);
-          await Promise.all(sent);
-          // The SDK's client handles notifications a microtask late but responses at once: a result
-          // in the same chunk as the last progress would drop it. A short gap keeps them apart.
-          if (progressToken !== undefined) await new Promise((r) => setTimeout(r, 25));
+          await progressSent(sent, progressToken);
           return missionResult(rec);
         } finally {
           open = false;
@@ -271,11 +278,8 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
           const { result: r, artifacts, notes, patchRefused, task } = await deps.runner.reply({ conversationId: args.conversationId, prompt: args.prompt, timeoutMs: args.timeout_seconds ? args.timeout_seconds * 1000 : undefined, signal: turn.signal, approve, onEvent, onWait });
           const allNotes = [...(r.notes ?? []), ...notes];
           const status = patchRefused && r.outcome.status === "succeeded" ? "failed" : r.outcome.status;
-          if (progressToken !== undefined) {
-            progress(`reply ${status}`, true);
-            await Promise.all(sent);
-            await new Promise((res) => setTimeout(res, 25)); // as batch's: the last progress before the result
-          }
+          progress(`reply ${status}`, true);
+          await progressSent(sent, progressToken);
           const out: TaskResultOut = {
             id: args.conversationId,
             status,

@@ -330,8 +330,9 @@ export class MissionRunner {
 
   /**
    * A task holds its conversation, once its first turn has made one, until it has ended (its check,
-   * later attempts and read-back done): a reply sent meanwhile (the client found the conversation in
-   * `status`) waits instead of running beside the check or changing the copy before it is read back.
+   * later attempts, read-back and record done): a reply sent meanwhile (the client found the
+   * conversation in `status`) waits instead of running beside the check or changing the copy before
+   * it is read back.
    */
   private async runTaskHeld(ctx: TaskContext, task: Task, rec: TaskRecord, signal: AbortSignal): Promise<void> {
     const held: TaskHold = {};
@@ -547,7 +548,6 @@ export class MissionRunner {
       rmSync(changes.resultDir, { recursive: true, force: true });
       this.keepCopy(rec.conversationId, { baseline: { ...baseline, tree: changes.after }, missionId: mrec.missionId, taskId: task.id, workspace, apply: task.apply ?? d.apply ?? !isolated, replies: 0, reading: Promise.resolve() });
     } else if (workDir) rmSync(workDir, { recursive: true, force: true });
-    held.release?.(); // the conversation is the client's now (its copy kept, if any)
     log({ type: "task_finished", status: rec.status, error: rec.error, ...(rec.errorCode ? { errorCode: rec.errorCode } : {}) });
     this.hooks.taskFinished?.(rec);
     await save(true, rec);

@@ -230,7 +230,7 @@ describe("replies to one conversation at once", () => {
     await untilValue(() => broker.pool.stats().inFlight, (n) => n === 1, 60_000, "the second slow reply's turn runs");
     const dropped = reply(conv, "dropped one", abort.signal).then(() => "resolved", () => "rejected");
     const last = reply(conv, "#fake recall\nlast one");
-    await new Promise((res) => setTimeout(res, 500));
+    await untilValue(waitingGauge, (v) => v === "2", 15_000, "both replies to wait (/metrics)");
     abort.abort("the user pressed Esc");
     expect(await dropped).toBe("rejected");
     expect((await slow2).status).toBe("succeeded");

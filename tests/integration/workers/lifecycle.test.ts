@@ -60,7 +60,9 @@ describe("worker lifecycle", () => {
       }
     });
     try {
-      await new Promise((r) => setTimeout(r, 500)); // the watch is listening
+      // The watch is listening: docker events has no ready signal, and --since delivered the start
+      // too late to pause Codex before it answered (tried: the turn succeeded).
+      await new Promise((r) => setTimeout(r, 500));
       const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "hello" });
       expect(r.outcome.status).toBe("failed");
       expect(r.outcome.errorCode).toBe("WORKER_TIMEOUT");

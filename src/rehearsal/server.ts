@@ -134,6 +134,9 @@ export async function startRehearsalServer(opts: RehearsalServerOptions = {}): P
   // Codex retry its WebSocket five times, about 6 s a turn (measured with 0.169.0, the image run
   // by hand).
   server.on("upgrade", (_req: http.IncomingMessage, socket: Socket) => {
+    // The server stops watching an upgraded socket's errors: a client that resets it on the 426
+    // would otherwise be an uncaught error in whatever process hosts this model.
+    socket.on("error", () => socket.destroy());
     const body = JSON.stringify({ error: { message: "rehearsal: no WebSocket; use HTTP", type: "rehearsal_error" } });
     socket.end(`HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });

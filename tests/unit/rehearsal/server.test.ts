@@ -1,4 +1,5 @@
 import http from "node:http";
+import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { startRehearsalServer, type RehearsalServer } from "../../../src/rehearsal/server.js";
 
@@ -34,6 +35,23 @@ describe("rehearsal server", () => {
       req.end();
     });
     expect(answer).toBe("426");
+  });
+
+  it("survives a client that resets its connection on the 426 (the server stops watching an upgraded socket's errors)", async () => {
+    server = await startRehearsalServer();
+    const { port } = new URL(server.url);
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve) => {
+        const c = net.connect(Number(port), "127.0.0.1", () => {
+          c.write("GET /v1/responses HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n");
+          c.resetAndDestroy();
+        });
+        c.on("error", () => {});
+        c.on("close", () => setTimeout(resolve, 10));
+      });
+    }
+    // Unhandled, the reset's error would be thrown in this process (vitest fails the run); the server still answers.
+    expect((await post(prompt("hi"), "sk-x")).status).toBe(200);
   });
 
   it("streams a completed response as server-sent events", async () => {

@@ -48,6 +48,9 @@ function handle(req, res) {
 }
 
 function onUpgrade(req, socket) {
+  // An upgraded socket is the handler's own: the server no longer listens for its errors, and a
+  // client that resets it (Codex may, on the 426) would otherwise crash this process.
+  socket.on("error", () => socket.destroy());
   record({ method: req.method, url: req.url, rawHeaders: req.rawHeaders, upgrade: true });
   socket.end("HTTP/1.1 426 Upgrade Required\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
 }

@@ -1,7 +1,10 @@
 // `codex-mcp-wrapper doctor`: checks what the broker needs, one line each, ✓ or ✗ with the fix.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import { AuthFileError, readAuthFile } from "../auth/auth-file.js";
+import { loadConfig } from "../config/load.js";
+import { chooseRehearsal, withRehearsal } from "../config/rehearsal.js";
 import type { WrapperConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
 import { engineFits } from "../pool/placement.js";
@@ -10,6 +13,34 @@ import { upstreamProxy } from "../relay/proxy.js";
 import { checkImageForChannel, parseCodexVersion, supportsProtocol } from "../worker/image-policy.js";
 import { DEFAULT_UPSTREAMS } from "../pool/model-access.js";
 import { withDeadline } from "../deadline.js";
+
+export const DOCTOR_HELP = `Usage: codex-mcp-wrapper doctor [--config wrapper.toml] [--json]
+
+Checks, one line each (✓ passed, ⚠ warning, ✗ failed with the fix):
+  the Docker engine answers; each worker profile's image is present and allowed for the
+  instance's channel; \`codex --version\` in it supports the profile's protocol; the auth file
+  is present, readable, not world-readable (API key or ChatGPT login); with none on a dev
+  instance, a warning: the broker starts in rehearsal mode, whose images are checked instead;
+  the state directory is writable. Exits 0 only when no check fails.
+
+Options:
+  --config FILE   wrapper.toml (default: $CODEX_WRAPPER_CONFIG, else built-in defaults)
+  --json          print the checks as JSON`;
+
+/** The command: runs the checks on what serve would run; 0 only when none failed. */
+export async function doctor(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    process.stdout.write(`${DOCTOR_HELP}\n`);
+    return 0;
+  }
+  // What serve would run: with no login on a dev instance, the rehearsal images.
+  const loaded = loadConfig({ file: values.config });
+  const config = withRehearsal(loaded, chooseRehearsal(loaded, false));
+  const checks = await runDoctor(config, new DockerRuntime({ callTimeoutMs: config.dockerTimeoutMs }));
+  process.stdout.write(values.json ? `${JSON.stringify(checks, null, 2)}\n` : `${formatChecks(checks)}\n`);
+  return checks.some((c) => c.status === "fail") ? 1 : 0;
+}
 
 export interface Check {
   status: "ok" | "warn" | "fail";

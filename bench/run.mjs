@@ -901,7 +901,13 @@ async function scale3() {
   // BENCH_SCALE3_SLEEP_MS=N: each task runs a command of N ms (#fake sleep), as a task whose
   // model and tools take time: the same tasks at a rate the machine's CPU is not saturated by.
   const sleepMs = Number(process.env.BENCH_SCALE3_SLEEP_MS ?? 0);
-  const scale3Prompt = sleepMs > 0 ? `#fake sleep ${sleepMs}\nhello` : "hello";
+  // BENCH_SCALE3_SLEEP_SPREAD=F (0 to 1): task i's command takes N × (1 − F + 2F·u), u spread
+  // evenly over [0, 1) (the fractional part of i × the golden ratio), as real tasks differ in
+  // length. With 0 (the default) every task takes N ms, so the tasks a round of containers ran end
+  // together, in waves: each wave's ends and starts come at the broker at once.
+  const sleepSpread = Math.min(1, Math.max(0, Number(process.env.BENCH_SCALE3_SLEEP_SPREAD ?? 0)));
+  const sleepOf = (i) => Math.round(sleepMs * (1 - sleepSpread + 2 * sleepSpread * ((i * 0.6180339887498949) % 1)));
+  const scale3Prompt = (i) => (sleepMs > 0 ? `#fake sleep ${sleepOf(i)}\nhello` : "hello");
   const containers = perEngine * (1 + list.length);
   const ws = ownedDir("ws");
   const label = `cmw-${RUN}-s${++seq}`;
@@ -922,7 +928,7 @@ async function scale3() {
     await b.waitReady(containers, 300_000);
     const spread = b.readyEngines();
     say(`scale3: ${containers} warm containers (${spread.join(", ")})`);
-    results.scale3 = { containers, capacity: 4, spread, model: model.where, prompt: scale3Prompt, cells: [] };
+    results.scale3 = { containers, capacity: 4, spread, model: model.where, prompt: sleepMs > 0 ? "#fake sleep N\nhello" : "hello", ...(sleepMs > 0 ? { sleepMs: sleepSpread ? `${Math.round(sleepMs * (1 - sleepSpread))}–${Math.round(sleepMs * (1 + sleepSpread))}, spread evenly over the tasks` : `${sleepMs} for every task` } : {}), cells: [] };
     for (const spec of counts) {
       const tasks = parseInt(spec, 10);
       const polled = !String(spec).endsWith("q");
@@ -931,7 +937,7 @@ async function scale3() {
       const sched0 = b.sched();
       const t0 = performance.timeOrigin + performance.now();
       // A model name Codex has no metadata for gives it the plain shell tool the rehearsal model drives.
-      const mission = { name: "scale3", ...(sleepMs > 0 ? { defaults: { model: "rehearsal" } } : {}), tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: scale3Prompt })) };
+      const mission = { name: "scale3", ...(sleepMs > 0 ? { defaults: { model: "rehearsal" } } : {}), tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: scale3Prompt(i) })) };
       let polls, missionId, wallMs;
       if (polled) {
         const r = await b.client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission } }, undefined, { timeout: 900_000 });

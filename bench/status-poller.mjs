@@ -6,6 +6,9 @@
 // Calls `status` every EVERY_MS (100 by default), alternately for the mission and for the recent
 // list, until the mission is no longer running; then prints one line of JSON: when it saw the end, the latencies
 // (ms) of each kind, the mission's final status, and its failed tasks' count and first error.
+// BENCH_STATUS_TRACE=FILE: also each call, a JSON line: when it started (ms since the first),
+// its kind, its latency and, for the mission's, how many of its tasks had ended.
+import { appendFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -22,11 +25,14 @@ const recent = [];
 let final;
 /** When the mission was seen ended (ms since the epoch, to the bench's clock on this machine). */
 let endedAt;
+const trace = process.env.BENCH_STATUS_TRACE;
+const first = performance.now();
 for (let i = 0; ; i++) {
   const t0 = performance.now();
   const s = await client.callTool({ name: "status", arguments: i % 2 ? {} : { missionId } }, undefined, { timeout: 120_000 });
   const ms = performance.now() - t0;
   if (s.isError) throw new Error(`status: ${JSON.stringify(s.content)}`);
+  if (trace) appendFileSync(trace, `${JSON.stringify({ at: Math.round(t0 - first), kind: i % 2 ? "list" : "mission", ms: Math.round(ms * 10) / 10, ...(i % 2 ? {} : { ended: s.structuredContent.tasks.filter((t) => t.finishedAt).length }) })}\n`);
   if (i % 2) recent.push(ms);
   else {
     mission.push(ms);

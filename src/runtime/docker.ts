@@ -12,6 +12,7 @@ import type { EngineConfig } from "../config/schema.js";
 import { DockerUnavailableError, WrapperError } from "../errors.js";
 import { type EnginePlace, engineFailureMessage, engineLabel } from "./engine-errors.js";
 import { sshAgent } from "./ssh-engine.js";
+import { demuxStream } from "./demux.js";
 
 export interface Mount {
   /** A host path (bind, the default) or a named volume's name (volume). */
@@ -277,16 +278,7 @@ export class DockerRuntime {
     const stream = await this.call<NodeJS.ReadWriteStream>(`attach to ${id}`, (signal) =>
       container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true, abortSignal: signal }),
     );
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    this.docker.modem.demuxStream(stream, stdout, stderr);
-    const end = (): void => {
-      stdout.end();
-      stderr.end();
-    };
-    stream.on("end", end);
-    stream.on("close", end);
-    stream.on("error", end);
+    const { stdout, stderr } = demuxStream(stream);
     return { stdin: stream as unknown as Writable, stdout, stderr };
   }
 
@@ -312,16 +304,12 @@ export class DockerRuntime {
     const stream = (await this.call(`start exec in ${id}`, (signal) =>
       exec.start({ hijack: true, stdin: opts.stdin ?? false, Tty: false, abortSignal: signal }),
     )) as NodeJS.ReadWriteStream;
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    const { stdout, stderr } = demuxStream(stream);
     const exited = new Promise<number | null>((resolve) => {
       let done = false;
       const finish = (): void => {
         if (done) return;
         done = true;
-        stdout.end();
-        stderr.end();
         this.call(`inspect exec in ${id}`, () => exec.inspect()).then(
           (info) => resolve(info.ExitCode ?? null),
           () => resolve(null),

@@ -64,6 +64,16 @@ const AHEAD_KEYS = 2;
  */
 export const IDLE_THREADS_LOADED = 8;
 
+/**
+ * Notifications Codex need not send (initialize's `optOutNotificationMethods`, in 0.153.0 and
+ * 0.169.0): none is read, and each cost a parse, and some a scrub and an event-log line, on every
+ * task. `thread/started` repeats the `thread/start` answer the driver already has;
+ * `account/rateLimits/updated` names no thread; `thread/readState/changed` is a UI's unread mark;
+ * `remoteControl/status/changed` and `mcpServer/startupStatus/updated` are about the process, not
+ * a task. A Codex that does not know a name ignores it (both versions, tried by hand).
+ */
+export const OPTED_OUT_NOTIFICATIONS = ["thread/started", "account/rateLimits/updated", "thread/readState/changed", "remoteControl/status/changed", "mcpServer/startupStatus/updated"] as const;
+
 type ThreadSettings = Record<string, unknown>;
 
 /** A stable key for thread settings: the same settings in any key order give the same key. */
@@ -135,7 +145,7 @@ export class AppServerDriver implements CodexDriver {
     const init = InitializeResponse.safeParse(
       await this.peer.request("initialize", {
         clientInfo: { name: "codex-mcp-wrapper", title: "codex-mcp-wrapper", version: "1" },
-        capabilities: { experimentalApi: true },
+        capabilities: { experimentalApi: true, optOutNotificationMethods: [...OPTED_OUT_NOTIFICATIONS] },
       }),
     );
     if (!init.success) throw new WorkerError("PROTOCOL_ERROR", `${this.opts.name}: unexpected initialize answer`);

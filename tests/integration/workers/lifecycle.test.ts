@@ -1,11 +1,13 @@
 // Container lifecycle in the pool: idle containers are stopped after idle_timeout; a frozen
 // (paused) container fails its health probe and is replaced; approvals asked by Codex are
 // declined (no human is in the loop) and recorded as events; a container whose Codex never
-// answers at start fails its turn with WORKER_TIMEOUT and is removed.
+// answers at start fails its turn with WORKER_TIMEOUT and is removed; Codex sends none of the
+// notifications the broker opted out of.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { OPTED_OUT_NOTIFICATIONS } from "../../../src/codex/app-server-driver.js";
 import type { DriverEvent } from "../../../src/codex/driver.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { makeWorkspace } from "../support/env.js";
@@ -85,5 +87,15 @@ describe("worker lifecycle", () => {
     expect(r.outcome.finalMessage).toMatch(/write asked\.txt failed/);
     expect(events).toContainEqual(expect.objectContaining({ kind: "approval_declined", request: "item/commandExecution/requestApproval" }));
     expect(existsSync(path.join(ws, "asked.txt"))).toBe(false);
+  });
+
+  it("gets none of the notifications it opted out of from Codex, and still the ones a task's record keeps", async () => {
+    const pool = await pools.start({ workers: [{ name: "w" }] });
+    const methods: string[] = [];
+    const r = await pool.runTurn({ workspace: makeWorkspace(), prompt: "#fake run echo opted", onEvent: (e) => void (e.kind === "raw" && methods.push((e.message as { method?: string }).method ?? "")) });
+    expect(r.outcome.status).toBe("succeeded");
+    for (const m of ["turn/started", "item/started", "item/completed", "thread/tokenUsage/updated", "turn/completed"]) expect(methods).toContain(m);
+    // Without the opt-out, thread/readState/changed comes during every turn (Codex 0.169.0).
+    expect(methods.filter((m) => (OPTED_OUT_NOTIFICATIONS as readonly string[]).includes(m))).toEqual([]);
   });
 });

@@ -29,35 +29,20 @@ interface Command {
   help: string;
 }
 
+/** A command whose module is loaded when it runs. */
+const lazy =
+  <M>(load: () => Promise<M>, pick: (m: M) => Command) =>
+  async (): Promise<Command> =>
+    pick(await load());
+
 const COMMANDS: Record<string, () => Promise<Command>> = {
-  doctor: async () => {
-    const m = await import("./doctor.js");
-    return { run: m.doctor, help: m.DOCTOR_HELP };
-  },
-  serve: async () => {
-    const m = await import("./serve.js");
-    return { run: m.serve, help: m.SERVE_HELP };
-  },
-  "run-mission": async () => {
-    const m = await import("./run-mission.js");
-    return { run: m.runMission, help: m.RUN_MISSION_HELP };
-  },
-  "scaffold-mission": async () => {
-    const m = await import("./scaffold-command.js");
-    return { run: m.scaffold, help: m.SCAFFOLD_HELP };
-  },
-  release: async () => {
-    const m = await import("./release.js");
-    return { run: m.release, help: m.RELEASE_HELP };
-  },
-  verify: async () => {
-    const m = await import("./release.js");
-    return { run: m.verifyCommand, help: m.VERIFY_HELP };
-  },
-  "release-keygen": async () => {
-    const m = await import("./release.js");
-    return { run: m.keygen, help: m.KEYGEN_HELP };
-  },
+  doctor: lazy(() => import("./doctor.js"), (m) => ({ run: m.doctor, help: m.DOCTOR_HELP })),
+  serve: lazy(() => import("./serve.js"), (m) => ({ run: m.serve, help: m.SERVE_HELP })),
+  "run-mission": lazy(() => import("./run-mission.js"), (m) => ({ run: m.runMission, help: m.RUN_MISSION_HELP })),
+  "scaffold-mission": lazy(() => import("./scaffold-command.js"), (m) => ({ run: m.scaffold, help: m.SCAFFOLD_HELP })),
+  release: lazy(() => import("./release.js"), (m) => ({ run: m.release, help: m.RELEASE_HELP })),
+  verify: lazy(() => import("./release.js"), (m) => ({ run: m.verifyCommand, help: m.VERIFY_HELP })),
+  "release-keygen": lazy(() => import("./release.js"), (m) => ({ run: m.keygen, help: m.KEYGEN_HELP })),
   version: async () => ({ run: async () => print(VERSION), help: HELP }),
 };
 

@@ -1099,7 +1099,8 @@ async function statusCost() {
       while (store.newMissionId().slice(0, 16) === rec.missionId.slice(0, 16)) await sleep(50); // ids sort by second
     }
     const pool = { config };
-    const server = createBrokerServer({ pool, store, runner: new MissionRunner(pool, store) });
+    const runner = new MissionRunner(pool, store);
+    const server = createBrokerServer({ pool, store, runner });
     const [a, b] = InMemoryTransport.createLinkedPair();
     await server.connect(a);
     const client = new Client({ name: "bench-status", version: "0" });
@@ -1130,8 +1131,31 @@ async function statusCost() {
     };
     const cell = { tasks: n, messageChars: message.length, mission: await time({ missionId: ids[0] }), changing: await time({ missionId: ids[4] }, undefined, change), recent: await time({}) };
     await client.close();
+    // The same broker's server over HTTP (Streamable HTTP, as clients reach it; the SDK's client in
+    // this process): what the transport adds, the result written and read as a server-sent event.
+    const http = serve({ fetch: createApp({ broker: { config, pool, store, runner } }).fetch, hostname: "127.0.0.1", port: 0 });
+    await new Promise((r) => http.once("listening", r));
+    const overHttp = new Client({ name: "bench-status-http", version: "0" });
+    await overHttp.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${http.address().port}/mcp`)));
+    const viaHttp = async (args) => {
+      const k = QUICK ? 20 : 60;
+      await overHttp.callTool({ name: "status", arguments: args });
+      const xs = [];
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < k; i++) {
+        const t0 = performance.now();
+        const r = await overHttp.callTool({ name: "status", arguments: args });
+        if (r.isError) throw new Error(JSON.stringify(r.content));
+        xs.push(performance.now() - t0);
+      }
+      const c = process.cpuUsage(c0);
+      return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
+    };
+    cell.http = { mission: await viaHttp({ missionId: ids[0] }), recent: await viaHttp({}) };
+    await overHttp.close();
+    await new Promise((r) => http.close(r));
     results.status.push(cell);
-    say(`status, ${n}-task missions (final messages of ${cell.messageChars} characters), in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; with 5 tasks changed before each call p50 ${cell.changing.p50} ms, CPU ${cell.changing.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call`);
+    say(`status, ${n}-task missions (final messages of ${cell.messageChars} characters), in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; with 5 tasks changed before each call p50 ${cell.changing.p50} ms, CPU ${cell.changing.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call; over HTTP one mission p50 ${cell.http.mission.p50} ms, p99 ${cell.http.mission.p99} ms, the list p50 ${cell.http.recent.p50} ms (client and server CPU ${cell.http.mission.cpuMsPerCall} / ${cell.http.recent.cpuMsPerCall} ms a call)`);
   }
 }
 
@@ -1185,7 +1209,7 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
-  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU`);
+  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU${c.http ? `; over HTTP one mission ${c.http.mission.p50}/${c.http.mission.p99} ms, recent list ${c.http.recent.p50}/${c.http.recent.p99} ms` : ""}`);
   if (results.records) {
     for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
   }

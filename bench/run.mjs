@@ -1106,20 +1106,22 @@ async function statusCost() {
     const client = new Client({ name: "bench-status", version: "0" });
     await client.connect(b);
     await client.listTools();
-    const time = async (args, k = QUICK ? 20 : 100, before = () => {}) => {
-      await client.callTool({ name: "status", arguments: args });
+    // k status calls of `via` (after one unmeasured): latency p50/p99 and this process's CPU a call.
+    const timeWith = (via) => async (args, k = QUICK ? 20 : 100, before = () => {}) => {
+      await via.callTool({ name: "status", arguments: args });
       const xs = [];
       const c0 = process.cpuUsage();
       for (let i = 0; i < k; i++) {
         before(i);
         const t0 = performance.now();
-        const r = await client.callTool({ name: "status", arguments: args });
+        const r = await via.callTool({ name: "status", arguments: args });
         if (r.isError) throw new Error(JSON.stringify(r.content));
         xs.push(performance.now() - t0);
       }
       const c = process.cpuUsage(c0);
       return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
     };
+    const time = timeWith(client);
     // The running mission as a loaded broker has it: a few tasks changed in place between calls,
     // as the runner changes its live records (here the record the store keeps, which status reads).
     const running = store.readMission(ids[4]);
@@ -1137,20 +1139,7 @@ async function statusCost() {
     await new Promise((r) => http.once("listening", r));
     const overHttp = new Client({ name: "bench-status-http", version: "0" });
     await overHttp.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${http.address().port}/mcp`)));
-    const viaHttp = async (args) => {
-      const k = QUICK ? 20 : 60;
-      await overHttp.callTool({ name: "status", arguments: args });
-      const xs = [];
-      const c0 = process.cpuUsage();
-      for (let i = 0; i < k; i++) {
-        const t0 = performance.now();
-        const r = await overHttp.callTool({ name: "status", arguments: args });
-        if (r.isError) throw new Error(JSON.stringify(r.content));
-        xs.push(performance.now() - t0);
-      }
-      const c = process.cpuUsage(c0);
-      return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
-    };
+    const viaHttp = timeWith(overHttp);
     cell.http = { mission: await viaHttp({ missionId: ids[0] }), recent: await viaHttp({}) };
     await overHttp.close();
     await new Promise((r) => http.close(r));

@@ -60,12 +60,12 @@ describe("the command line", () => {
 
   it("answers `version` without loading any command's modules (the broker, Docker's client, the SDK)", () => {
     // dockerode is CommonJS: NODE_DEBUG=module names each CommonJS module Node loads.
-    const r = spawnSync(process.execPath, [BIN, "version"], { encoding: "utf8", env: { ...process.env, NODE_DEBUG: "module" } });
+    const r = spawnSync(process.execPath, [BIN, "version"], { encoding: "utf8", timeout: 30_000, env: { ...process.env, NODE_DEBUG: "module" } });
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe(VERSION);
     expect(r.stderr).not.toMatch(/node_modules/);
     // The same check sees them when a command does load them.
-    const serve = spawnSync(process.execPath, [BIN, "serve", "--help"], { encoding: "utf8", env: { ...process.env, NODE_DEBUG: "module" } });
+    const serve = spawnSync(process.execPath, [BIN, "serve", "--help"], { encoding: "utf8", timeout: 30_000, env: { ...process.env, NODE_DEBUG: "module" } });
     expect(serve.stderr).toMatch(/node_modules\/dockerode\//);
   });
 });

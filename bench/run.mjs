@@ -964,7 +964,7 @@ async function scale3() {
       const recent = polls.recent;
       const cell = {
         tasks,
-        statusCalls: polled ? "every ~100 ms, alternately the mission's and the recent list, from a process of its own" : "none (the batch waited)",
+        statusCalls: polled ? `every ~100 ms, alternately the mission's (${polls.mode === "since" ? "with since: the tasks changed after the last result's cursor" : "every task each time"}) and the recent list, from a process of its own` : "none (the batch waited)",
         wallMs: round(wallMs),
         brokerCpuMs: round(cpuMs),
         brokerCpuMsPerTask: round2(cpuMs / tasks),
@@ -981,7 +981,7 @@ async function scale3() {
         delete cell.statusMs.recent.samples;
       }
       results.scale3.cells.push(cell);
-      say(`scale3 ${tasks} tasks${polled ? "" : " (no status calls)"}: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, ${cell.statusMs ? `status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ` : ""}${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
+      say(`scale3 ${tasks} tasks${polled ? "" : " (no status calls)"}: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, ${cell.statusMs ? `status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (${polls.mode === "since" ? "with since" : "whole"}; list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ` : ""}${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
     }
   } finally {
     await b.stop();
@@ -1075,7 +1075,8 @@ async function records() {
  * newest running, with a third of its tasks running), once with one-line final messages and once
  * with 2,000-character ones. Per call, p50 and p99 and the CPU time of this process (server and
  * client both): `status` of one finished mission; of the running one with 5 of its tasks changed
- * in place before each call (as a loaded broker's are); and of the recent list.
+ * in place before each call (as a loaded broker's are), whole and with `since` (each result's
+ * cursor passed back, as a poller does); and of the recent list. Then over HTTP the same.
  */
 async function statusCost() {
   const { InMemoryTransport } = await import("@modelcontextprotocol/sdk/inMemory.js");
@@ -1107,16 +1108,19 @@ async function statusCost() {
     await client.connect(b);
     await client.listTools();
     // k status calls of `via` (after one unmeasured): latency p50/p99 and this process's CPU a call.
-    const timeWith = (via) => async (args, k = QUICK ? 20 : 100, before = () => {}) => {
-      await via.callTool({ name: "status", arguments: args });
+    // `args` may be a function (called before each call); `after` sees each result.
+    const timeWith = (via) => async (args, k = QUICK ? 20 : 100, before = () => {}, after = () => {}) => {
+      const argsOf = typeof args === "function" ? args : () => args;
+      after(await via.callTool({ name: "status", arguments: argsOf() }));
       const xs = [];
       const c0 = process.cpuUsage();
       for (let i = 0; i < k; i++) {
         before(i);
         const t0 = performance.now();
-        const r = await via.callTool({ name: "status", arguments: args });
+        const r = await via.callTool({ name: "status", arguments: argsOf() });
         if (r.isError) throw new Error(JSON.stringify(r.content));
         xs.push(performance.now() - t0);
+        after(r);
       }
       const c = process.cpuUsage(c0);
       return { p50: round(median(xs)), p99: round(quantile(xs, 0.99)), cpuMsPerCall: round2((c.user + c.system) / 1000 / k) };
@@ -1131,7 +1135,11 @@ async function statusCost() {
         Object.assign(t, t.status === "running" ? { status: "succeeded", finishedAt: now() } : { status: "running", finishedAt: null });
       }
     };
-    const cell = { tasks: n, messageChars: message.length, mission: await time({ missionId: ids[0] }), changing: await time({ missionId: ids[4] }, undefined, change), recent: await time({}) };
+    // A poller that passes each result's cursor back as `since`: only the changed tasks come back.
+    let cursor;
+    const since = () => ({ missionId: ids[4], ...(cursor ? { since: cursor } : {}) });
+    const keep = (r) => void (cursor = r.structuredContent.cursor);
+    const cell = { tasks: n, messageChars: message.length, mission: await time({ missionId: ids[0] }), changing: await time({ missionId: ids[4] }, undefined, change), changingSince: await time(since, undefined, change, keep), recent: await time({}) };
     await client.close();
     // The same broker's server over HTTP (Streamable HTTP, as clients reach it; the SDK's client in
     // this process): what the transport adds, the result written and read as a server-sent event.
@@ -1140,11 +1148,12 @@ async function statusCost() {
     const overHttp = new Client({ name: "bench-status-http", version: "0" });
     await overHttp.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${http.address().port}/mcp`)));
     const viaHttp = timeWith(overHttp);
-    cell.http = { mission: await viaHttp({ missionId: ids[0] }), recent: await viaHttp({}) };
+    cursor = undefined;
+    cell.http = { mission: await viaHttp({ missionId: ids[0] }), changing: await viaHttp({ missionId: ids[4] }, undefined, change), changingSince: await viaHttp(since, undefined, change, keep), recent: await viaHttp({}) };
     await overHttp.close();
     await new Promise((r) => http.close(r));
     results.status.push(cell);
-    say(`status, ${n}-task missions (final messages of ${cell.messageChars} characters), in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; with 5 tasks changed before each call p50 ${cell.changing.p50} ms, CPU ${cell.changing.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call; over HTTP one mission p50 ${cell.http.mission.p50} ms, p99 ${cell.http.mission.p99} ms, the list p50 ${cell.http.recent.p50} ms (client and server CPU ${cell.http.mission.cpuMsPerCall} / ${cell.http.recent.cpuMsPerCall} ms a call)`);
+    say(`status, ${n}-task missions (final messages of ${cell.messageChars} characters), in process: one mission p50 ${cell.mission.p50} ms, p99 ${cell.mission.p99} ms, CPU ${cell.mission.cpuMsPerCall} ms a call; with 5 tasks changed before each call p50 ${cell.changing.p50} ms, CPU ${cell.changing.cpuMsPerCall} ms a call; the recent list p50 ${cell.recent.p50} ms, p99 ${cell.recent.p99} ms, CPU ${cell.recent.cpuMsPerCall} ms a call; over HTTP one mission p50 ${cell.http.mission.p50} ms, p99 ${cell.http.mission.p99} ms, the running one with 5 changed p50/p99 ${cell.http.changing.p50}/${cell.http.changing.p99} ms whole and ${cell.http.changingSince.p50}/${cell.http.changingSince.p99} ms with since (CPU ${cell.http.changing.cpuMsPerCall} / ${cell.http.changingSince.cpuMsPerCall} ms a call), the list p50 ${cell.http.recent.p50} ms (client and server CPU ${cell.http.mission.cpuMsPerCall} / ${cell.http.recent.cpuMsPerCall} ms a call)`);
   }
 }
 
@@ -1198,7 +1207,7 @@ function table() {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
   }
-  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU${c.http ? `; over HTTP one mission ${c.http.mission.p50}/${c.http.mission.p99} ms, recent list ${c.http.recent.p50}/${c.http.recent.p99} ms` : ""}`);
+  if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU${c.changingSince ? `, with since ${c.changingSince.p50}/${c.changingSince.p99} ms, ${c.changingSince.cpuMsPerCall} ms CPU` : ""}; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU${c.http ? `; over HTTP one mission ${c.http.mission.p50}/${c.http.mission.p99} ms${c.http.changingSince ? `, the running one with 5 changed ${c.http.changing.p50}/${c.http.changing.p99} ms whole, ${c.http.changingSince.p50}/${c.http.changingSince.p99} ms with since` : ""}, recent list ${c.http.recent.p50}/${c.http.recent.p99} ms` : ""}`);
   if (results.records) {
     for (const c of results.records) lines.push(`record writes alone, ${c.tasks} tasks: broker CPU per task, whole record.json at each write ${c.whole.map((r) => r.cpuMsPerTask).join(" / ")} ms, task log ${c.log.map((r) => r.cpuMsPerTask).join(" / ")} ms`);
   }

@@ -2,11 +2,12 @@
 // result with nothing dropped (every task's status, conversation, times, usage, attempts, notes,
 // error, artifacts and whole final message), and a resource_link for each artifact. Only a final
 // message longer than FINAL_MESSAGE_TEXT_LIMIT is cut, with a note naming where the rest is.
+import { randomBytes } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import type { ResourceLink } from "@modelcontextprotocol/sdk/types.js";
 import { mimeTypeByName } from "../artifacts/mime.js";
 import type { TaskUsage } from "../relay/usage.js";
-import type { AttemptRecord, MissionStatus, TaskRecord } from "../state/record.js";
+import { TASK_STATUSES, type AttemptRecord, type MissionStatus, type TaskRecord, type TaskStatus } from "../state/record.js";
 
 /** Characters of a final message the text carries; the structured result always has all of it. */
 export const FINAL_MESSAGE_TEXT_LIMIT = 16_000;
@@ -14,7 +15,7 @@ export const FINAL_MESSAGE_TEXT_LIMIT = 16_000;
 /** A task as the tools return it: the record without the broker's container name. */
 export type TaskResultOut = Omit<TaskRecord, "container">;
 // A type, not an interface: a tool result's structuredContent is an index-signature object.
-export type MissionResultOut = { missionId: string; status: MissionStatus; tasks: TaskResultOut[] };
+export type MissionResultOut = { missionId: string; status: MissionStatus; tasks: TaskResultOut[]; counts?: TaskCounts; cursor?: string; changedAfter?: string };
 
 export const artifactUri = (missionId: string, taskId: string, file: string): string => `codex-wrapper://missions/${missionId}/artifacts/${taskId}/${file}`;
 export const finalMessageUri = (missionId: string, taskId: string): string => `codex-wrapper://missions/${missionId}/tasks/${taskId}/final-message`;
@@ -119,7 +120,40 @@ interface TaskPart {
   links: ResourceLink[];
   /** Whether `out` passed the output schema's check. */
   checked: boolean;
+  /** The cursor's number when this part was (re)built: it changed after every cursor below it. */
+  changedAt: number;
 }
+
+interface MissionMemo {
+  parts: Map<string, TaskPart>;
+  last: { head: string; count: number; text: string; links: ResourceLink[]; checked: boolean } | undefined;
+}
+
+/** A mission's tasks by status, every status named (0 where none). */
+export type TaskCounts = Record<TaskStatus, number>;
+
+export function taskCounts(tasks: { status: TaskStatus }[]): TaskCounts {
+  const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
+  for (const t of tasks) counts[t.status]++;
+  return counts;
+}
+
+/** A mission's result as MissionResults builds it. */
+export interface BuiltMission {
+  /** Every task, or with `since` only those that changed after it. */
+  out: MissionResultOut;
+  text: string;
+  links: ResourceLink[];
+  checked: boolean;
+  /** Names this moment: `since` in a later call lists only the tasks that change after it. */
+  cursor: string;
+  counts: TaskCounts;
+  /** How `since` was taken: "changes" (only the tasks changed after it are listed) or "unknown" (every task is). */
+  since?: "changes" | "unknown";
+}
+
+/** Missions whose parts are kept, the most recently asked for: a mission asked for again after it left is built whole once. */
+const MEMO_MISSIONS = 8;
 
 /**
  * A mission as a tool result (structured, text and links, as `missionText` and `artifactLinks`
@@ -128,41 +162,83 @@ interface TaskPart {
  * whole result built and checked against the output schema each time (about 15 ms of CPU a call
  * on this project's 2-core machines), though only the few tasks that ended in between changed.
  * `check` is the output schema's check of one task; `checked` says every task passed it.
+ *
+ * Each result carries a cursor; given back as `since`, the result lists only the tasks whose
+ * record changed after the call that gave it. Sending a 1,000-task result to a poller costs far
+ * more than building it (about 15 ms over HTTP with one-line messages, 70 ms with 2,000-character
+ * ones, for each end: docs/performance.md). A cursor is this process's own (`<instance>.<n>`): one
+ * from before a restart, or any other that this broker did not give, lists every task.
  */
 export class MissionResults {
-  /** By record (the runner's live one while the mission runs, then the store's), by task id. */
-  private readonly parts = new WeakMap<object, { parts: Map<string, TaskPart>; last: { head: string; count: number; text: string; links: ResourceLink[]; checked: boolean } | undefined }>();
+  /** By mission id, the most recently asked for last. */
+  private readonly memos = new Map<string, MissionMemo>();
+  private readonly instance = randomBytes(4).toString("hex");
+  /** The last cursor's number: counts the calls that found a change. */
+  private seq = 0;
 
   constructor(private readonly check: (t: TaskResultOut) => boolean) {}
 
-  build(m: { missionId: string; name: string; status: MissionStatus; tasks: TaskRecord[] }): { out: MissionResultOut; text: string; links: ResourceLink[]; checked: boolean } {
-    let memo = this.parts.get(m);
-    if (!memo) this.parts.set(m, (memo = { parts: new Map<string, TaskPart>(), last: undefined }));
+  build(m: { missionId: string; name: string; status: MissionStatus; tasks: TaskRecord[] }, since?: string): BuiltMission {
+    let memo = this.memos.get(m.missionId);
+    if (memo) this.memos.delete(m.missionId);
+    else memo = { parts: new Map<string, TaskPart>(), last: undefined };
+    this.memos.set(m.missionId, memo);
+    if (this.memos.size > MEMO_MISSIONS) this.memos.delete(this.memos.keys().next().value!);
     const { parts } = memo;
     const tasks: TaskResultOut[] = [];
+    const stamp = this.seq + 1;
     let changed = memo.last?.count !== m.tasks.length;
+    if (parts.size > m.tasks.length) for (const id of parts.keys()) if (!m.tasks.some((t) => t.id === id)) parts.delete(id);
     m.tasks.forEach((t, i) => {
       let part = parts.get(t.id);
       if (!part || part.index !== i || !isDeepStrictEqual(t, part.copy)) {
         const out = taskOut(t);
-        part = { copy: copyOf(t), index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out) };
+        part = { copy: copyOf(t), index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out), changedAt: stamp };
         parts.set(t.id, part);
         changed = true;
       }
       tasks.push(part.out);
     });
-    const out: MissionResultOut = { missionId: m.missionId, status: m.status, tasks };
-    const head = missionHead(out, m.name);
+    if (changed) this.seq = stamp;
+    const cursor = `${this.instance}.${this.seq}`;
+    const counts = taskCounts(tasks);
+    const full: MissionResultOut = { missionId: m.missionId, status: m.status, tasks };
+    const head = missionHead(full, m.name);
+    const after = since === undefined ? undefined : this.cursorNumber(since);
+    if (after !== undefined) {
+      const all = tasks.map((t) => parts.get(t.id)!).filter((p) => p.changedAt > after);
+      const out: MissionResultOut = { ...full, tasks: all.map((p) => p.out) };
+      const text = [`${head} (${countsText(counts)}); ${all.length} changed after ${since}\n${cursorLine(cursor)}`, ...all.map((p) => p.text)].join("\n\n");
+      return { out, text, links: all.flatMap((p) => p.links), checked: all.every((p) => p.checked), cursor, counts, since: "changes" };
+    }
+    const unknown = since === undefined ? "" : `\ncursor ${since} is not one this broker gave (it restarted since, or the cursor is another's): every task is listed`;
     // Nothing changed since the last call: its text and links serve again.
-    if (!changed && memo.last?.head === head) return { out, text: memo.last.text, links: memo.last.links, checked: memo.last.checked };
-    const all = tasks.map((t) => parts.get(t.id)!);
-    const text = [head, ...all.map((p) => p.text)].join("\n\n");
-    const links = all.flatMap((p) => p.links);
-    const checked = all.every((p) => p.checked);
-    memo.last = { head, count: tasks.length, text, links, checked };
-    return { out, text, links, checked };
+    if (changed || memo.last?.head !== head) {
+      const all = tasks.map((t) => parts.get(t.id)!);
+      memo.last = { head, count: tasks.length, text: [head, ...all.map((p) => p.text)].join("\n\n"), links: all.flatMap((p) => p.links), checked: all.every((p) => p.checked) };
+    }
+    const { text, links, checked } = memo.last;
+    return { out: full, text: withCursor(text, head, `${unknown}\n${cursorLine(cursor)}`), links, checked, cursor, counts, ...(since === undefined ? {} : { since: "unknown" as const }) };
+  }
+
+  /** The number of one of this process's cursors; undefined for any other (another process's, or one not given yet). */
+  private cursorNumber(since: string): number | undefined {
+    const m = CURSOR.exec(since);
+    if (!m || m[1] !== this.instance) return undefined;
+    const n = Number(m[2]);
+    return n <= this.seq ? n : undefined;
   }
 }
+
+/** A cursor's shape, whether or not this process gave it. */
+export const CURSOR = /^([0-9a-f]{8})\.(\d{1,15})$/;
+
+const cursorLine = (cursor: string): string => `cursor: ${cursor} (status with since="${cursor}" lists only the tasks that change after this)`;
+
+/** The whole text with a line after its head, without copying the tasks' text into a new string first. */
+const withCursor = (text: string, head: string, line: string): string => head + line + text.slice(head.length);
+
+const countsText = (c: TaskCounts): string => TASK_STATUSES.filter((s) => c[s]).map((s) => `${c[s]} ${s}`).join(", ") || "no tasks";
 
 /** A task as the tools return it: its record without the container's name, and no empty notes. */
 export const taskOut = (t: TaskRecord): TaskResultOut => {

@@ -20,7 +20,7 @@ import { artifactMimeType } from "../artifacts/mime.js";
 import { formatZodIssues, WrapperError } from "../errors.js";
 import { readMissionFile, validateMission } from "../mission/load.js";
 import type { MissionRunner, ProgressEvent } from "../mission/runner.js";
-import { MissionStatusSchema, taskErrorCode, TaskRecordSchema, type MissionRecord } from "../state/record.js";
+import { MissionStatusSchema, TASK_STATUSES, taskErrorCode, TaskRecordSchema, type MissionRecord, type TaskStatus } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import { VERSION } from "../version.js";
 import type { WorkerPool } from "../pool/pool.js";
@@ -28,7 +28,7 @@ import { resolveInsideRoots } from "../worker/workspace.js";
 import { clientApprover } from "./approvals.js";
 import { ProgressMeter } from "./progress.js";
 import { ProtocolError, resourceError, RPC, toolFailure } from "./protocol-error.js";
-import { artifactUri, MissionResults, taskLinks, taskOut, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
+import { artifactUri, CURSOR, MissionResults, taskLinks, taskText, type MissionResultOut, type TaskResultOut } from "./results.js";
 
 export interface BrokerDeps {
   pool: WorkerPool;
@@ -42,7 +42,15 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 const Rehearsal = { rehearsal: z.string().optional().describe("only in rehearsal mode: the answers are scripted by the broker's rehearsal model and no OpenAI call is made") };
 /** A task as the tools return it: the stored record (one schema) without the container's name. */
 export const TaskResult = TaskRecordSchema.omit({ container: true });
-export const MissionResult = z.object({ missionId: z.string(), status: MissionStatusSchema, tasks: z.array(TaskResult), ...Rehearsal });
+export const MissionResult = z.object({
+  missionId: z.string(),
+  status: MissionStatusSchema,
+  tasks: z.array(TaskResult),
+  counts: z.object(Object.fromEntries(TASK_STATUSES.map((s) => [s, z.number()])) as Record<TaskStatus, z.ZodNumber>).optional().describe("the mission's tasks by status, every task counted (also when `tasks` lists only those that changed)"),
+  cursor: z.string().optional().describe("pass as `since` to a later status call of this mission to get only the tasks that change after this result"),
+  changedAfter: z.string().optional().describe("present when `tasks` lists only the tasks that changed after this cursor (status with since); absent when it lists every task"),
+  ...Rehearsal,
+});
 const RecentMissions = z.object({ missions: z.array(z.object({ missionId: z.string(), name: z.string(), status: MissionStatusSchema, createdAt: z.string(), tasks: z.number() })), ...Rehearsal });
 const Cancelling = z.object({ missionId: z.string(), taskId: z.string().optional(), status: z.literal("cancelling"), ...Rehearsal });
 /** What a failed call carries: the code and message of the error that failed, unchanged. */
@@ -60,19 +68,21 @@ function withRehearsalNotice(result: CallToolResult, notice: string): CallToolRe
   return { ...result, content, ...(result.structuredContent ? { structuredContent: { ...result.structuredContent, rehearsal: notice } } : {}) };
 }
 
-const missionOut = (m: MissionRecord): MissionResultOut => ({ missionId: m.missionId, status: m.status, tasks: m.tasks.map(taskOut) });
-
 /** Structured results already checked against their tool's output schema (a mission's, part by part). */
 const checkedResults = new WeakSet<object>();
 const missionResults = new MissionResults((t) => TaskResult.safeParse(t).success);
 
-/** A mission as a tool result: structured, readable text with every task whole, and a link per artifact. */
-function missionResult(m: MissionRecord): CallToolResult {
-  const { out, text, links, checked } = missionResults.build(m);
+/**
+ * A mission as a tool result: structured, readable text with every task whole, and a link per
+ * artifact; with `since` (a cursor of an earlier result), only the tasks that changed after it.
+ */
+function missionResult(m: MissionRecord, since?: string): CallToolResult & { structuredContent: MissionResultOut } {
+  const built = missionResults.build(m, since);
+  const out: MissionResultOut = { ...built.out, counts: built.counts, cursor: built.cursor, ...(built.since === "changes" ? { changedAfter: since } : {}) };
   // Each task was checked when it was built; the rest of the result here. A result that fails is
   // left to the whole check in tools/call, which says where.
-  if (checked && MissionResult.safeParse({ ...out, tasks: [] }).success) checkedResults.add(out);
-  return { structuredContent: out, content: [{ type: "text", text }, ...links] };
+  if (built.checked && MissionResult.safeParse({ ...out, tasks: [] }).success) checkedResults.add(out);
+  return { structuredContent: out, content: [{ type: "text", text: built.text }, ...built.links] };
 }
 
 /** A tool of this server: its schemas and what it does with arguments that fit its input. */
@@ -217,8 +227,9 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
         const approver = (taskId: string) => clientApprover(server, extra, () => `Task ${taskId} of mission ${mission.name}`, () => waiting && !callOver.signal.aborted, callOver.signal);
         const { missionId, done } = deps.runner.start(mission, { workspace: args.workspace, onProgress, approve: approver });
         if (!waiting) {
-          const out = missionOut(deps.runner.status(missionId));
-          return { structuredContent: out, content: [{ type: "text", text: `mission ${missionId} started (${mission.tasks.length} tasks); call status with this missionId to follow it` }] };
+          const started = missionResult(deps.runner.status(missionId));
+          const { cursor } = started.structuredContent;
+          return { ...started, content: [{ type: "text", text: `mission ${missionId} started (${mission.tasks.length} tasks); call status with this missionId to follow it, and since="${cursor}" for only the tasks that change after this` }] };
         }
         const abort = onCancelled(server, extra.signal, () => {
           if (!args.detach) deps.runner.cancel(missionId);
@@ -311,11 +322,20 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     "status",
     defineTool("status", {
       title: "Mission status",
-      description: "The status of a mission and its tasks (missionId), or of the recent missions (no argument).",
-      input: { missionId: z.string().optional().describe("A missionId from batch") },
+      description:
+        "The status of a mission and its tasks (missionId), or of the recent missions (no argument). Each mission's result has a `cursor`: pass it as `since` in the next call to get only the tasks that changed after it (with the counts of all of them), which keeps polling a large mission cheap.",
+      input: {
+        missionId: z.string().optional().describe("A missionId from batch"),
+        since: z
+          .string()
+          .regex(CURSOR, "not a cursor: pass the `cursor` of an earlier status or batch result, or leave since out for every task")
+          .optional()
+          .describe("the `cursor` of an earlier result of this mission: only the tasks that changed after it are listed"),
+      },
       output: [MissionResult, RecentMissions],
       async run(args) {
-        if (args.missionId) return missionResult(deps.runner.status(args.missionId));
+        if (args.missionId) return missionResult(deps.runner.status(args.missionId), args.since);
+        if (args.since !== undefined) throw new WrapperError("INVALID_ARGUMENTS", "since: a cursor names a moment of one mission's result; give its missionId too, or leave since out");
         const recent = deps.store.missionSummaries(20);
         const text = recent.map((m) => `${m.missionId} ${m.name}: ${m.status} (${m.tasks} tasks, created ${m.createdAt})`).join("\n") || "no missions yet";
         return { structuredContent: { missions: recent }, content: [{ type: "text", text }] };

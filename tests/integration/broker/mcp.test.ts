@@ -127,6 +127,33 @@ describe("the broker over Streamable HTTP", () => {
     expect(recent.missions.map((m) => m.missionId)).toContain(missionId);
   });
 
+  it("status with since: each poll lists only the tasks changed after the last cursor, and they add up to the whole result", async () => {
+    const sleeps = [300, 1500, 3000];
+    const r = await call("batch", { workspace: ws, wait: false, mission: { name: "polled", tasks: sleeps.map((ms, i) => ({ id: `s${i}`, prompt: `#fake sleep ${ms}\nhello` })) } });
+    const started = r.structuredContent as MissionOut & { cursor: string };
+    expect(started.tasks.map((t) => t.id)).toEqual(["s0", "s1", "s2"]);
+    const seen = new Map(started.tasks.map((t) => [t.id, t]));
+    let cursor = started.cursor;
+    const listed: number[] = [];
+    let s: MissionOut & { cursor: string; changedAfter?: string; counts: Record<string, number> };
+    const end = Date.now() + 60_000;
+    do {
+      await new Promise((res) => setTimeout(res, 150));
+      s = (await call("status", { missionId: started.missionId, since: cursor })).structuredContent as typeof s;
+      expect(s.changedAfter).toBe(cursor);
+      expect(Object.values(s.counts).reduce((a, b) => a + b)).toBe(3);
+      listed.push(s.tasks.length);
+      for (const t of s.tasks) seen.set(t.id, t);
+      cursor = s.cursor;
+    } while (s.status === "running" && Date.now() < end);
+    expect(s.status).toBe("succeeded");
+    // Most polls found nothing new: they listed no task (the first lists those that started).
+    expect(listed.filter((n) => n === 0).length, `tasks listed by each poll: ${listed.join(" ")}`).toBeGreaterThan(listed.length / 2);
+    const whole = (await call("status", { missionId: started.missionId })).structuredContent as MissionOut;
+    expect([...seen.values()]).toEqual(whole.tasks);
+    expect(whole.tasks.map((t) => t.finalMessage)).toEqual(sleeps.map((ms) => `slept ${ms} ms`));
+  });
+
   it("cancel stops a #fake sleep 60000 task within seconds and frees its capacity", async () => {
     const r = await call("batch", { workspace: ws, wait: false, mission: { name: "long", tasks: [{ id: "sleepy", prompt: "#fake sleep 60000" }] } });
     const { missionId } = r.structuredContent as MissionOut;

@@ -2,7 +2,7 @@
 // it, the final message whole (cut only past FINAL_MESSAGE_TEXT_LIMIT, with where to read it all),
 // and each artifact is also a resource_link with its own title and MIME type.
 import { describe, expect, it } from "vitest";
-import { artifactLinks, FINAL_MESSAGE_TEXT_LIMIT, finalMessageUri, MissionResults, missionText, type MissionResultOut, type TaskResultOut } from "../../../src/mcp/results.js";
+import { artifactLinks, FINAL_MESSAGE_TEXT_LIMIT, finalMessageUri, MissionResults, missionText, taskOut, type MissionResultOut, type TaskResultOut } from "../../../src/mcp/results.js";
 import type { TaskRecord } from "../../../src/state/record.js";
 
 const usage = { inputTokens: 1201, cachedInputTokens: 302, outputTokens: 45, reasoningOutputTokens: 6, requests: 3, model: "gpt-5.5", profile: "default" };
@@ -78,6 +78,8 @@ describe("a mission's result text", () => {
   describe("MissionResults: a mission's result built again only where its tasks changed", () => {
     // As the runner keeps it: the records with their container, changed in place.
     const live = () => ({ ...mission, name: "clients", tasks: mission.tasks.map((t) => structuredClone({ ...t, container: "cmw-x-default-0" }) as TaskRecord) });
+    /** A result's text without its cursor's line (the line after the head), which the first test checks. */
+    const plain = (r: { text: string }): string => r.text.replace(/\ncursor: [0-9a-f]{8}\.\d+ \(status with since="[^"]+" lists only the tasks that change after this\)/, "");
 
     it("gives what missionText and artifactLinks give, and each change made in place since the last call", () => {
       const checked: string[] = [];
@@ -85,7 +87,8 @@ describe("a mission's result text", () => {
       const m = live();
       const first = results.build(m);
       expect(first.out).toEqual(mission);
-      expect(first.text).toBe(missionText(mission, "clients"));
+      expect(first.text).toBe(missionText(mission, "clients").replace("3 tasks\n", `3 tasks\ncursor: ${first.cursor} (status with since="${first.cursor}" lists only the tasks that change after this)\n`));
+      expect(first.counts).toEqual({ queued: 1, running: 0, succeeded: 1, failed: 1, timed_out: 0, cancelled: 0, lost: 0, interrupted: 0 });
       expect(first.links).toEqual(artifactLinks(mission.missionId, mission.tasks));
       expect(first.checked).toBe(true);
       expect(checked).toEqual(["write", "checked", "queued"]);
@@ -96,7 +99,7 @@ describe("a mission's result text", () => {
       const second = results.build(m);
       const now = { ...mission, tasks: [mission.tasks[0]!, mission.tasks[1]!, { ...mission.tasks[2]!, status: "succeeded", finalMessage: "done at last", startedAt: "2026-12-01T10:01:00.000Z", finishedAt: "2026-12-01T10:01:01.000Z", artifacts: [{ path: "late.md", size: 3, sha256: "ef".repeat(32) }] } as TaskResultOut] };
       expect(second.out).toEqual(now);
-      expect(second.text).toBe(missionText(now, "clients"));
+      expect(plain(second)).toBe(missionText(now, "clients"));
       expect(second.links).toEqual(artifactLinks(now.missionId, now.tasks));
       expect(checked).toEqual(["write", "checked", "queued", "queued"]);
       expect(second.out.tasks[0]).toBe(first.out.tasks[0]); // the unchanged ones are the same parts
@@ -105,7 +108,7 @@ describe("a mission's result text", () => {
       // Nothing changed: the same; then only the mission's status: its head line follows.
       expect(results.build(m)).toEqual(second);
       m.status = "succeeded";
-      expect(results.build(m).text).toBe(missionText({ ...now, status: "succeeded" }, "clients"));
+      expect(plain(results.build(m))).toBe(missionText({ ...now, status: "succeeded" }, "clients"));
       expect(checked).toHaveLength(4);
     });
 
@@ -121,7 +124,7 @@ describe("a mission's result text", () => {
         expect(built).toEqual([id]);
         const want = { ...m, tasks: m.tasks.map(({ container: _c, ...t }) => (t.notes?.length ? t : (({ notes: _n, ...rest }) => rest)(t))) } as MissionResultOut & { name: string };
         expect(r.out).toEqual({ missionId: want.missionId, status: want.status, tasks: want.tasks });
-        expect(r.text).toBe(missionText({ missionId: want.missionId, status: want.status, tasks: want.tasks }, "clients"));
+        expect(plain(r)).toBe(missionText({ missionId: want.missionId, status: want.status, tasks: want.tasks }, "clients"));
         built.length = 0;
       };
       expectRebuilt(() => m.tasks[0]!.usage!.outputTokens++, "write"); // a number two levels down
@@ -141,6 +144,79 @@ describe("a mission's result text", () => {
     it("says a result is not checked while any task failed its check", () => {
       const results = new MissionResults((t) => t.id !== "checked");
       expect(results.build(live()).checked).toBe(false);
+    });
+
+    it("with since, lists only the tasks changed after that cursor, counting every task", () => {
+      const results = new MissionResults(() => true);
+      const m = live();
+      const first = results.build(m);
+      expect(first.since).toBeUndefined();
+      // Nothing changed: no task, the same cursor, and the mission's counts.
+      const none = results.build(m, first.cursor);
+      expect(none).toMatchObject({ since: "changes", cursor: first.cursor, counts: first.counts, links: [], checked: true });
+      expect(none.out).toEqual({ missionId: mission.missionId, status: "failed", tasks: [] });
+      expect(none.text).toBe(`mission clients (${mission.missionId}): failed, 3 tasks (1 queued, 1 succeeded, 1 failed); 0 changed after ${first.cursor}\ncursor: ${first.cursor} (status with since="${first.cursor}" lists only the tasks that change after this)`);
+
+      // The queued task ends with an artifact: only it, with its link, and a later cursor.
+      Object.assign(m.tasks[2]!, { status: "succeeded", finalMessage: "done at last", startedAt: "2026-12-01T10:01:00.000Z", finishedAt: "2026-12-01T10:01:01.000Z" });
+      m.tasks[2]!.artifacts.push({ path: "late.md", size: 3, sha256: "ef".repeat(32) });
+      const second = results.build(m, first.cursor);
+      expect(second.out.tasks.map((t) => t.id)).toEqual(["queued"]);
+      expect(second.out.tasks[0]).toMatchObject({ status: "succeeded", finalMessage: "done at last" });
+      expect(second.counts).toMatchObject({ queued: 0, succeeded: 2, failed: 1 });
+      expect(second.cursor).not.toBe(first.cursor);
+      expect(second.links).toEqual(artifactLinks(mission.missionId, [second.out.tasks[0]!]));
+      expect(second.text).toContain(`; 1 changed after ${first.cursor}\n`);
+      expect(second.text).toContain("## task queued: succeeded");
+      expect(second.text).not.toContain("## task write");
+      // Another client still holding the first cursor, after the change was seen: the same task.
+      expect(results.build(m, first.cursor).out.tasks.map((t) => t.id)).toEqual(["queued"]);
+      expect(results.build(m, second.cursor).out.tasks).toEqual([]);
+
+      // Two changes, seen by calls without since: a cursor before both lists both, in the mission's order.
+      m.tasks[1]!.usage!.outputTokens++;
+      const third = results.build(m);
+      m.tasks[0]!.notes!.push("another note");
+      results.build(m);
+      expect(results.build(m, second.cursor).out.tasks.map((t) => t.id)).toEqual(["write", "checked"]);
+      expect(results.build(m, third.cursor).out.tasks.map((t) => t.id)).toEqual(["write"]);
+      // The whole result is as without since.
+      expect(plain(results.build(m))).toBe(missionText({ missionId: mission.missionId, status: "failed", tasks: m.tasks.map(taskOut) }, "clients"));
+    });
+
+    it("a cursor this process did not give lists every task, saying why; another mission's cursor is a moment like any", () => {
+      const results = new MissionResults(() => true);
+      const m = live();
+      const { cursor } = results.build(m);
+      const [instance, n] = cursor.split(".");
+      for (const since of [`${instance === "00000000" ? "11111111" : "00000000"}.1`, `${instance}.${Number(n) + 1}`, `${instance}.999999999999999`]) {
+        const r = results.build(m, since);
+        expect(r.since, since).toBe("unknown");
+        expect(r.out.tasks, since).toHaveLength(3);
+        expect(r.text, since).toContain(`\ncursor ${since} is not one this broker gave (it restarted since, or the cursor is another's): every task is listed\ncursor: ${cursor} `);
+      }
+      // A second mission built after that cursor: each of its tasks changed after it.
+      const other = { ...live(), missionId: "m-20261201000000-fedcba" };
+      expect(results.build(other, cursor).out.tasks).toHaveLength(3);
+      expect(results.build(other, results.build(other).cursor).out.tasks).toEqual([]);
+    });
+
+    it("keeps the parts of the 8 missions asked for last: a 9th drops the one asked for longest ago, which lists every task again after it", () => {
+      const built: string[] = [];
+      const results = new MissionResults((t) => (built.push(t.id), true));
+      const m = live();
+      const { cursor } = results.build(m);
+      for (let i = 1; i <= 7; i++) results.build({ ...live(), missionId: `m-20261201000000-00000${i}` });
+      built.length = 0;
+      expect(results.build(m, cursor).out.tasks).toEqual([]); // still kept: 8 missions
+      expect(built).toEqual([]);
+      // m was just asked for: 7 more keep it, an 8th drops it.
+      for (let i = 8; i <= 14; i++) results.build({ ...live(), missionId: `m-20261201000000-0000${String(i).padStart(2, "0")}` });
+      expect(results.build(m, cursor).out.tasks).toEqual([]);
+      for (let i = 15; i <= 22; i++) results.build({ ...live(), missionId: `m-20261201000000-0000${i}` });
+      built.length = 0;
+      expect(results.build(m, cursor).out.tasks.map((t) => t.id)).toEqual(["write", "checked", "queued"]);
+      expect(built).toEqual(["write", "checked", "queued"]); // built again
     });
   });
 });

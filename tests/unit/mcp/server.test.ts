@@ -121,6 +121,23 @@ describe("the broker's MCP server, without Docker", () => {
     expect((await client.readResource({ uri: final })).contents[0]).toMatchObject({ text: "wrote out/a.txt" });
   });
 
+  it("status with since lists only the tasks changed after that cursor; a since that is not a cursor, or without a missionId, names the fix", async () => {
+    const whole = await client.callTool({ name: "status", arguments: { missionId: finished.missionId } });
+    const { cursor, counts, tasks } = whole.structuredContent as { cursor: string; counts: Record<string, number>; tasks: unknown[] };
+    expect(cursor).toMatch(/^[0-9a-f]{8}\.\d+$/);
+    expect(counts).toMatchObject({ succeeded: 1, queued: 0, failed: 0 });
+    expect(tasks).toHaveLength(1);
+    expect(whole.structuredContent).not.toHaveProperty("changedAfter");
+    const changes = await client.callTool({ name: "status", arguments: { missionId: finished.missionId, since: cursor } });
+    expect(changes.isError).toBeFalsy();
+    expect(changes.structuredContent).toMatchObject({ missionId: finished.missionId, status: "succeeded", tasks: [], counts, cursor, changedAfter: cursor });
+    expect(changes.content).toEqual([{ type: "text", text: expect.stringContaining(`0 changed after ${cursor}`) }]); // no links: no task listed
+    const notCursor = await client.callTool({ name: "status", arguments: { missionId: finished.missionId, since: "yesterday" } });
+    expect(notCursor.structuredContent).toMatchObject({ code: "INVALID_ARGUMENTS", message: expect.stringMatching(/^status: since: not a cursor: pass the `cursor` of an earlier status or batch result, or leave since out/) });
+    const noMission = await client.callTool({ name: "status", arguments: { since: cursor } });
+    expect(noMission.structuredContent).toMatchObject({ code: "INVALID_ARGUMENTS", message: "since: a cursor names a moment of one mission's result; give its missionId too, or leave since out" });
+  });
+
   it("a missing resource is -32002 with the URI in data: no artifact, no mission, a malformed id, no template", async () => {
     const cases = [
       `codex-wrapper://missions/${finished.missionId}/artifacts/t/out/none.txt`,

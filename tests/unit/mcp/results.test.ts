@@ -131,8 +131,13 @@ describe("a mission's result text", () => {
       expectRebuilt(() => (m.tasks[0]!.artifacts[0]!.size = 18), "write"); // in an array's object
       expectRebuilt(() => (m.tasks[1]!.attempts![0]!.check!.exitCode = 2), "checked"); // three levels down
       expectRebuilt(() => delete m.tasks[1]!.errorCode, "checked"); // a key removed
+      expectRebuilt(() => (m.tasks[1]!.errorCode = undefined), "checked"); // present, though undefined
+      expectRebuilt(() => delete m.tasks[1]!.errorCode, "checked");
       expectRebuilt(() => (m.tasks[1]!.errorCode = "check_failed"), "checked"); // and added again
       expectRebuilt(() => m.tasks[0]!.notes!.pop(), "write"); // an array shorter
+      expectRebuilt(() => (m.tasks[0]!.notes = {} as unknown as string[]), "write"); // an object for an empty array
+      expectRebuilt(() => (m.tasks[0]!.notes = []), "write");
+      expectRebuilt(() => (m.tasks[1]!.usage = null as unknown as TaskRecord["usage"]), "checked"); // null for an object
       expectRebuilt(() => (m.tasks[2]!.finalMessage = `${"x".repeat(20_000)}y`), "queued");
       expectRebuilt(() => (m.tasks[2]!.finalMessage = `${"x".repeat(20_000)}z`), "queued"); // same length, last character
       // A value set again to what it was is no change.

@@ -9,9 +9,11 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { Broker } from "../../../src/broker.js";
 import { loadConfig } from "../../../src/config/load.js";
+import { createBrokerServer } from "../../../src/mcp/server.js";
 import { LABELS } from "../../../src/worker/container.js";
 import { StateStore } from "../../../src/state/store.js";
 import { INSTANCE_PREFIX, makeWorkspace, REHEARSAL_IMAGE, TEST_API_KEY } from "../support/env.js";
@@ -58,7 +60,7 @@ describe("a broker killed mid-mission", () => {
     const ws = makeWorkspace();
     // Both run on one container (capacity 2); quick sleeps first, so long is surely running when quick ends.
     const r = await client.callTool({ name: "batch", arguments: { workspace: ws, wait: false, mission: { name: "doomed", tasks: [{ id: "quick", prompt: "#fake sleep 1500\n#fake write quick.txt done" }, { id: "long", prompt: "#fake sleep 60000" }] } } });
-    const { missionId } = r.structuredContent as { missionId: string };
+    const { missionId, cursor } = r.structuredContent as { missionId: string; cursor: string };
     const how = await Promise.race([exited, new Promise<string>((res) => setTimeout(() => res("still running"), 90_000))]);
     await client.close().catch(() => {});
     expect(how, "the broker is killed when it reports that task quick has finished").toBe("SIGKILL");
@@ -83,5 +85,16 @@ describe("a broker killed mid-mission", () => {
     const again = await successor.pool.runTurn({ conversationId: rec.tasks[0]!.conversationId!, prompt: "#fake recall" });
     expect(again.outcome.status).toBe("succeeded");
     expect(again.outcome.finalMessage).toContain("#fake write quick.txt done");
+    // The killed broker's cursor means nothing to its successor: status with it lists every task, saying why.
+    const server = createBrokerServer(successor);
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(a);
+    const after = new Client({ name: "restart-after", version: "0" });
+    await after.connect(b);
+    const s = await after.callTool({ name: "status", arguments: { missionId, since: cursor } });
+    await after.close();
+    expect(s.structuredContent).toMatchObject({ status: "interrupted", counts: { succeeded: 1, interrupted: 1 }, tasks: [{ id: "quick" }, { id: "long" }] });
+    expect(s.structuredContent).not.toHaveProperty("changedAfter");
+    expect((s.content as { text: string }[])[0]!.text).toContain(`cursor ${cursor} is not one this broker gave (it restarted since, or the cursor is another's): every task is listed`);
   });
 });

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { ResourceLink } from "@modelcontextprotocol/sdk/types.js";
 import { mimeTypeByName } from "../artifacts/mime.js";
 import type { TaskUsage } from "../relay/usage.js";
-import { TASK_STATUSES, type AttemptRecord, type MissionStatus, type TaskRecord, type TaskStatus } from "../state/record.js";
+import { TASK_STATUSES, taskCounts, type AttemptRecord, type MissionStatus, type TaskCounts, type TaskRecord } from "../state/record.js";
 
 /** Characters of a final message the text carries; the structured result always has all of it. */
 export const FINAL_MESSAGE_TEXT_LIMIT = 16_000;
@@ -155,15 +155,6 @@ interface TaskPart {
 interface MissionMemo {
   parts: Map<string, TaskPart>;
   last: { head: string; count: number; text: string; links: ResourceLink[]; checked: boolean } | undefined;
-}
-
-/** A mission's tasks by status, every status named (0 where none). */
-export type TaskCounts = Record<TaskStatus, number>;
-
-export function taskCounts(tasks: { status: TaskStatus }[]): TaskCounts {
-  const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
-  for (const t of tasks) counts[t.status]++;
-  return counts;
 }
 
 /** A mission's result as MissionResults builds it. */

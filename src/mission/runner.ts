@@ -11,7 +11,7 @@ import { describeError, errorCodeOf, MissionError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { addUsage, type TaskUsage } from "../relay/usage.js";
 import type { AttemptRecord, MissionRecord, MissionStatus, StateStore, TaskRecord } from "../state/store.js";
-import { taskErrorCode } from "../state/record.js";
+import { taskCounts, taskErrorCode, type TaskCounts } from "../state/record.js";
 import type { PoolTurnRequest, PoolTurnResult, WorkerPool } from "../pool/pool.js";
 import { TaskBudget, TokenBudget } from "./budget.js";
 import { TaskEventLog } from "./event-log.js";
@@ -210,10 +210,8 @@ export class MissionRunner {
   }
 
   /** Tasks of running missions by current status (queued, running, or finished ones). */
-  activeTasks(): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const { record } of this.running.values()) for (const t of record.tasks) counts[t.status] = (counts[t.status] ?? 0) + 1;
-    return counts;
+  activeTasks(): TaskCounts {
+    return taskCounts([...this.running.values()].flatMap(({ record }) => record.tasks));
   }
 
   /** Validates the workspace, records the mission and starts it; `done` resolves with the final record. */

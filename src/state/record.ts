@@ -10,6 +10,15 @@ export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "timed
 export const TaskStatusSchema = z.enum(TASK_STATUSES);
 export type TaskStatus = z.infer<typeof TaskStatusSchema>;
 
+/** Tasks by status, every status named (0 where none). */
+export type TaskCounts = Record<TaskStatus, number>;
+
+export function taskCounts(tasks: Iterable<{ status: TaskStatus }>): TaskCounts {
+  const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
+  for (const t of tasks) counts[t.status]++;
+  return counts;
+}
+
 export const MissionStatusSchema = z.enum(["running", "succeeded", "failed", "cancelled", "interrupted"]);
 export type MissionStatus = z.infer<typeof MissionStatusSchema>;
 

@@ -154,7 +154,8 @@ interface TaskPart {
 
 interface MissionMemo {
   parts: Map<string, TaskPart>;
-  last: { head: string; count: number; text: string; links: ResourceLink[]; checked: boolean } | undefined;
+  /** Every task's text, links and check, as the last whole result had them; undefined once a part is built again. */
+  whole: { count: number; body: string; links: ResourceLink[]; checked: boolean } | undefined;
 }
 
 /** A mission's result as MissionResults builds it. */
@@ -192,7 +193,7 @@ export class MissionResults {
   /** By mission id, the most recently asked for last. */
   private readonly memos = new Map<string, MissionMemo>();
   private readonly instance = randomBytes(4).toString("hex");
-  /** The last cursor's number: counts the calls that found a change. */
+  /** The last cursor's number: counts the calls that built a part again. */
   private seq = 0;
 
   constructor(private readonly check: (t: TaskResultOut) => boolean) {}
@@ -200,44 +201,38 @@ export class MissionResults {
   build(m: { missionId: string; name: string; status: MissionStatus; tasks: TaskRecord[] }, since?: string): BuiltMission {
     let memo = this.memos.get(m.missionId);
     if (memo) this.memos.delete(m.missionId);
-    else memo = { parts: new Map<string, TaskPart>(), last: undefined };
+    else memo = { parts: new Map<string, TaskPart>(), whole: undefined };
     this.memos.set(m.missionId, memo);
     if (this.memos.size > MEMO_MISSIONS) this.memos.delete(this.memos.keys().next().value!);
     const { parts } = memo;
-    const tasks: TaskResultOut[] = [];
     const stamp = this.seq + 1;
-    let changed = memo.last?.count !== m.tasks.length;
-    if (parts.size > m.tasks.length) for (const id of parts.keys()) if (!m.tasks.some((t) => t.id === id)) parts.delete(id);
-    m.tasks.forEach((t, i) => {
+    const all = m.tasks.map((t, i) => {
       let part = parts.get(t.id);
       if (!part || part.index !== i || !sameRecord(t, part.copy)) {
         const out = taskOut(t);
         part = { copy: copyOf(t), index: i, out, text: missionTaskText(m.missionId, out, i), links: taskLinks(m.missionId, out.id, out.artifacts), checked: this.check(out), changedAt: stamp };
         parts.set(t.id, part);
-        changed = true;
+        memo.whole = undefined;
+        this.seq = stamp;
       }
-      tasks.push(part.out);
+      return part;
     });
-    if (changed) this.seq = stamp;
     const cursor = `${this.instance}.${this.seq}`;
-    const counts = taskCounts(tasks);
-    const full: MissionResultOut = { missionId: m.missionId, status: m.status, tasks };
+    const full: MissionResultOut = { missionId: m.missionId, status: m.status, tasks: all.map((p) => p.out) };
+    const counts = taskCounts(full.tasks);
     const head = missionHead(full, m.name);
     const after = since === undefined ? undefined : this.cursorNumber(since);
     if (after !== undefined) {
-      const all = tasks.map((t) => parts.get(t.id)!).filter((p) => p.changedAt > after);
-      const out: MissionResultOut = { ...full, tasks: all.map((p) => p.out) };
-      const text = [`${head} (${countsText(counts)}); ${all.length} changed after ${since}\n${cursorLine(cursor)}`, ...all.map((p) => p.text)].join("\n\n");
-      return { out, text, links: all.flatMap((p) => p.links), checked: all.every((p) => p.checked), cursor, counts, since: "changes" };
+      const changed = all.filter((p) => p.changedAt > after);
+      const text = [`${head} (${countsText(counts)}); ${changed.length} changed after ${since}\n${cursorLine(cursor)}`, ...changed.map((p) => p.text)].join("\n\n");
+      return { out: { ...full, tasks: changed.map((p) => p.out) }, text, links: changed.flatMap((p) => p.links), checked: changed.every((p) => p.checked), cursor, counts, since: "changes" };
     }
+    // No part built again since the last whole result: its tasks' text and links serve again.
+    if (memo.whole?.count !== all.length) memo.whole = { count: all.length, body: all.map((p) => p.text).join("\n\n"), links: all.flatMap((p) => p.links), checked: all.every((p) => p.checked) };
+    const { body, links, checked } = memo.whole;
     const unknown = since === undefined ? "" : `\ncursor ${since} is not one this broker gave (it restarted since, or the cursor is another's): every task is listed`;
-    // Nothing changed since the last call: its text and links serve again.
-    if (changed || memo.last?.head !== head) {
-      const all = tasks.map((t) => parts.get(t.id)!);
-      memo.last = { head, count: tasks.length, text: [head, ...all.map((p) => p.text)].join("\n\n"), links: all.flatMap((p) => p.links), checked: all.every((p) => p.checked) };
-    }
-    const { text, links, checked } = memo.last;
-    return { out: full, text: withCursor(text, head, `${unknown}\n${cursorLine(cursor)}`), links, checked, cursor, counts, ...(since === undefined ? {} : { since: "unknown" as const }) };
+    const text = `${head}${unknown}\n${cursorLine(cursor)}${body ? `\n\n${body}` : ""}`;
+    return { out: full, text, links, checked, cursor, counts, ...(since === undefined ? {} : { since: "unknown" as const }) };
   }
 
   /** The number of one of this process's cursors; undefined for any other (another process's, or one not given yet). */
@@ -253,9 +248,6 @@ export class MissionResults {
 export const CURSOR = /^([0-9a-f]{8})\.(\d{1,15})$/;
 
 const cursorLine = (cursor: string): string => `cursor: ${cursor} (status with since="${cursor}" lists only the tasks that change after this)`;
-
-/** The whole text with a line after its head, without copying the tasks' text into a new string first. */
-const withCursor = (text: string, head: string, line: string): string => head + line + text.slice(head.length);
 
 const countsText = (c: TaskCounts): string => TASK_STATUSES.filter((s) => c[s]).map((s) => `${c[s]} ${s}`).join(", ") || "no tasks";
 

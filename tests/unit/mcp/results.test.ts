@@ -202,7 +202,10 @@ describe("a mission's result text", () => {
       }
       // A second mission built after that cursor: each of its tasks changed after it.
       const other = { ...live(), missionId: "m-20261201000000-fedcba" };
-      expect(results.build(other, cursor).out.tasks).toHaveLength(3);
+      const firstOfOther = results.build(other, cursor);
+      expect(firstOfOther.out.tasks).toHaveLength(3);
+      // Asked for only with since, nothing changed: no task, and the cursor stays.
+      expect(results.build(other, firstOfOther.cursor)).toMatchObject({ cursor: firstOfOther.cursor, out: { tasks: [] } });
       expect(results.build(other, results.build(other).cursor).out.tasks).toEqual([]);
     });
 

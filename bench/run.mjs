@@ -92,8 +92,14 @@ process.on("SIGINT", () => {
 
 // ---------- the floor: Codex driven directly over `docker run -i` stdio ----------
 class DirectAppServer {
-  /** `home`: a CODEX_HOME (default: one with the API key); `env`: extra container variables. */
-  constructor(image = IMAGE, { home = codexHome(), env = [], engine = [] } = {}) {
+  /**
+   * `home`: a CODEX_HOME (default: one with the API key); `env`: extra container variables.
+   * `attach`: instead of a `docker run -i` process, the container is created (`docker create -i`)
+   * and its stdio attached from this process through the engine API, with the broker's own
+   * DockerRuntime (dockerode's hijacked attach, the broker's demultiplexer): the client whose CPU
+   * is the floor of the scale measure's (no CLI process relaying the bytes).
+   */
+  constructor(image = IMAGE, { home = codexHome(), env = [], engine = [], attach = false } = {}) {
     this.name = `cmw-${RUN}-direct-${++seq}`;
     /** `docker` flags naming another engine (-H tcp://… with its TLS files); none: this machine's. */
     this.engine = engine;
@@ -101,9 +107,22 @@ class DirectAppServer {
     this.waiters = [];
     this.nextId = 1;
     this.spawnedAt = performance.now();
-    this.proc = spawn("docker", [...engine, "run", "-i", "--rm", "--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", ...env.flatMap((e) => ["-e", e]), "-v", `${home}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"], { stdio: ["pipe", "pipe", "ignore"] });
     const lines = new LineSplitter(64 << 20);
-    this.proc.stdout.on("data", (d) => lines.push(d).forEach((l) => this.onLine(l)));
+    const onData = (d) => lines.push(d).forEach((l) => this.onLine(l));
+    const flags = ["--name", this.name, "--label", `${TEST_LABEL}=${RUN}`, ...HARDENING, "--user", `${UID}:${UID}`, "-e", "CODEX_HOME=/codex-home", ...env.flatMap((e) => ["-e", e]), "-v", `${home}:/codex-home`, "-v", `${ownedDir("ws")}:/workspace`, "-w", "/workspace", image, "codex", "app-server"];
+    if (attach) {
+      if (engine.length) throw new Error("DirectAppServer: attach is for this machine's engine only");
+      const id = execFileSync("docker", ["create", "-i", ...flags], { encoding: "utf8" }).trim();
+      const docker = new DockerRuntime();
+      this.attached = docker.attach(id).then(async (io) => {
+        io.stdout.on("data", onData);
+        this.stdin = io.stdin;
+        await docker.start(id);
+      });
+    } else {
+      this.proc = spawn("docker", [...engine, "run", "-i", "--rm", ...flags], { stdio: ["pipe", "pipe", "ignore"] });
+      this.proc.stdout.on("data", onData);
+    }
   }
   onLine(line) {
     let m;
@@ -126,7 +145,7 @@ class DirectAppServer {
     }
   }
   send(msg) {
-    this.proc.stdin.write(`${JSON.stringify(msg)}\n`);
+    (this.stdin ?? this.proc.stdin).write(`${JSON.stringify(msg)}\n`);
   }
   request(method, params) {
     const id = this.nextId++;
@@ -140,6 +159,7 @@ class DirectAppServer {
     return new Promise((resolve) => this.waiters.push({ method, pred, resolve }));
   }
   async init() {
+    await this.attached;
     await this.request("initialize", { clientInfo: { name: "bench", title: "bench", version: "1" }, capabilities: { experimentalApi: true } });
     this.send({ jsonrpc: "2.0", method: "initialized" });
   }
@@ -153,7 +173,7 @@ class DirectAppServer {
     return { started, completed };
   }
   close() {
-    this.proc.stdin.end();
+    (this.stdin ?? this.proc.stdin).end();
     try {
       execFileSync("docker", [...this.engine, "rm", "-f", this.name], { stdio: "ignore" });
     } catch {
@@ -850,6 +870,47 @@ async function scaleCell(tasks, containers) {
   return { tasks, containers, model: model.where, wallMs: round(wallMs), brokerCpuMs: round(cpuMs), brokerCpuMsPerTask: round(cpuMs / tasks), ...cpuDetail, peakRssMiB: round(hwm), failed: failures.length, ...(failures.length ? { firstError: failures[0].error } : {}) };
 }
 
+/**
+ * The CPU floor of a scale cell: the same turns ("hello", capacity 4 on each container) driven by
+ * the smallest direct client, the rehearsal image's Codex app-servers with no broker. `attach`:
+ * this process attaches through the engine API (its CPU is this process's); otherwise `docker
+ * run -i`, whose CLI processes relay the bytes (their CPU counted with this process's). Neither
+ * side counts the engine's (dockerd's) CPU, nor the model's.
+ */
+async function floorCell(tasks, containers, attach) {
+  const servers = await Promise.all(Array.from({ length: containers }, async () => {
+    const d = new DirectAppServer(IMAGE, { attach });
+    await d.init();
+    return d;
+  }));
+  try {
+    // The CLI processes' CPU (utime + stime, 100 ticks a second) from /proc, while they run.
+    const cliMs = () => servers.reduce((sum, d) => {
+      if (!d.proc) return sum;
+      const f = readFileSync(`/proc/${d.proc.pid}/stat`, "utf8").split(") ")[1].split(" ");
+      return sum + (Number(f[11]) + Number(f[12])) * 10;
+    }, 0);
+    await Promise.all(servers.map(async (d) => (await d.turn("hello")).completed)); // one unmeasured turn each
+    const own0 = process.cpuUsage();
+    const cli0 = cliMs();
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(servers.flatMap((d) => Array.from({ length: 4 }, async () => {
+      while (next < tasks) {
+        next++;
+        await (await d.turn("hello")).completed;
+      }
+    })));
+    const wallMs = performance.now() - t0;
+    const own = process.cpuUsage(own0);
+    const ownMs = (own.user + own.system) / 1000;
+    const cli = cliMs() - cli0;
+    return { tasks, containers, client: attach ? "engine API attach, in this process" : "docker run -i", wallMs: round(wallMs), clientCpuMs: round(ownMs + cli), clientCpuMsPerTask: round((ownMs + cli) / tasks), processMs: round(ownMs), ...(attach ? {} : { cliMs: cli }) };
+  } finally {
+    servers.forEach((d) => d.close());
+  }
+}
+
 async function scale() {
   const taskCounts = QUICK ? [1, 10, 50] : [1, 10, 50, 200];
   const containerCounts = QUICK ? [1, 4] : [1, 4, 8];
@@ -860,6 +921,15 @@ async function scale() {
       const cell = await scaleCell(tasks, containers);
       results.scale.push(cell);
       say(`scale ${tasks} tasks / ${containers} containers: ${cell.wallMs} ms wall, ${cell.brokerCpuMs} ms CPU (${cell.brokerCpuMsPerTask} ms a task; user ${cell.userMs}, sys ${cell.sysMs}, main thread ${cell.mainThreadMs}), ${cell.peakRssMiB} MiB peak RSS${cell.failed ? `, ${cell.failed} failed (the first: ${cell.firstError})` : ""}`);
+      // Item 3's cell (200 tasks and more): the CPU a direct client spends on the same turns, next to it.
+      if (tasks >= 200 && process.env.BENCH_SCALE_FLOOR !== "0") {
+        cell.floor = [];
+        for (const attach of [true, false]) {
+          const f = await floorCell(tasks, containers, attach);
+          cell.floor.push(f);
+          say(`  floor, ${f.client}: ${f.wallMs} ms wall, ${f.clientCpuMs} ms CPU (${f.clientCpuMsPerTask} ms a task${f.cliMs !== undefined ? `; the CLI processes ${f.cliMs}` : ""}); the broker ${round(cell.brokerCpuMsPerTask / f.clientCpuMsPerTask)}× that`);
+        }
+      }
     }
   }
 }
@@ -1206,6 +1276,7 @@ function table() {
   if (results.scale) {
     lines.push(`${"scale: tasks × containers".padEnd(28)} ${"wall ms".padStart(9)} ${"CPU ms".padStart(9)} ${"ms/task".padStart(8)} ${"RSS MiB".padStart(8)}`);
     for (const c of results.scale) lines.push(`${`${c.tasks} × ${c.containers}`.padEnd(28)} ${String(c.wallMs).padStart(9)} ${String(c.brokerCpuMs).padStart(9)} ${String(round(c.wallMs / c.tasks)).padStart(8)} ${String(c.peakRssMiB).padStart(8)}${c.failed ? `  (${c.failed} failed)` : ""}`);
+    for (const c of results.scale) for (const f of c.floor ?? []) lines.push(`  CPU a task at ${c.tasks} × ${c.containers}: broker ${c.brokerCpuMsPerTask} ms, a direct client (${f.client}) ${f.clientCpuMsPerTask} ms: ${round(c.brokerCpuMsPerTask / f.clientCpuMsPerTask)}×`);
   }
   if (results.status) for (const c of results.status) lines.push(`status alone (in process, ${c.tasks}-task missions, ${c.messageChars}-character final messages): one mission p50/p99 ${c.mission.p50}/${c.mission.p99} ms, ${c.mission.cpuMsPerCall} ms CPU a call; 5 tasks changed before each call ${c.changing.p50}/${c.changing.p99} ms, ${c.changing.cpuMsPerCall} ms CPU${c.changingSince ? `, with since ${c.changingSince.p50}/${c.changingSince.p99} ms, ${c.changingSince.cpuMsPerCall} ms CPU` : ""}; recent list ${c.recent.p50}/${c.recent.p99} ms, ${c.recent.cpuMsPerCall} ms CPU${c.http ? `; over HTTP one mission ${c.http.mission.p50}/${c.http.mission.p99} ms${c.http.changingSince ? `, the running one with 5 changed ${c.http.changing.p50}/${c.http.changing.p99} ms whole, ${c.http.changingSince.p50}/${c.http.changingSince.p99} ms with since` : ""}, recent list ${c.http.recent.p50}/${c.http.recent.p99} ms` : ""}`);
   if (results.records) {

@@ -650,6 +650,26 @@ async function relay() {
   say(`relay: turn p50 ${names.map((k) => `${k} ${results.relay.turn[k].median} ms`).join(", ")}`);
 }
 
+/** `n` direct app-servers of the rehearsal image, initialized (`opts`: DirectAppServer's). */
+function startDirect(n, opts = {}) {
+  return Promise.all(Array.from({ length: n }, async () => {
+    const d = new DirectAppServer(IMAGE, opts);
+    await d.init();
+    return d;
+  }));
+}
+
+/** `tasks` one-line turns on direct app-servers, `capacity` at a time on each; resolves once all completed. */
+async function driveDirect(servers, capacity, tasks) {
+  let next = 0;
+  await Promise.all(servers.flatMap((d) => Array.from({ length: capacity }, async () => {
+    while (next < tasks) {
+      next++;
+      await (await d.turn("hello")).completed;
+    }
+  })));
+}
+
 async function throughput() {
   const tasks = QUICK ? 48 : 200;
   const rounds = QUICK ? 1 : 3;
@@ -669,19 +689,9 @@ async function throughput() {
     failed += r.tasks.filter((t) => t.status !== "succeeded").length;
     await b.stop();
 
-    const servers = await Promise.all(Array.from({ length: containers }, async () => {
-      const d = new DirectAppServer();
-      await d.init();
-      return d;
-    }));
-    let next = 0;
+    const servers = await startDirect(containers);
     t0 = performance.now();
-    await Promise.all(servers.flatMap((d) => Array.from({ length: capacity }, async () => {
-      while (next < tasks) {
-        next++;
-        await (await d.turn("hello")).completed;
-      }
-    })));
+    await driveDirect(servers, capacity, tasks);
     direct.push(performance.now() - t0);
     servers.forEach((d) => d.close());
     say(`throughput ${k + 1}/${rounds}: broker ${round(broker.at(-1))} ms, direct ${round(direct.at(-1))} ms for ${tasks} tasks`);
@@ -878,11 +888,7 @@ async function scaleCell(tasks, containers) {
  * side counts the engine's (dockerd's) CPU, nor the model's.
  */
 async function floorCell(tasks, containers, attach) {
-  const servers = await Promise.all(Array.from({ length: containers }, async () => {
-    const d = new DirectAppServer(IMAGE, { attach });
-    await d.init();
-    return d;
-  }));
+  const servers = await startDirect(containers, { attach });
   try {
     // The CLI processes' CPU (utime + stime, 100 ticks a second) from /proc, while they run.
     const cliMs = () => servers.reduce((sum, d) => {
@@ -894,13 +900,7 @@ async function floorCell(tasks, containers, attach) {
     const own0 = process.cpuUsage();
     const cli0 = cliMs();
     const t0 = performance.now();
-    let next = 0;
-    await Promise.all(servers.flatMap((d) => Array.from({ length: 4 }, async () => {
-      while (next < tasks) {
-        next++;
-        await (await d.turn("hello")).completed;
-      }
-    })));
+    await driveDirect(servers, 4, tasks);
     const wallMs = performance.now() - t0;
     const own = process.cpuUsage(own0);
     const ownMs = (own.user + own.system) / 1000;

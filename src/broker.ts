@@ -87,5 +87,6 @@ export class Broker {
     await this.pool.shutdown();
     this.runner.dropCopies();
     this.store.closeEventFiles();
+    this.metrics.close();
   }
 }

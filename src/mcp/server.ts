@@ -34,6 +34,8 @@ export interface BrokerDeps {
   pool: WorkerPool;
   runner: MissionRunner;
   store: StateStore;
+  /** Where each tool call's duration goes (the broker's metrics); none in a bare server. */
+  metrics?: { toolCall(tool: string, outcome: "ok" | "error" | "protocol_error", seconds: number): void };
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -374,14 +376,21 @@ export function createBrokerServer(deps: BrokerDeps): McpServer {
     const request = parsed.data;
     const tool = tools.get(request.params.name);
     if (!tool) throw new ProtocolError(RPC.INVALID_PARAMS, `Unknown tool: ${request.params.name}; this server's tools are ${[...tools.keys()].join(", ")}`, { tool: request.params.name });
-    const result = await tool.call(request.params.arguments, extra);
-    if (!result.isError && !checkedResults.has(result.structuredContent ?? {})) {
-      // The result is built from the same schemas; a mismatch is the broker's bug, said as one.
-      const ok = tool.output.safeParse(result.structuredContent);
-      if (!ok.success) throw new ProtocolError(RPC.INTERNAL_ERROR, `${request.params.name}: the broker built a result its output schema refuses: ${formatZodIssues(ok.error, result.structuredContent).join("; ")}`);
+    const started = performance.now();
+    let outcome: "ok" | "error" | "protocol_error" = "protocol_error";
+    try {
+      const result = await tool.call(request.params.arguments, extra);
+      if (!result.isError && !checkedResults.has(result.structuredContent ?? {})) {
+        // The result is built from the same schemas; a mismatch is the broker's bug, said as one.
+        const ok = tool.output.safeParse(result.structuredContent);
+        if (!ok.success) throw new ProtocolError(RPC.INTERNAL_ERROR, `${request.params.name}: the broker built a result its output schema refuses: ${formatZodIssues(ok.error, result.structuredContent).join("; ")}`);
+      }
+      outcome = result.isError ? "error" : "ok";
+      const rehearsal = deps.pool.config.rehearsal;
+      return rehearsal ? withRehearsalNotice(result, rehearsal.notice) : result;
+    } finally {
+      deps.metrics?.toolCall(request.params.name, outcome, (performance.now() - started) / 1000);
     }
-    const rehearsal = deps.pool.config.rehearsal;
-    return rehearsal ? withRehearsalNotice(result, rehearsal.notice) : result;
   });
 
   // Each artifact is a resource: codex-wrapper://missions/<missionId>/artifacts/<taskId>/<path>.

@@ -1,8 +1,11 @@
 // The broker's Prometheus metrics (served at /metrics): tasks by status, task durations,
 // containers by state, container start latency, queue length, plus Node's process metrics.
-// Counters and histograms are fed by the runner and the pool; gauges are read at scrape time.
-// The process metrics are the standard few (prom-client's defaults add gauges named *_total,
-// which Prometheus's own linter rejects), so the exposition passes `promtool check metrics`.
+// Counters and histograms are fed by the runner, the pool and the MCP server; gauges are read at
+// scrape time.
+// The process metrics are the standard few and the event loop's delay (prom-client's defaults
+// add gauges named *_total, which Prometheus's own linter rejects), so the exposition passes
+// `promtool check metrics`.
+import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { MissionRecord, TaskRecord } from "../state/store.js";
 import type { PoolStats } from "../pool/pool.js";
@@ -27,10 +30,13 @@ export class BrokerMetrics {
   private readonly tokens: Counter<"profile" | "model" | "kind">;
   private readonly taskDuration: Histogram<"status">;
   private readonly containerStart: Histogram<"profile">;
+  private readonly toolCalls: Histogram<"tool" | "outcome">;
+  private readonly loopDelay: IntervalHistogram;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
     processMetrics(registers);
+    this.loopDelay = eventLoopLag(registers);
     new Gauge({ name: "codex_wrapper_info", help: "The instance: label, channel and version (always 1)", labelNames: ["label", "channel", "version"], registers }).set({ label: src.label, channel: src.channel, version: src.version }, 1);
     this.tasks = new Counter({ name: "codex_wrapper_tasks_finished_total", help: "Tasks finished, by final status", labelNames: ["status"], registers });
     this.missions = new Counter({ name: "codex_wrapper_missions_finished_total", help: "Missions finished, by final status", labelNames: ["status"], registers });
@@ -52,6 +58,13 @@ export class BrokerMetrics {
       help: "Time from creating a worker container to its Codex answering",
       labelNames: ["profile"],
       buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60],
+      registers,
+    });
+    this.toolCalls = new Histogram({
+      name: "codex_wrapper_mcp_tool_call_seconds",
+      help: "MCP tool calls, from the broker reading the call to its result (a batch that waits included), by tool and outcome: ok, error (a result with isError), protocol_error",
+      labelNames: ["tool", "outcome"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 1800],
       registers,
     });
     new Gauge({
@@ -193,6 +206,16 @@ export class BrokerMetrics {
     this.containerStart.observe({ profile: info.profile }, info.ms / 1000);
   }
 
+  /** One MCP tool call the server answered (tool: one of the server's tools). */
+  toolCall(tool: string, outcome: "ok" | "error" | "protocol_error", seconds: number): void {
+    this.toolCalls.observe({ tool, outcome }, seconds);
+  }
+
+  /** Stops sampling the event loop (the broker has stopped). */
+  close(): void {
+    this.loopDelay.disable();
+  }
+
   /** The Prometheus text exposition. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
@@ -214,4 +237,37 @@ function processMetrics(registers: Registry[]): void {
     this.reset();
     this.inc((user + system) / 1e6);
   } });
+}
+
+/**
+ * How late the main thread's event loop ran a timer, the way prom-client's default metrics name
+ * it: the median, the 99th percentile and the largest delay since the last scrape (or since the
+ * broker started). A request waits that long before the broker reads it, whether the loop was busy
+ * or the process was waiting for a CPU. Sampled every 20 ms.
+ */
+function eventLoopLag(registers: Registry[]): IntervalHistogram {
+  const resolutionMs = 20;
+  const delay = monitorEventLoopDelay({ resolution: resolutionMs });
+  delay.enable();
+  // Node records the time between two runs of its sampling timer, the timer's own interval
+  // included (an idle loop reads 20 ms): what is over the interval is the delay.
+  const seconds = (ns: number): number => Math.max(0, ns / 1e6 - resolutionMs) / 1000;
+  const p50 = new Gauge({
+    name: "nodejs_eventloop_lag_p50_seconds",
+    help: "The median delay of the event loop since the last scrape, in seconds",
+    registers: [],
+    collect() {
+      // A window with no sample yet reads as 0, not as the histogram's placeholder values.
+      const seen = delay.count > 0;
+      this.set(seen ? seconds(delay.percentile(50)) : 0);
+      p99.set(seen ? seconds(delay.percentile(99)) : 0);
+      max.set(seen ? seconds(delay.max) : 0);
+      delay.reset();
+    },
+  });
+  const p99 = new Gauge({ name: "nodejs_eventloop_lag_p99_seconds", help: "The 99th percentile of the event loop's delay since the last scrape, in seconds", registers: [] });
+  const max = new Gauge({ name: "nodejs_eventloop_lag_max_seconds", help: "The largest delay of the event loop since the last scrape, in seconds", registers: [] });
+  // p50 first: its collect, which sets the other two and starts a new window, runs before they are read.
+  for (const r of registers) for (const g of [p50, p99, max]) r.registerMetric(g);
+  return delay;
 }

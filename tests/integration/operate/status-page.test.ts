@@ -75,6 +75,7 @@ describe("status page and metrics", () => {
     const succeededBefore = sample(before, "codex_wrapper_tasks_finished_total", { status: "succeeded" });
     const tokens = { profile: "default", model: "rehearsal" };
     const inputBefore = sample(before, "codex_wrapper_tokens_total", { ...tokens, kind: "input" });
+    const batchCallsBefore = sample(before, "codex_wrapper_mcp_tool_call_seconds_count", { tool: "batch", outcome: "ok" });
 
     const ws = makeWorkspace();
     const r = await client.callTool({
@@ -152,6 +153,16 @@ describe("status page and metrics", () => {
     expect(sample(after, "codex_wrapper_container_start_seconds_count", { profile: "default" })).toBe(1);
     expect(sample(after, "codex_wrapper_queue_length")).toBe(0);
     expect(sample(after, "codex_wrapper_tasks", { status: "running" })).toBe(0);
+    // Each tool call is timed, by tool and outcome: the batch above, and a status that fails.
+    expect(sample(after, "codex_wrapper_mcp_tool_call_seconds_count", { tool: "batch", outcome: "ok" })).toBe(batchCallsBefore + 1);
+    const missing = await client.callTool({ name: "status", arguments: { missionId: "m-00000000000000-000000" } });
+    expect(missing.isError).toBe(true);
+    const later = await metrics();
+    promtoolCheck(later);
+    expect(sample(later, "codex_wrapper_mcp_tool_call_seconds_count", { tool: "status", outcome: "error" })).toBe(sample(after, "codex_wrapper_mcp_tool_call_seconds_count", { tool: "status", outcome: "error" }) + 1);
+    // The event loop's delay since the last scrape: there, and ordered.
+    expect(later).toMatch(/^nodejs_eventloop_lag_max_seconds \d/m);
+    expect(sample(later, "nodejs_eventloop_lag_p50_seconds")).toBeLessThanOrEqual(sample(later, "nodejs_eventloop_lag_max_seconds"));
     // (sample reads an absent series as 0: these gauges must be there, at 0.)
     expect(after).toMatch(/^codex_wrapper_queue_length 0$/m);
     expect(after).toMatch(/^codex_wrapper_tasks\{status="running"\} 0$/m);

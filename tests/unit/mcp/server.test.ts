@@ -18,6 +18,8 @@ import type { WorkerPool } from "../../../src/pool/pool.js";
 let client: Client;
 let store: StateStore;
 let finished: MissionRecord;
+/** What the server told its metrics: one entry per tool call. */
+const toolCalls: { tool: string; outcome: string; seconds: number }[] = [];
 const root = mkdtempSync(path.join(os.tmpdir(), "cmw-mcp-unit-"));
 
 beforeAll(async () => {
@@ -34,7 +36,8 @@ beforeAll(async () => {
   const dir = path.join(store.missionDir(finished.missionId), "artifacts", "t", "out");
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, "a.md"), "# hi\n");
-  const server = createBrokerServer({ pool, store, runner: new MissionRunner(pool, store) });
+  const metrics = { toolCall: (tool: string, outcome: string, seconds: number) => void toolCalls.push({ tool, outcome, seconds }) };
+  const server = createBrokerServer({ pool, store, runner: new MissionRunner(pool, store), metrics });
   const [a, b] = InMemoryTransport.createLinkedPair();
   await server.connect(a);
   client = new Client({ name: "unit", version: "0" });
@@ -65,6 +68,20 @@ describe("the broker's MCP server, without Docker", () => {
     }
     expect(Object.keys(tools.find((t) => t.name === "batch")!.inputSchema.properties ?? {})).toContain("detach");
     expect(Object.keys(tools.find((t) => t.name === "reply")!.inputSchema.properties ?? {})).toContain("detach");
+  });
+
+  it("each tool call goes to the metrics with its tool, outcome and duration; a call of no tool does not", async () => {
+    toolCalls.length = 0;
+    await client.callTool({ name: "status", arguments: { missionId: finished.missionId } });
+    await client.callTool({ name: "status", arguments: { missionId: "m-00000000000000-000000" } });
+    await client.callTool({ name: "cancel", arguments: {} });
+    await rpcError(client.callTool({ name: "bogus", arguments: {} }));
+    expect(toolCalls.map(({ tool, outcome }) => [tool, outcome])).toEqual([
+      ["status", "ok"],
+      ["status", "error"],
+      ["cancel", "error"],
+    ]);
+    for (const c of toolCalls) expect(c.seconds).toBeGreaterThan(0);
   });
 
   it("an unknown tool is a protocol error -32602 with one 'MCP error' prefix", async () => {

@@ -724,18 +724,21 @@ async function drivers() {
 }
 
 /**
- * BENCH_BROKER_CPU_SHARES=N: the broker's process in a cgroup of its own with cpu.shares N (cgroup
+ * A process in a cgroup of its own with cpu.shares from the environment variable `envName` (cgroup
  * v1, as root), as a host would run it with more CPU weight than its workers' engines (systemd's
- * CPUWeight=, compose's cpu_shares). Returns the cgroup's directory, or null.
+ * CPUWeight=, compose's cpu_shares): BENCH_BROKER_CPU_SHARES=N for the broker,
+ * BENCH_CLIENT_CPU_SHARES=N for scale3's status poller (a client on the same host given the
+ * weight of a desktop session over a build's containers). Returns the cgroup's directory, or
+ * null when the variable is not set.
  */
-function brokerCpuWeight(pid) {
-  const shares = process.env.BENCH_BROKER_CPU_SHARES;
+function cpuWeight(pid, role, envName) {
+  const shares = process.env[envName];
   if (!shares) return null;
-  const dir = `/sys/fs/cgroup/cpu/cmw-bench-broker-${pid}`;
+  const dir = `/sys/fs/cgroup/cpu/cmw-bench-${role}-${pid}`;
   mkdirSync(dir);
   writeFileSync(path.join(dir, "cpu.shares"), shares);
   writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
-  say(`the broker (pid ${pid}) runs in ${dir} with cpu.shares ${shares}`);
+  say(`the ${role} (pid ${pid}) runs in ${dir} with cpu.shares ${shares}`);
   return dir;
 }
 
@@ -749,7 +752,7 @@ async function startBrokerProcess(cfg) {
   const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
   let cgroup;
   try {
-    cgroup = brokerCpuWeight(proc.pid);
+    cgroup = cpuWeight(proc.pid, "broker", "BENCH_BROKER_CPU_SHARES");
   } catch (e) {
     proc.kill("SIGKILL");
     throw e;
@@ -811,6 +814,8 @@ async function startBrokerProcess(cfg) {
         // not allowed here: the peak is then over the process's whole life
       }
     },
+    /** Its /metrics (a scrape: it also starts a new window of the event loop's delay). */
+    metrics: async () => (await fetch(`${base}/metrics`)).text(),
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))[1]) / 1024,
     /** Closes the client and stops the broker: SIGTERM, then SIGKILL if it has not ended within 60 s. */
     async stop() {
@@ -1005,6 +1010,7 @@ async function scale3() {
       b.resetPeak();
       const cpu0 = b.cpu();
       const sched0 = b.sched();
+      const metrics0 = await b.metrics();
       const t0 = performance.timeOrigin + performance.now();
       // A model name Codex has no metadata for gives it the plain shell tool the rehearsal model drives.
       const mission = { name: "scale3", ...(sleepMs > 0 ? { defaults: { model: "rehearsal" } } : {}), tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i}`, prompt: scale3Prompt(i) })) };
@@ -1025,6 +1031,7 @@ async function scale3() {
       }
       const cpu = b.cpu();
       const sched = b.sched();
+      const metrics1 = await b.metrics();
       const record = JSON.parse(readFileSync(path.join(stateDir, "missions", missionId, "record.json"), "utf8"));
       const byEngine = {};
       for (const t of record.tasks) byEngine[t.engine ?? "?"] = (byEngine[t.engine ?? "?"] ?? 0) + 1;
@@ -1042,6 +1049,11 @@ async function scale3() {
         mainThreadWaitMs: round(sched.waitMs - sched0.waitMs),
         peakRssMiB: round(b.peakRssMiB()),
         statusMs: polled ? { mission: summary(one), recent: summary(recent), missionP99: round2(quantile(one, 0.99)), recentP99: round2(quantile(recent, 0.99)) } : null,
+        // The same calls as the broker timed them (its codex_wrapper_mcp_tool_call_seconds: from
+        // reading the call to its result), the mission's and the list's together; and how late its
+        // event loop ran over the cell: what a call waited before the broker read it.
+        statusServer: polled ? serverCalls(metrics0, metrics1, "status", 50) : null,
+        eventLoopLagMs: { p50: round2(promGauge(metrics1, "nodejs_eventloop_lag_p50_seconds") * 1000), p99: round2(promGauge(metrics1, "nodejs_eventloop_lag_p99_seconds") * 1000), max: round2(promGauge(metrics1, "nodejs_eventloop_lag_max_seconds") * 1000) },
         byEngine,
         failed,
         ...(failed ? { firstError: polls.firstError } : {}),
@@ -1051,7 +1063,7 @@ async function scale3() {
         delete cell.statusMs.recent.samples;
       }
       results.scale3.cells.push(cell);
-      say(`scale3 ${tasks} tasks${polled ? "" : " (no status calls)"}: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, ${cell.statusMs ? `status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (${polls.mode === "since" ? "with since" : "whole"}; list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}), ` : ""}${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
+      say(`scale3 ${tasks} tasks${polled ? "" : " (no status calls)"}: ${cell.wallMs} ms wall, broker CPU ${cell.brokerCpuMs} ms (${cell.brokerCpuMsPerTask} a task, main thread ${cell.mainThreadMs}, waiting for a CPU ${cell.mainThreadWaitMs}), peak RSS ${cell.peakRssMiB} MiB, ${cell.statusMs ? `status p50/p99 ${cell.statusMs.mission.median}/${cell.statusMs.missionP99} ms (${polls.mode === "since" ? "with since" : "whole"}; list ${cell.statusMs.recent.median}/${cell.statusMs.recentP99}; in the broker: ${cell.statusServer.calls} calls, ${round2(cell.statusServer.withinShare * 100)}% within ${cell.statusServer.withinMs} ms, p99 ≤ ${cell.statusServer.p99AtMostMs} ms), ` : ""}event loop lag p50/p99/max ${cell.eventLoopLagMs.p50}/${cell.eventLoopLagMs.p99}/${cell.eventLoopLagMs.max} ms, ${JSON.stringify(byEngine)}${failed ? `, ${failed} failed (the first: ${cell.firstError})` : ""}`);
     }
   } finally {
     await b.stop();
@@ -1069,10 +1081,55 @@ async function scale3() {
   }
 }
 
+/** A histogram's cumulative buckets in a Prometheus exposition, [le, count] (le in seconds), of the series with these labels. */
+function promBuckets(text, name, labels) {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = /^(\S+?)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== `${name}_bucket`) continue;
+    const have = m[2].split(",");
+    if (!want.every((w) => have.includes(w))) continue;
+    const le = /le="([^"]+)"/.exec(m[2])[1];
+    out.push([le === "+Inf" ? Infinity : Number(le), Number(m[3])]);
+  }
+  return out;
+}
+
+/** A gauge's value in a Prometheus exposition (a series without labels), or null. */
+function promGauge(text, name) {
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * A tool's successful calls between two scrapes of the broker's /metrics, as the broker timed
+ * them: how many, the share within `withinMs`, and the smallest bucket bound (ms) that holds 99% of
+ * them (the histogram's buckets: 1, 2.5, 5, 10, 25, 50, 100, 250 ms …).
+ */
+function serverCalls(before, after, tool, withinMs) {
+  const b0 = new Map(promBuckets(before, "codex_wrapper_mcp_tool_call_seconds", { tool, outcome: "ok" }));
+  const buckets = promBuckets(after, "codex_wrapper_mcp_tool_call_seconds", { tool, outcome: "ok" }).map(([le, n]) => [le, n - (b0.get(le) ?? 0)]);
+  const calls = buckets.find(([le]) => le === Infinity)?.[1] ?? 0;
+  const within = buckets.find(([le]) => le === withinMs / 1000)?.[1] ?? 0;
+  const p99 = buckets.find(([, n]) => n >= 0.99 * calls)?.[0] ?? Infinity;
+  return { calls, withinMs, withinShare: calls ? round2(within / calls) : null, p99AtMostMs: p99 === Infinity ? "+Inf" : round2(p99 * 1000) };
+}
+
 /** bench/status-poller.mjs on a mission, in a process of its own; its report. */
 function statusPoller(base, missionId) {
   return new Promise((resolve, reject) => {
     const child = spawn("node", [path.join(import.meta.dirname, "status-poller.mjs"), base, missionId], { stdio: ["ignore", "pipe", "pipe"] });
+    let cgroup = null;
+    try {
+      cgroup = cpuWeight(child.pid, "client", "BENCH_CLIENT_CPU_SHARES");
+    } catch (e) {
+      child.kill("SIGKILL");
+      reject(e);
+      return;
+    }
+    // Removed once the poller has ended, however it ends.
+    if (cgroup) child.once("exit", () => rmdirSync(cgroup));
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));

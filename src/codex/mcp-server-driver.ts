@@ -18,6 +18,13 @@ export interface McpServerDriverOptions {
 }
 
 const TURN_KEY = "io.codex-mcp-wrapper/turn";
+/** How long a call that failed on its own waits to hear whether the process ended (ms). */
+const EXIT_NOTICE_MS = 1000;
+
+/** A reply to a thread that lived in a process that has ended: mcp-server cannot resume it. */
+function threadLost(threadId: string, why?: string): TurnOutcome {
+  return { status: "lost", threadId, finalMessage: null, error: `conversation lost: thread ${threadId} lived in a codex mcp-server process that has ended${why ? ` (${why})` : ""}, and mcp-server cannot resume it`, errorCode: "CONVERSATION_LOST" };
+}
 
 export class McpServerDriver implements CodexDriver {
   readonly protocol = "mcp-server" as const;
@@ -100,10 +107,8 @@ export class McpServerDriver implements CodexDriver {
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
     const threadId = req.threadId ?? null;
+    if (threadId && (this.exit || !this.threads.has(threadId))) return threadLost(threadId, this.exit ? this.deathMessage() : undefined);
     if (this.exit) return { status: "failed", threadId, finalMessage: null, error: this.deathMessage(), errorCode: "WORKER_EXITED" };
-    if (threadId && !this.threads.has(threadId)) {
-      return { status: "lost", threadId, finalMessage: null, error: `conversation lost: thread ${threadId} lived in a codex mcp-server process that has ended, and mcp-server cannot resume it`, errorCode: "CONVERSATION_LOST" };
-    }
     const turnKey = randomUUID();
     this.byTurnKey.set(turnKey, onEvent);
     const stop = new AbortController();
@@ -154,6 +159,11 @@ export class McpServerDriver implements CodexDriver {
       return { status: "succeeded", threadId: tid, finalMessage: text, error: null };
     } catch (e) {
       if (this.transport.isClosed) this.exit ??= await exitReport(this.opts.exited);
+      // A call that failed on its own may be the process ending under it before its end reached
+      // the driver: a moment for that end to be known, so that the turn says what happened.
+      else if (stopReason === null) this.exit ??= await exitReport(this.opts.exited, EXIT_NOTICE_MS);
+      // A reply's thread lived in this process: with the process, the conversation is gone.
+      if ((stopReason === "died" || this.exit) && threadId) return threadLost(threadId, this.deathMessage());
       if (stopReason === "died" || this.exit) return failedBy(threadId, new WorkerError("WORKER_EXITED", this.deathMessage()));
       if (stopReason === "timed_out") return { status: "timed_out", threadId, finalMessage: null, error: `no answer within ${req.timeoutMs} ms; the call was cancelled` };
       if (stopReason === "cancelled") return { status: "cancelled", threadId, finalMessage: null, error: "cancelled" };

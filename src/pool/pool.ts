@@ -482,6 +482,12 @@ export class WorkerPool {
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}`, errorCode: "CONVERSATION_LOST" };
       }
+      // A reply whose thread went with its process (the driver cannot resume one): every later
+      // reply is lost too, said at once.
+      if (route && outcome.status === "lost" && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !route.lost) {
+        route.lost = outcome.error ?? "conversation lost: its codex process ended";
+        await this.saveRoute(route);
+      }
       // A turn that failed on a further engine: if the engine went away, that is what it says (the
       // container's own end may not be known yet: the engine's answer is asked, not awaited).
       // (The first engine's failures show as failed calls, as they always have.)

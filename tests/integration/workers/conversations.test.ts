@@ -53,7 +53,29 @@ describe("conversations with the mcp-server driver (Codex 0.153.0)", () => {
     const holder = (await docker.listByLabels({ "io.codex-mcp-wrapper.instance": pool.config.label }))[0];
     await docker.remove(holder!.id);
     const lost = await pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake recall" });
-    expect(lost.outcome.status).toBe("lost");
+    expect(lost.outcome.status, `${lost.outcome.errorCode}: ${lost.outcome.error}`).toBe("lost");
     expect(lost.outcome.error).toMatch(/mcp-server cannot resume/);
+  });
+
+  it("a reply whose process ends under it is `lost` (its thread went with the process), and so is every reply after it", async () => {
+    const pool = await pools.start({ workers: [{ name: "m", protocol: "mcp-server", image: REHEARSAL_IMAGE_LEGACY, capacity: 2, max_containers: 1 }] });
+    const ws = makeWorkspace();
+    const first = await pool.runTurn({ workspace: ws, prompt: "#fake write m.txt via mcp" });
+    expect(first.outcome.status).toBe("succeeded");
+    // The reply's turn is under way (its command started) when its container goes.
+    let commandStarted!: () => void;
+    const underWay = new Promise<void>((r) => (commandStarted = r));
+    const replying = pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake sleep 60000", onEvent: (e) => e.kind === "command_started" && commandStarted() });
+    await underWay;
+    const holder = (await docker.listByLabels({ "io.codex-mcp-wrapper.instance": pool.config.label }))[0];
+    await docker.remove(holder!.id);
+    const reply = await replying;
+    expect(reply.outcome.status, `${reply.outcome.errorCode}: ${reply.outcome.error}`).toBe("lost");
+    expect(reply.outcome.errorCode).toBe("CONVERSATION_LOST");
+    expect(reply.outcome.error).toMatch(/mcp-server cannot resume/);
+    // The conversation is lost for good: the next reply says so at once, on no container.
+    const next = await pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake recall" });
+    expect(next.outcome.status).toBe("lost");
+    expect(next.container).toBeNull();
   });
 });

@@ -172,10 +172,6 @@ export class AppServerDriver implements CodexDriver {
     await this.peer.request("account/login/start", params);
   }
 
-  hasThread(threadId: string): boolean {
-    return this.loaded.has(threadId);
-  }
-
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
     if (this.exit || this.peer.isClosed) return failedBy(req.threadId ?? null, this.deathError());

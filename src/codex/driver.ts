@@ -145,8 +145,6 @@ export interface CodexDriver {
   /** Readies the protocol (initialize, login); rejects if the process is not answering. */
   open(): Promise<void>;
   runTurn(req: TurnRequest): Promise<TurnOutcome>;
-  /** Whether this process already has the thread loaded (else a continue must resume it). */
-  hasThread(threadId: string): boolean;
   close(): Promise<void>;
 }
 

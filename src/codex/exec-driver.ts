@@ -36,10 +36,6 @@ export class ExecDriver implements CodexDriver {
     // Nothing to set up: every turn is its own process.
   }
 
-  hasThread(): boolean {
-    return true; // every turn resumes from CODEX_HOME
-  }
-
   private deathMessage(): string {
     return describeExit(this.exit, this.opts.name);
   }

@@ -100,10 +100,6 @@ export class McpServerDriver implements CodexDriver {
     await this.client.connect(this.transport);
   }
 
-  hasThread(threadId: string): boolean {
-    return this.threads.has(threadId);
-  }
-
   async runTurn(req: TurnRequest): Promise<TurnOutcome> {
     const onEvent = req.onEvent ?? (() => {});
     const threadId = req.threadId ?? null;
@@ -163,8 +159,7 @@ export class McpServerDriver implements CodexDriver {
       // the driver: a moment for that end to be known, so that the turn says what happened.
       else if (stopReason === null) this.exit ??= await exitReport(this.opts.exited, EXIT_NOTICE_MS);
       // A reply's thread lived in this process: with the process, the conversation is gone.
-      if ((stopReason === "died" || this.exit) && threadId) return threadLost(threadId, this.deathMessage());
-      if (stopReason === "died" || this.exit) return failedBy(threadId, new WorkerError("WORKER_EXITED", this.deathMessage()));
+      if (stopReason === "died" || this.exit) return threadId ? threadLost(threadId, this.deathMessage()) : failedBy(null, new WorkerError("WORKER_EXITED", this.deathMessage()));
       if (stopReason === "timed_out") return { status: "timed_out", threadId, finalMessage: null, error: `no answer within ${req.timeoutMs} ms; the call was cancelled` };
       if (stopReason === "cancelled") return { status: "cancelled", threadId, finalMessage: null, error: "cancelled" };
       return failedBy(threadId, e);

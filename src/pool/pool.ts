@@ -419,11 +419,6 @@ export class WorkerPool {
       }
       req.onAssigned?.({ container: worker.container.name, slotId: worker.slot.id, engine: worker.engine });
       const driver = worker.driver!;
-      if (route && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !driver.hasThread(route.threadId)) {
-        route.lost = `conversation lost: its codex mcp-server process ended (mcp-server cannot resume a thread in a new process)`;
-        await this.saveRoute(route);
-        return { conversationId: route.id, container: worker.container.name, outcome: { status: "lost", threadId: route.threadId, finalMessage: null, error: route.lost, errorCode: "CONVERSATION_LOST" } };
-      }
       let killed = 0;
       const usageBefore = route ? (worker.usageByThread.get(route.threadId)?.usage ?? ZERO_USAGE) : ZERO_USAGE;
       // A refused connection is the container's, not a lane's: every turn in flight on it hears of it.
@@ -482,8 +477,8 @@ export class WorkerPool {
       if (worker.lostReason && outcome.status === "failed") {
         outcome = { ...outcome, status: "lost", error: `${worker.lostReason}${outcome.error ? ` (${outcome.error})` : ""}`, errorCode: "CONVERSATION_LOST" };
       }
-      // A reply whose thread went with its process (the driver cannot resume one): every later
-      // reply is lost too, said at once.
+      // A reply whose thread went with its process, before or during this turn (the driver cannot
+      // resume one, and answers `lost`): every later reply is lost too, said at once.
       if (route && outcome.status === "lost" && !CODEX_PROTOCOLS[driver.protocol].resumesThreads && !route.lost) {
         route.lost = outcome.error ?? "conversation lost: its codex process ended";
         await this.saveRoute(route);

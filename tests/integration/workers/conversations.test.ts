@@ -66,7 +66,8 @@ describe("conversations with the mcp-server driver (Codex 0.153.0)", () => {
     let commandStarted!: () => void;
     const underWay = new Promise<void>((r) => (commandStarted = r));
     const replying = pool.runTurn({ conversationId: first.conversationId!, prompt: "#fake sleep 60000", onEvent: (e) => e.kind === "command_started" && commandStarted() });
-    await underWay;
+    // (A reply that ended without its command starting fails here, instead of waiting for ever.)
+    await Promise.race([underWay, replying.then((r) => expect.fail(`the reply ended before its command started: ${r.outcome.status}: ${r.outcome.error}`))]);
     const holder = (await docker.listByLabels({ "io.codex-mcp-wrapper.instance": pool.config.label }))[0];
     await docker.remove(holder!.id);
     const reply = await replying;

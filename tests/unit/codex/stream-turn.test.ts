@@ -6,7 +6,6 @@ function driver(events: DriverEvent[], end: "ok" | "throw"): CodexDriver {
   return {
     protocol: "app-server",
     open: async () => {},
-    hasThread: () => true,
     close: async () => {},
     runTurn: async (req: TurnRequest) => {
       for (const e of events) {

@@ -650,6 +650,12 @@ async function relay() {
   say(`relay: turn p50 ${names.map((k) => `${k} ${results.relay.turn[k].median} ms`).join(", ")}`);
 }
 
+/** utime and stime in ms (100 ticks a second) from a /proc/…/stat file: a process's or a thread's. */
+function ticks(file) {
+  const f = readFileSync(file, "utf8").split(") ")[1].split(" ");
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
 /** `n` direct app-servers of the rehearsal image, initialized (`opts`: DirectAppServer's). */
 function startDirect(n, opts = {}) {
   return Promise.all(Array.from({ length: n }, async () => {
@@ -728,18 +734,24 @@ async function drivers() {
  * v1, as root), as a host would run it with more CPU weight than its workers' engines (systemd's
  * CPUWeight=, compose's cpu_shares): BENCH_BROKER_CPU_SHARES=N for the broker,
  * BENCH_CLIENT_CPU_SHARES=N for scale3's status poller (a client on the same host given the
- * weight of a desktop session over a build's containers). Returns the cgroup's directory, or
- * null when the variable is not set.
+ * weight of a desktop session over a build's containers). Nothing when the variable is not set;
+ * the process is killed if it cannot be placed, and its cgroup removed once it has ended.
  */
-function cpuWeight(pid, role, envName) {
+function cpuWeight(child, role, envName) {
   const shares = process.env[envName];
-  if (!shares) return null;
-  const dir = `/sys/fs/cgroup/cpu/cmw-bench-${role}-${pid}`;
-  mkdirSync(dir);
-  writeFileSync(path.join(dir, "cpu.shares"), shares);
-  writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
-  say(`the ${role} (pid ${pid}) runs in ${dir} with cpu.shares ${shares}`);
-  return dir;
+  if (!shares) return;
+  const dir = `/sys/fs/cgroup/cpu/cmw-bench-${role}-${child.pid}`;
+  try {
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, "cpu.shares"), shares);
+    writeFileSync(path.join(dir, "cgroup.procs"), String(child.pid));
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  // Removed once the process has ended, however it ends.
+  child.once("exit", () => rmdirSync(dir));
+  say(`the ${role} (pid ${child.pid}) runs in ${dir} with cpu.shares ${shares}`);
 }
 
 /**
@@ -750,15 +762,7 @@ function cpuWeight(pid, role, envName) {
 async function startBrokerProcess(cfg) {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const proc = spawn("node", [...nodeArgs, process.env.BENCH_BROKER_BIN ?? "dist/cli/bin.js", "serve", "--config", cfg], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CODEX_WRAPPER_LOG_LEVEL: "info" } });
-  let cgroup;
-  try {
-    cgroup = cpuWeight(proc.pid, "broker", "BENCH_BROKER_CPU_SHARES");
-  } catch (e) {
-    proc.kill("SIGKILL");
-    throw e;
-  }
-  // Removed once the broker has ended, however it ends (stopped, or a run that failed first).
-  if (cgroup) proc.once("exit", () => rmdirSync(cgroup));
+  cpuWeight(proc, "broker", "BENCH_BROKER_CPU_SHARES");
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const onData = (d) => {
@@ -774,13 +778,9 @@ async function startBrokerProcess(cfg) {
   const base = `http://127.0.0.1:${port}`;
   const client = new Client({ name: "bench", version: "0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
-  // utime and stime in ms (100 ticks/s): of the whole process, and of its main thread (the event
-  // loop: JavaScript, JSON, the synchronous fs calls); the rest is libuv's pool (async fs: the
-  // fsyncs) and V8's helpers (GC).
-  const ticks = (file) => {
-    const f = readFileSync(file, "utf8").split(") ")[1].split(" ");
-    return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
-  };
+  // utime and stime of the whole process, and of its main thread (the event loop: JavaScript,
+  // JSON, the synchronous fs calls); the rest is libuv's pool (async fs: the fsyncs) and V8's
+  // helpers (GC).
   const readyContainers = async () => (await (await fetch(`${base}/status.json`)).json()).workers.containers.filter((c) => c.state === "ready");
   let ready = [];
   return {
@@ -895,11 +895,11 @@ async function scaleCell(tasks, containers) {
 async function floorCell(tasks, containers, attach) {
   const servers = await startDirect(containers, { attach });
   try {
-    // The CLI processes' CPU (utime + stime, 100 ticks a second) from /proc, while they run.
+    // The CLI processes' CPU from /proc, while they run.
     const cliMs = () => servers.reduce((sum, d) => {
       if (!d.proc) return sum;
-      const f = readFileSync(`/proc/${d.proc.pid}/stat`, "utf8").split(") ")[1].split(" ");
-      return sum + (Number(f[11]) + Number(f[12])) * 10;
+      const t = ticks(`/proc/${d.proc.pid}/stat`);
+      return sum + t.user + t.sys;
     }, 0);
     await Promise.all(servers.map(async (d) => (await d.turn("hello")).completed)); // one unmeasured turn each
     const own0 = process.cpuUsage();
@@ -1120,16 +1120,12 @@ function serverCalls(before, after, tool, withinMs) {
 function statusPoller(base, missionId) {
   return new Promise((resolve, reject) => {
     const child = spawn("node", [path.join(import.meta.dirname, "status-poller.mjs"), base, missionId], { stdio: ["ignore", "pipe", "pipe"] });
-    let cgroup = null;
     try {
-      cgroup = cpuWeight(child.pid, "client", "BENCH_CLIENT_CPU_SHARES");
+      cpuWeight(child, "client", "BENCH_CLIENT_CPU_SHARES");
     } catch (e) {
-      child.kill("SIGKILL");
       reject(e);
       return;
     }
-    // Removed once the poller has ended, however it ends.
-    if (cgroup) child.once("exit", () => rmdirSync(cgroup));
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));

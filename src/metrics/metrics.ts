@@ -5,7 +5,7 @@
 // The process metrics are the standard few and the event loop's delay (prom-client's defaults
 // add gauges named *_total, which Prometheus's own linter rejects), so the exposition passes
 // `promtool check metrics`.
-import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { MissionRecord, TaskRecord } from "../state/store.js";
 import type { PoolStats } from "../pool/pool.js";
@@ -31,12 +31,13 @@ export class BrokerMetrics {
   private readonly taskDuration: Histogram<"status">;
   private readonly containerStart: Histogram<"profile">;
   private readonly toolCalls: Histogram<"tool" | "outcome">;
-  private readonly loopDelay: IntervalHistogram;
+  private readonly loopDelay: LoopDelay;
 
-  constructor(src: MetricsSources) {
+  /** opts.loopCheckMs: how often to look whether the broker has work (tests shorten it). */
+  constructor(src: MetricsSources, opts: { loopCheckMs?: number } = {}) {
     const registers = [this.registry];
     processMetrics(registers);
-    this.loopDelay = eventLoopLag(registers);
+    this.loopDelay = eventLoopLag(registers, () => hasWork(src), opts.loopCheckMs ?? 1000);
     new Gauge({ name: "codex_wrapper_info", help: "The instance: label, channel and version (always 1)", labelNames: ["label", "channel", "version"], registers }).set({ label: src.label, channel: src.channel, version: src.version }, 1);
     this.tasks = new Counter({ name: "codex_wrapper_tasks_finished_total", help: "Tasks finished, by final status", labelNames: ["status"], registers });
     this.missions = new Counter({ name: "codex_wrapper_missions_finished_total", help: "Missions finished, by final status", labelNames: ["status"], registers });
@@ -211,9 +212,14 @@ export class BrokerMetrics {
     this.toolCalls.observe({ tool, outcome }, seconds);
   }
 
+  /** Whether the event loop's delay is being sampled now (only while the broker has work). */
+  get sampling(): boolean {
+    return this.loopDelay.sampling;
+  }
+
   /** Stops sampling the event loop (the broker has stopped). */
   close(): void {
-    this.loopDelay.disable();
+    this.loopDelay.close();
   }
 
   /** The Prometheus text exposition. */
@@ -239,22 +245,48 @@ function processMetrics(registers: Registry[]): void {
   } });
 }
 
+/** Whether the broker has work: a turn queued or running, a mission running, a reply waiting, a container starting. */
+function hasWork(src: MetricsSources): boolean {
+  const pool = src.pool();
+  if (pool.inFlight > 0 || pool.queued > 0 || src.repliesWaiting() > 0) return true;
+  if (Object.values(src.activeTasks()).some((n) => n > 0)) return true;
+  return pool.containers.some((c) => c.state === "starting");
+}
+
+interface LoopDelay {
+  readonly sampling: boolean;
+  close(): void;
+}
+
 /**
  * How late the main thread's event loop ran a timer, the way prom-client's default metrics name
  * it: the median, the 99th percentile and the largest delay since the last scrape (or since the
  * broker started). A request waits that long before the broker reads it, whether the loop was busy
- * or the process was waiting for a CPU. Sampled every 20 ms.
+ * or the process was waiting for a CPU. Sampled every 20 ms while the broker has work: the sampler
+ * wakes the main thread 50 times a second, which an idle broker otherwise does about 4 times
+ * (docs/performance.md). Whether there is work is looked at every `checkMs`; a window with no
+ * sample reads 0.
  */
-function eventLoopLag(registers: Registry[]): IntervalHistogram {
+function eventLoopLag(registers: Registry[], busy: () => boolean, checkMs: number): LoopDelay {
   const resolutionMs = 20;
   const delay = monitorEventLoopDelay({ resolution: resolutionMs });
-  delay.enable();
+  let sampling = false;
+  const check = (): void => {
+    const want = busy();
+    if (want === sampling) return;
+    sampling = want;
+    if (want) delay.enable();
+    else delay.disable();
+  };
+  // Not looked at now: the broker builds its pool and runner, the sources, after its metrics.
+  const checker = setInterval(check, checkMs);
+  checker.unref();
   // Node records the time between two runs of its sampling timer, the timer's own interval
   // included (an idle loop reads 20 ms): what is over the interval is the delay.
   const seconds = (ns: number): number => Math.max(0, ns / 1e6 - resolutionMs) / 1000;
   const p50 = new Gauge({
     name: "nodejs_eventloop_lag_p50_seconds",
-    help: "The median delay of the event loop since the last scrape, in seconds",
+    help: "The median delay of the event loop since the last scrape, in seconds (sampled while the broker has work)",
     registers: [],
     collect() {
       // A window with no sample yet reads as 0, not as the histogram's placeholder values.
@@ -265,9 +297,18 @@ function eventLoopLag(registers: Registry[]): IntervalHistogram {
       delay.reset();
     },
   });
-  const p99 = new Gauge({ name: "nodejs_eventloop_lag_p99_seconds", help: "The 99th percentile of the event loop's delay since the last scrape, in seconds", registers: [] });
-  const max = new Gauge({ name: "nodejs_eventloop_lag_max_seconds", help: "The largest delay of the event loop since the last scrape, in seconds", registers: [] });
+  const p99 = new Gauge({ name: "nodejs_eventloop_lag_p99_seconds", help: "The 99th percentile of the event loop's delay since the last scrape, in seconds (sampled while the broker has work)", registers: [] });
+  const max = new Gauge({ name: "nodejs_eventloop_lag_max_seconds", help: "The largest delay of the event loop since the last scrape, in seconds (sampled while the broker has work)", registers: [] });
   // p50 first: its collect, which sets the other two and starts a new window, runs before they are read.
   for (const r of registers) for (const g of [p50, p99, max]) r.registerMetric(g);
-  return delay;
+  return {
+    get sampling() {
+      return sampling;
+    },
+    close() {
+      clearInterval(checker);
+      sampling = false;
+      delay.disable();
+    },
+  };
 }

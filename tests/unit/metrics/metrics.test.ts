@@ -18,9 +18,25 @@ const idlePool = {
 let metrics: BrokerMetrics | undefined;
 afterEach(() => metrics?.close());
 
-function make(): BrokerMetrics {
-  metrics = new BrokerMetrics({ label: "unit", channel: "dev", version: "0", pool: () => idlePool, activeTasks: () => ({}), repliesWaiting: () => 0 });
+/** A pool with a turn running: the broker has work, so its event loop is sampled. */
+const busyPool = { ...idlePool, inFlight: 1 };
+
+function make(sources: { pool?: () => PoolStats; activeTasks?: () => Record<string, number>; repliesWaiting?: () => number } = {}, opts: { loopCheckMs?: number } = {}): BrokerMetrics {
+  metrics = new BrokerMetrics({ label: "unit", channel: "dev", version: "0", pool: () => idlePool, activeTasks: () => ({}), repliesWaiting: () => 0, ...sources }, opts);
   return metrics;
+}
+
+/** Holds the main thread for `ms`, as a long synchronous piece of work holds it. */
+function block(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // held
+  }
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await sleep(10);
+  expect(ok(), what).toBe(true);
 }
 
 function sample(text: string, line: RegExp): number {
@@ -53,12 +69,10 @@ describe("broker metrics", () => {
   });
 
   it("the event loop's delay: a 400 ms block shows in the window it fell in, and a scrape starts a new window", async () => {
-    const m = make();
+    const m = make({ pool: () => busyPool }, { loopCheckMs: 10 });
+    await until("sampling while a turn runs", () => m.sampling);
     await sleep(60); // a few samples before the block
-    const until = Date.now() + 400;
-    while (Date.now() < until) {
-      // the main thread held, as a long synchronous piece of work holds it
-    }
+    block(400);
     await sleep(60);
     const first = (await m.render()).body;
     expect(sample(first, /^nodejs_eventloop_lag_max_seconds (\S+)$/m)).toBeGreaterThanOrEqual(0.35);
@@ -70,5 +84,42 @@ describe("broker metrics", () => {
     await sleep(100);
     const second = (await m.render()).body;
     expect(sample(second, /^nodejs_eventloop_lag_max_seconds (\S+)$/m)).toBeLessThan(0.35);
+  });
+
+  it("samples the event loop only while the broker has work: an idle broker is not woken 50 times a second", async () => {
+    let pool = idlePool;
+    const m = make({ pool: () => pool }, { loopCheckMs: 20 });
+    await sleep(60);
+    expect(m.sampling).toBe(false);
+    block(400);
+    await sleep(60);
+    // Not sampled, so not seen: the gauges read 0 for a window with no sample.
+    expect(sample((await m.render()).body, /^nodejs_eventloop_lag_max_seconds (\S+)$/m)).toBe(0);
+    pool = busyPool;
+    await until("sampling once a turn runs", () => m.sampling);
+    await sleep(60);
+    block(400);
+    await sleep(60);
+    expect(sample((await m.render()).body, /^nodejs_eventloop_lag_max_seconds (\S+)$/m)).toBeGreaterThanOrEqual(0.35);
+    pool = idlePool;
+    await until("not sampling once the work is done", () => !m.sampling);
+  });
+
+  it("counts as work a turn queued or running, a running mission's tasks, a reply waiting and a container starting", async () => {
+    const starting = { ...idlePool, containers: [{ state: "starting" }] } as unknown as PoolStats;
+    const ready = { ...idlePool, containers: [{ state: "ready" }] } as unknown as PoolStats;
+    const cases: [string, Parameters<typeof make>[0], boolean][] = [
+      ["idle", {}, false],
+      ["a ready container with nothing to do", { pool: () => ready }, false],
+      ["a turn running", { pool: () => busyPool }, true],
+      ["a turn queued", { pool: () => ({ ...idlePool, queued: 2 }) }, true],
+      ["a running mission's tasks", { activeTasks: () => ({ queued: 0, running: 1 }) }, true],
+      ["a reply waiting", { repliesWaiting: () => 1 }, true],
+      ["a container starting", { pool: () => starting }, true],
+    ];
+    const made = cases.map(([, sources]) => make(sources, { loopCheckMs: 10 }));
+    await sleep(50); // a few looks at the sources
+    cases.forEach(([what, , busy], i) => expect(made[i]!.sampling, what).toBe(busy));
+    for (const m of made) m.close();
   });
 });

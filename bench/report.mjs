@@ -29,18 +29,21 @@ function relaySeries(x) {
   ].filter(([, s]) => s);
 }
 
+/** A difference in ms with its sign: +4.5, −75.2. */
+export const signedMs = (x) => (x < 0 ? `−${-x}` : `+${x}`);
+
 /** The latency measures of a results object: each a title, a unit, and its series (label, summary, role). */
 export function latencyMeasures(r) {
   const m = [];
   if (r.cold) m.push({ title: "cold start: batch → turn/started", unit: "ms", series: [["broker", r.cold.broker, "broker"], ["docker run -i (floor)", r.cold.floor, "floor"]], note: `ratio ${r.cold.ratio}×` });
   if (r.coldSpare) m.push({ title: "cold start with a spare: batch → turn/started (isolated, new workspace)", unit: "ms", series: [["broker, spare ready", r.coldSpare.broker, "broker"], ["docker run -i (floor)", r.coldSpare.floor, "floor"]], note: `ratio ${r.coldSpare.ratio}× (target ≤ 0.85); a spare ${r.coldSpare.spareMemoryMiB.median} MiB` });
-  if (r.warm) m.push({ title: "warm start: batch → turn/started", unit: "ms", series: [["broker", r.warm.broker, "broker"], ["direct app-server pipe (floor)", r.warm.floor, "floor"]], note: `+${r.warm.addedMsP50} ms at p50` });
+  if (r.warm) m.push({ title: "warm start: batch → turn/started", unit: "ms", series: [["broker", r.warm.broker, "broker"], ["direct app-server pipe (floor)", r.warm.floor, "floor"]], note: `${r.warm.ratio !== undefined ? `${r.warm.ratio}× (target ≤ 0.6×), ` : ""}${signedMs(r.warm.addedMsP50)} ms at p50` });
   if (r.relay?.turn) {
     m.push({
       title: "warm turn: model through the relay vs direct",
       unit: "ms",
       series: relaySeries(r.relay.turn),
-      note: `+${[r.relay.addedMsP50?.netns, r.relay.addedMsP50?.socket, r.relay.addedMsP50?.stdio].filter((x) => x !== undefined).join(" / +")} ms at p50`,
+      note: `${[r.relay.addedMsP50?.netns, r.relay.addedMsP50?.socket, r.relay.addedMsP50?.stdio].filter((x) => x !== undefined).map(signedMs).join(" / ")} ms at p50`,
     });
   }
   if (r.relay?.request) {

@@ -60,6 +60,14 @@ describe("the bench report", () => {
     expect(svg.match(/<circle /g)?.length).toBe(3 * 6);
   });
 
+  it("signs the differences it notes: a broker faster than its floor reads −, not +-", () => {
+    const notes = latencyMeasures({
+      warm: { broker: s(22), floor: s(97), addedMsP50: -75.2, ratio: 0.23 },
+      relay: { turn: { direct: s(153), netns: s(151), socket: s(157), stdio: s(159) }, addedMsP50: { netns: -1.5, socket: 4.4, stdio: 5.9 } },
+    }).map((m) => m.note);
+    expect(notes).toEqual(["0.23× (target ≤ 0.6×), −75.2 ms at p50", "−1.5 / +4.4 / +5.9 ms at p50"]);
+  });
+
   it("leaves out what a run did not measure", () => {
     expect(latencyMeasures({ relay: { turn: { direct: s(1), socket: s(2), stdio: s(3) }, addedMsP50: { socket: 1, stdio: 2 } } })).toHaveLength(1);
     expect(renderSvg({})).toContain("<svg");

@@ -4,7 +4,8 @@
 // calls of the recent list (the cheapest tool call: what is left is the transport: HTTP, the
 // Streamable HTTP transport, JSON-RPC) one every GAP ms. Prints, a call, its main thread's CPU
 // and how often it was scheduled (/proc/PID/task/PID/schedstat and status), less what the same
-// broker does idle over as long (its event-loop delay sampler wakes it 50 times a second).
+// broker does idle over as long (a couple of timers a second: its work check and its auth file's
+// watch).
 // Needs `npm run build`.
 //   node bench/status-call-cost.mjs [--calls 300] [--gap 20]
 import { spawn } from "node:child_process";
@@ -34,6 +35,7 @@ try {
     proc.stdout.on("data", onData);
     proc.stderr.on("data", onData);
     proc.once("exit", (c) => reject(new Error(`the broker exited ${c}: ${log}`)));
+    setTimeout(() => reject(new Error(`the broker did not say its port within 30 s: ${log}`)), 30_000).unref();
   });
   const client = new Client({ name: "bench-call-cost", version: "0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
